@@ -1,0 +1,55 @@
+# Two commands matter: `make demo` (the main job end to end) and `make test`.
+# Everything installs itself into .venv (full toolkit) and .venv-runtime (runtime only).
+PYTHON ?= python3
+VENV := .venv
+RT_VENV := .venv-runtime
+BIN := $(VENV)/bin
+RT_BIN := $(RT_VENV)/bin
+FIXTURES ?= build/fixtures
+PIP_FLAGS := --disable-pip-version-check --quiet
+export PYTHONDONTWRITEBYTECODE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install runtime-venv fixtures lint test test-main test-runtime demo bench clean
+
+install: $(VENV)/.installed
+
+# Re-run only when the package metadata changes; editable installs pick up code changes.
+$(VENV)/.installed: setup.cfg pyproject.toml runtime/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -e "./runtime[serve]" -e ".[dev]"
+	touch $@
+
+# A second venv with only the runtime (not editable: proves `pip install ./runtime` works).
+runtime-venv: $(RT_VENV)/.installed
+
+$(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runtime -name '*.py')
+	test -x $(RT_BIN)/python || $(PYTHON) -m venv $(RT_VENV)
+	$(RT_BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
+	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1"
+	touch $@
+
+fixtures: install
+	$(BIN)/python tests/make_fixtures.py --out $(FIXTURES)
+
+lint: install
+	$(BIN)/ruff check .
+
+test-main: install fixtures
+	CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python -m pytest -q tests
+
+test-runtime: runtime-venv fixtures
+	CIFAR10_RUNTIME_ONLY=1 CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(RT_BIN)/python -m pytest -q tests/runtime
+
+test: lint test-main test-runtime
+
+demo: install
+	$(BIN)/python -m cifar10_trainer.demo $(DEMO_ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(RT_VENV) build

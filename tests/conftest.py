@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real CIFAR-10 subset and the generated fixtures live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# ../shared sits beside the clone in CI and on developer machines; it is never copied in.
+SHARED_SUBSET = Path(
+    os.environ.get("CIFAR10_SUBSET", REPO.parent / "shared" / "data" / "cifar-10-subset")
+)
+# Built by `make fixtures` (tests/make_fixtures.py) in the full venv, read by every venv.
+FIXTURES = Path(os.environ.get("CIFAR10_FIXTURES", REPO / "build" / "fixtures"))
+
+
+@pytest.fixture(scope="session")
+def subset_dir() -> Path:
+    """The real CIFAR-10 subset (official python format) from ../shared."""
+    if not (SHARED_SUBSET / "cifar-10-batches-py" / "test_batch").is_file():
+        pytest.skip(f"real CIFAR-10 subset not found at {SHARED_SUBSET} (set CIFAR10_SUBSET)")
+    return SHARED_SUBSET
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Generated models and arrays; absent only when `make fixtures` has not run."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"no generated fixtures at {FIXTURES}: run `make fixtures` first")
+    return FIXTURES

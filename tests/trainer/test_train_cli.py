@@ -1,0 +1,69 @@
+"""`cifar-train` help and user errors: one line on stderr, the right exit code, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "cifar10_trainer.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_help_lists_every_parameter() -> None:
+    res = run("--help")
+    assert res.returncode == 0
+    for flag in ("--config", "--output-dir", "--resume", "--quiet", "--epochs", "--batch-size",
+                 "--learning-rate", "--momentum", "--augment-flip / --no-augment-flip",
+                 "--device", "--mixed-precision", "--strategy", "--cpu-replicas", "--seed",
+                 "--data-dir", "--dataset", "--validation-split"):  # fmt: skip
+        assert flag in res.stdout, flag
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--epochs", "abc"], 2, "'abc' is not a valid integer"),
+        (["--no-such-flag"], 2, "No such option"),
+        (
+            ["--optimizer", "rmsprop"],
+            2,
+            "error: optimizer must be one of ['sgd', 'adam']. Received: optimizer='rmsprop'",
+        ),
+        (["--config", "missing.toml"], 2, "error: parameters file missing.toml not found"),
+        (
+            ["--data-dir", "/nonexistent/cifar"],
+            3,
+            "error: --data-dir /nonexistent/cifar does not exist; pass --data-dir DIR",
+        ),
+        (["--resume"], 2, "error: --resume needs a run folder with config.json"),
+        (["--dataset", "synthetic", "--device", "gpu"], 2, "TensorFlow sees no GPU"),
+        (["--dataset", "synthetic", "--mixed-precision"], 2, "--mixed-precision needs a GPU"),
+    ],
+)
+def test_user_errors_are_one_line(args: list[str], code: int, message: str, tmp_path: Path) -> None:
+    res = run(*args, "--output-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert res.returncode == code, res.stderr
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    if code != 2 or message.startswith("error:"):
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, res.stderr
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_resume_needs_output_dir() -> None:
+    res = run("--resume")
+    assert (
+        res.returncode == 2
+        and res.stderr == "error: --resume needs --output-dir RUN_FOLDER (the run to continue)\n"
+    )
+
+
+def test_resume_refuses_new_parameters(tmp_path: Path) -> None:
+    res = run("--resume", "--output-dir", str(tmp_path), "--epochs", "9")
+    assert res.returncode == 2 and "drop ['--epochs']" in res.stderr

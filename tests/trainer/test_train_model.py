@@ -1,0 +1,66 @@
+"""The network matches the reference specification layer by layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cifar10_trainer.config import REPO_CONFIGS, load_config
+from cifar10_trainer.model import build_model, compile_model
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def model():  # noqa: ANN201
+    m = build_model(load_config(REPO_CONFIGS / "seed.toml"))
+    compile_model(m, load_config(REPO_CONFIGS / "seed.toml"), steps_per_epoch=10)
+    return m
+
+
+def test_layers_in_order(model) -> None:  # noqa: ANN001
+    kinds = [type(layer).__name__ for layer in model.layers]
+    block = ["Conv2D", "Conv2D", "BatchNormalization", "MaxPooling2D", "Dropout"]
+    assert kinds == ["InputLayer", "Rescaling", *block, *block, "Flatten", "Dense", "Dense"]
+
+
+def test_conv_layers(model) -> None:  # noqa: ANN001
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [32, 32, 64, 64]
+    for conv in convs:
+        assert conv.kernel_size == (3, 3) and conv.padding == "same"
+        assert conv.activation.__name__ == "relu"
+        assert isinstance(conv.kernel_initializer, keras.initializers.HeUniform)
+
+
+def test_pooling_dropout_and_head(model) -> None:  # noqa: ANN001
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert all(p.pool_size == (2, 2) for p in pools)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.2, 0.3]  # more dropout in block 2
+    hidden, out = model.layers[-2], model.layers[-1]
+    assert hidden.units == 128 and hidden.activation.__name__ == "relu"
+    assert isinstance(hidden.kernel_initializer, keras.initializers.HeUniform)
+    assert out.units == 10 and out.activation.__name__ == "softmax" and out.name == "probabilities"
+    assert out.dtype_policy.compute_dtype == "float32"
+
+
+def test_shapes_and_preprocessing_inside(model) -> None:  # noqa: ANN001
+    assert model.input.dtype == "uint8" and tuple(model.input.shape) == (None, 32, 32, 3)
+    assert model.layers[1].scale == pytest.approx(1 / 255)
+    assert [tuple(layer.output.shape) for layer in model.layers if "pool" in layer.name] == [
+        (None, 16, 16, 32), (None, 8, 8, 64)]  # fmt: skip
+    probs = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_optimizer_and_loss_from_config(model) -> None:  # noqa: ANN001
+    opt = model.optimizer
+    assert isinstance(opt, keras.optimizers.SGD)
+    assert float(opt.learning_rate) == pytest.approx(0.001) and opt.momentum == pytest.approx(0.9)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+    default = load_config()
+    m2 = build_model(default)
+    compile_model(m2, default, steps_per_epoch=10)
+    assert isinstance(m2.optimizer, keras.optimizers.Adam)
+    assert isinstance(m2.optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)

@@ -1,0 +1,122 @@
+"""Real (short) training runs: outputs, accuracy above chance, resume after a kill, repeatability,
+and MirroredStrategy over two logical CPU devices."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar10_trainer.config import REPO_CONFIGS
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def train(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "cifar10_trainer.cli", "--quiet", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory, subset_dir: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "short"
+    train("--data-dir", str(subset_dir), "--epochs", "3", "--output-dir", str(run_dir))
+    return run_dir
+
+
+def test_short_real_run_beats_chance_clearly(real_run: Path) -> None:
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.25, metrics  # chance is 0.10 on 10 classes
+    assert metrics["test_images"] == 500 and metrics["synthetic"] is False
+    assert metrics["epochs"] == 3 and 1 <= metrics["best_epoch"] <= 3
+
+
+def test_all_outputs_present_and_well_formed(real_run: Path) -> None:
+    names = {p.name for p in real_run.iterdir()}
+    assert {"model.keras", "config.json", "history.csv", "metrics.json",
+            "learning_curves.png", "checkpoint.keras", "state.json"} <= names  # fmt: skip
+    assert not [n for n in names if n.startswith(".")], "temporary files left behind"
+    config = json.loads((real_run / "config.json").read_text())
+    assert config["parameters"]["epochs"] == 3 and config["parameters"]["optimizer"] == "adam"
+    assert config["data"]["train_images"] + config["data"]["validation_images"] == 5085
+    assert {"tensorflow", "keras", "numpy"} <= set(config["versions"])
+    rows = list(csv.DictReader((real_run / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert set(rows[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert float(rows[2]["learning_rate"]) < float(rows[0]["learning_rate"])  # cosine decays
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 500
+    assert metrics["test_accuracy"] == pytest.approx(np.trace(cm) / 500, abs=1e-6)
+    assert set(metrics["per_class_accuracy"]) == set(config["data"]["class_names"])
+    for key in ("test_loss", "wall_seconds", "train_images_per_s", "device"):
+        assert metrics[key], key
+    png = (real_run / "learning_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert (real_run.parent / "latest").resolve() == real_run.resolve()
+
+
+def test_saved_model_takes_uint8_and_matches_test_accuracy(
+    real_run: Path, subset_dir: Path
+) -> None:
+    import keras
+
+    from cifar10_trainer.data import load_cifar10
+
+    model = keras.models.load_model(real_run / "model.keras")
+    data = load_cifar10(subset_dir)
+    acc = float((model.predict(data.x_test, verbose=0).argmax(1) == data.y_test).mean())
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_resume_after_kill_continues_from_last_finished_epoch(tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    args = ["--config", str(REPO_CONFIGS / "seed.toml"), "--dataset", "synthetic", "--epochs", "3",
+            "--output-dir", str(run_dir)]  # fmt: skip
+    cmd = [sys.executable, "-m", "cifar10_trainer.cli", "--quiet", *args]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert 1 <= done < 3 and not (run_dir / "metrics.json").exists()
+    before = list(csv.DictReader((run_dir / "history.csv").open()))
+
+    train("--resume", "--output-dir", str(run_dir))
+    after = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [r["epoch"] for r in after] == ["1", "2", "3"]
+    assert after[:done] == before  # finished epochs kept as they were
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
+
+    # --seed: a fresh run with the same seed repeats the killed run's first epoch exactly.
+    again = tmp_path / "again"
+    train(*args[:4], "--epochs", "1", "--output-dir", str(again))
+    first = next(csv.DictReader((again / "history.csv").open()))
+    assert {k: first[k] for k in ("loss", "val_loss", "val_accuracy")} == {
+        k: before[0][k] for k in ("loss", "val_loss", "val_accuracy")}  # fmt: skip
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
+    run_dir = tmp_path / "mirrored"
+    train("--dataset", "synthetic", "--epochs", "1", "--strategy", "mirrored",
+          "--cpu-replicas", "2", "--batch-size", "64", "--output-dir", str(run_dir))  # fmt: skip
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and "MirroredStrategy over 2" in metrics["device"]
+    assert metrics["synthetic"] is True and metrics["test_accuracy"] > 0.2

@@ -1,0 +1,109 @@
+"""`cifar-train`: every parameters-file key is also a flag (`--batch-size 64`, `--no-augment-flip`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from cifar10_runtime.errors import ConfigError, cli_errors
+
+from .config import TrainConfig, field_types, load_config
+
+_HELP = {
+    "data_dir": "Folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz "
+    "(default: the Keras cache, downloaded once when online).",
+    "dataset": "cifar10 (real) or synthetic (generated, offline).",
+    "filters": "Filters per conv block, comma separated, e.g. 32,64.",
+    "dropout": "Dropout per block, comma separated, e.g. 0.2,0.3.",
+    "cpu_replicas": "Split the CPU into N logical devices for --strategy mirrored.",
+}
+
+
+def _config_options(func):  # noqa: ANN001, ANN202 - decorator
+    """One click option per TrainConfig field, all defaulting to None (= keep the file's value)."""
+    for f in reversed(fields(TrainConfig)):
+        flag = "--" + f.name.replace("_", "-")
+        kind = field_types()[f.name]
+        args = typing.get_args(kind)
+        base = next((a for a in args if a is not type(None)), kind) if args else kind
+        help_text = _HELP.get(f.name, f"Overrides '{f.name}' (file default: see --config).")
+        if base is bool:
+            opt = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
+        elif typing.get_origin(base) is tuple:
+            opt = click.option(flag, f.name, type=str, default=None, help=help_text)
+        else:
+            opt = click.option(flag, f.name, type=base, default=None, help=help_text)
+        func = opt(func)
+    return func
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML parameters file [default: configs/default.toml].",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run folder [default: runs/<UTC timestamp>; runs/latest -> newest completed].",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --output-dir from its last "
+    "finished epoch, with its saved parameters.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar, only the final summary.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
+@_config_options
+def main(config_path: Path | None, output_dir: Path | None, resume: bool, quiet: bool,
+         verbose: bool, **overrides: object) -> None:  # fmt: skip
+    """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    with cli_errors(verbose):
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if resume:
+            if output_dir is None:
+                raise ConfigError("--resume needs --output-dir RUN_FOLDER (the run to continue)")
+            if given or config_path:
+                raise ConfigError(
+                    "--resume continues with the run's saved parameters; drop "
+                    f"{sorted('--' + k.replace('_', '-') for k in given) or ['--config']}"
+                )
+            from .train import load_run_config
+
+            cfg = load_run_config(output_dir)
+        else:
+            cfg = load_config(config_path, **given)
+            if output_dir is not None and (output_dir / "state.json").exists():
+                raise ConfigError(
+                    f"{output_dir} already holds a run; pass --resume to continue it "
+                    "or choose another --output-dir"
+                )
+        from .train import train
+
+        progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+        result = train(cfg, output_dir, resume=resume, verbose=progress)
+        m = result.metrics
+        tag = " [SYNTHETIC data]" if m["synthetic"] else ""
+        click.echo(
+            f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f} "
+            f"({m['test_images']} images){tag}; {m['epochs']} epochs, "
+            f"{m['train_images_per_s']:.0f} images/s on {m['device']}; "
+            f"outputs in {result.run_dir}"
+        )
+
+
+if __name__ == "__main__":
+    main()

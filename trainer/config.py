@@ -1,0 +1,164 @@
+"""The training parameters: one frozen dataclass, read from a TOML file, overridden by flags.
+
+The defaults here are the reference run (configs/seed.toml spells them out); configs/default.toml
+is our better recipe. Unknown keys and wrong types are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from cifar10_runtime.errors import ConfigError
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- data
+    dataset: str = "cifar10"  # "cifar10" (real) or "synthetic" (offline demos, fast tests)
+    data_dir: str | None = None  # None: the Keras cache, downloaded once when online
+    validation_split: float = 0.1  # carved from training data; test batch only for final metrics
+    # --- network (the reference's two-block VGG)
+    filters: tuple[int, ...] = (32, 64)  # one conv block per entry, two convs each
+    dropout: tuple[float, ...] = (0.2, 0.3)  # per block, growing with depth like the reference
+    dense_units: int = 128  # the reference's hidden Dense width
+    dense_dropout: float = 0.0  # the reference had none before the classifier
+    # --- optimisation
+    optimizer: str = "sgd"  # "sgd" or "adam"
+    learning_rate: float = 0.001
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over all epochs)
+    label_smoothing: float = 0.0
+    epochs: int = 50
+    batch_size: int = 32  # global batch, split across replicas under a strategy
+    # --- augmentation (training batches only; never in the saved model)
+    augment_flip: bool = False  # random horizontal flip
+    augment_crop_padding: int = 0  # pad by N pixels then crop 32x32 back: random translation
+    # --- execution
+    device: str = "auto"  # "auto" (a GPU if visible), "cpu", "gpu"
+    mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
+    strategy: str = "none"  # "none" or "mirrored" (tf.distribute.MirroredStrategy)
+    cpu_replicas: int = 0  # >1: split the CPU into N logical devices for "mirrored" (tests)
+    seed: int = 0  # seeds data split, shuffling, init and augmentation; CPU runs repeat exactly
+
+    def __post_init__(self) -> None:
+        _check_choice("dataset", self.dataset, ("cifar10", "synthetic"))
+        _check_choice("optimizer", self.optimizer, ("sgd", "adam"))
+        _check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        _check_choice("device", self.device, ("auto", "cpu", "gpu"))
+        _check_choice("strategy", self.strategy, ("none", "mirrored"))
+        if not self.filters or any(f <= 0 for f in self.filters):
+            raise ConfigError(f"filters must be positive. Received: filters={list(self.filters)}")
+        if len(self.dropout) != len(self.filters):
+            raise ConfigError(
+                f"dropout needs one rate per block ({len(self.filters)}). "
+                f"Received: dropout={list(self.dropout)}"
+            )
+        for name in ("epochs", "batch_size", "dense_units"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"{name} must be at least 1. Received: {name}={getattr(self, name)}"
+                )
+        for name, value in [("learning_rate", self.learning_rate)]:
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive. Received: {name}={value}")
+        rates = [*self.dropout, self.dense_dropout, self.label_smoothing, self.momentum]
+        if any(not 0.0 <= r < 1.0 for r in rates):
+            raise ConfigError(
+                "dropout, dense_dropout, label_smoothing and momentum must be in [0, 1). "
+                f"Received: {rates}"
+            )
+        if self.augment_crop_padding < 0 or self.cpu_replicas < 0:
+            raise ConfigError("augment_crop_padding and cpu_replicas cannot be negative")
+        if self.cpu_replicas > 1 and self.strategy != "mirrored":
+            raise ConfigError(
+                f"cpu_replicas only makes sense with strategy='mirrored'. "
+                f"Received: cpu_replicas={self.cpu_replicas}, strategy={self.strategy!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
+
+
+def field_types() -> dict[str, Any]:
+    """Each field's declared type, resolved (the module uses postponed annotations)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def coerce(name: str, value: Any, source: str) -> Any:
+    """Check one value against its field's type; ints are accepted where floats are expected."""
+    kind = field_types()[name]
+    optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
+    if optional:
+        if value is None:
+            return None
+        kind = next(a for a in kind.__args__ if a is not type(None))
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        item = kind.__args__[0]
+        if isinstance(value, str):  # from a flag: "32,64"
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {name} must be a list. Received: {name}={value!r}")
+        return tuple(coerce_scalar(name, item, v, source) for v in value)
+    return coerce_scalar(name, kind, value, source)
+
+
+def coerce_scalar(name: str, kind: type, value: Any, source: str) -> Any:
+    if isinstance(value, str) and kind is not str:  # flags arrive as text
+        try:
+            value = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
+            pass
+    ok = (
+        (kind is bool and isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (kind is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{source}: {name} must be {kind.__name__}. Received: {name}={value!r}")
+    return float(value) if kind is float else value
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Read a TOML parameters file (default configs/default.toml), then apply flag overrides."""
+    path = Path(path) if path else REPO_CONFIGS / "default.toml"
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"parameters file {path} not found; pass --config PATH.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}")
+    values = {k: coerce(k, v, str(path)) for k, v in raw.items()}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown parameter. Received: {key}={value!r}")
+        if value is not None:
+            values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
+    return TrainConfig(**values)
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,280 @@
+"""CIFAR-10 from the official python format (folder, .tar.gz or Keras cache) and a synthetic twin.
+
+Every loader returns the same `Dataset`: uint8 NHWC RGB images and int64 labels in 0..9.
+The pickles are read with a restricted unpickler, so a hostile batch file cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifar10_runtime.errors import DataError
+
+CLASS_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+BATCH_DIR = "cifar-10-batches-py"
+ARCHIVE = "cifar-10-python.tar.gz"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# Pinned like keras.datasets.cifar10: a tampered or truncated download is refused.
+ARCHIVE_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+OFFLINE_HINT = "pass --data-dir DIR (holding cifar-10-batches-py/ or cifar-10-python.tar.gz) "
+OFFLINE_HINT += "or use --dataset synthetic"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: np.ndarray  # uint8 [N, 32, 32, 3]
+    y_train: np.ndarray  # int64 [N]
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str  # where it came from, recorded in config.json and metrics.json
+    synthetic: bool = False
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    # CIFAR batches hold dicts of bytes, lists and numpy arrays; nothing else may be built.
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle protocol
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+
+
+def _unpickle(raw: bytes, name: str) -> dict:
+    try:
+        obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as exc:  # truncated, not a pickle, forbidden global: all one user error
+        raise DataError(
+            f"{name} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); "
+            "re-download the official cifar-10-python.tar.gz"
+        ) from None
+    if not isinstance(obj, dict):
+        raise DataError(
+            f"{name} is not a CIFAR-10 batch: expected a dict, got {type(obj).__name__}"
+        )
+    return obj
+
+
+def parse_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one batch file's bytes into (uint8 [N,32,32,3], int64 [N]), validating everything."""
+    obj = _unpickle(raw, name)
+    if b"data" not in obj or b"labels" not in obj:
+        found = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in obj)
+        raise DataError(
+            f"{name} is not a CIFAR-10 batch: needs keys 'data' and 'labels', found {found}"
+        )
+    data = np.asarray(obj[b"data"])
+    labels = np.asarray(obj[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(
+            f"{name} has images of shape {data.shape} and dtype {data.dtype}; "
+            "CIFAR-10 needs uint8 rows of 3072 values (3x32x32)"
+        )
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"{name} has {labels.size} labels for {len(data)} images")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(
+            f"{name} has labels outside 0..9 (found {int(labels.min())}..{int(labels.max())})"
+        )
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored CHW, we serve HWC
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def _class_names(meta: bytes | None, name: str) -> tuple[str, ...]:
+    if meta is None:
+        return CLASS_NAMES
+    obj = _unpickle(meta, name)
+    names = obj.get(b"label_names")
+    if not isinstance(names, list) or len(names) != 10:
+        raise DataError(f"{name} has no list of 10 label_names")
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+
+def _assemble(read, source: str) -> Dataset:
+    """Build a Dataset from `read(filename) -> bytes | None` (None: file absent)."""
+    parts = []
+    for fname in TRAIN_FILES:
+        raw = read(fname)
+        if raw is None:
+            raise DataError(f"{source} is missing {fname}; {OFFLINE_HINT}")
+        parts.append(parse_batch(raw, f"{source}/{fname}"))
+    test_raw = read(TEST_FILE)
+    if test_raw is None:
+        raise DataError(f"{source} is missing {TEST_FILE}; {OFFLINE_HINT}")
+    x_test, y_test = parse_batch(test_raw, f"{source}/{TEST_FILE}")
+    return Dataset(
+        x_train=np.concatenate([p[0] for p in parts]),
+        y_train=np.concatenate([p[1] for p in parts]),
+        x_test=x_test,
+        y_test=y_test,
+        class_names=_class_names(read(META_FILE), f"{source}/{META_FILE}"),
+        source=source,
+    )
+
+
+def _from_folder(folder: Path) -> Dataset:
+    def read(fname: str) -> bytes | None:
+        path = folder / fname
+        return path.read_bytes() if path.is_file() else None
+
+    return _assemble(read, str(folder))
+
+
+def _from_archive(archive: Path) -> Dataset:
+    # Members are read in memory, never extracted, so a crafted path ("../x") cannot escape.
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = {
+                m.name: m for m in tar.getmembers()
+                if m.isfile() and m.name.startswith(f"{BATCH_DIR}/")
+            }  # fmt: skip
+
+            def read(fname: str) -> bytes | None:
+                member = members.get(f"{BATCH_DIR}/{fname}")
+                if member is None:
+                    return None
+                handle = tar.extractfile(member)
+                return handle.read() if handle else None
+
+            return _assemble(read, str(archive))
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(
+            f"{archive} is not a readable cifar-10-python.tar.gz ({type(exc).__name__}: {exc}); "
+            "re-download it or pass the extracted folder"
+        ) from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+
+
+def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
+    """Download the official archive once into the Keras cache and verify its SHA-256."""
+    cache = cache or keras_cache_dir()
+    target = cache / ARCHIVE
+    if target.is_file() and sha256_of(target) == ARCHIVE_SHA256:
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(origin, timeout=30) as resp, open(partial, "wb") as out:
+            while block := resp.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}") from None
+    got = sha256_of(partial)
+    if got != ARCHIVE_SHA256:
+        partial.unlink(missing_ok=True)
+        raise DataError(
+            f"downloaded {origin} has SHA-256 {got}, expected {ARCHIVE_SHA256}; {OFFLINE_HINT}"
+        )
+    os.replace(partial, target)
+    return target
+
+
+def load_cifar10(data_dir: str | Path | None = None) -> Dataset:
+    """Load real CIFAR-10: DIR holds cifar-10-batches-py/ or the .tar.gz, or is the batch folder.
+
+    With no data_dir: the Keras cache, downloading once (checksum checked) when online.
+    """
+    if data_dir is None:
+        cache = keras_cache_dir()
+        if (cache / BATCH_DIR / TEST_FILE).is_file():
+            return _from_folder(cache / BATCH_DIR)
+        return _from_archive(download_archive(cache))
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        raise DataError(f"--data-dir {root} does not exist; {OFFLINE_HINT}")
+    if root.is_file():
+        return _from_archive(root)
+    if (root / BATCH_DIR).is_dir():
+        return _from_folder(root / BATCH_DIR)
+    if (root / ARCHIVE).is_file():
+        return _from_archive(root / ARCHIVE)
+    if (root / TEST_FILE).exists() or (root / TRAIN_FILES[0]).exists():
+        return _from_folder(root)
+    raise DataError(f"--data-dir {root} holds neither {BATCH_DIR}/ nor {ARCHIVE}; {OFFLINE_HINT}")
+
+
+def load_synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Dataset:
+    """Deterministic images with 10 learnable classes: class k is a striped pattern with its own
+    orientation, frequency and colour, under random phase, brightness and noise."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n, dtype=np.int64) % 10
+        rng.shuffle(labels)
+        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+        angle = labels[:, None, None] * (np.pi / 10)
+        freq = (0.25 + 0.08 * (labels % 5))[:, None, None]
+        phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+        wave = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
+        hue = np.stack([np.cos(labels * 0.63), np.cos(labels * 0.63 + 2.1),
+                        np.cos(labels * 0.63 + 4.2)], axis=-1)  # fmt: skip
+        colour = 0.5 + 0.35 * hue[:, None, None, :]
+        light = rng.uniform(0.7, 1.0, size=(n, 1, 1, 1))
+        img = colour * light * (0.6 + 0.4 * wave[..., None])
+        img += rng.normal(0, 0.06, size=img.shape)
+        return (np.clip(img, 0, 1) * 255).astype(np.uint8), labels
+
+    x_train, y_train = make(n_train)
+    x_test, y_test = make(n_test)
+    return Dataset(x_train, y_train, x_test, y_test, CLASS_NAMES,
+                   source=f"synthetic(seed={seed})", synthetic=True)  # fmt: skip
+
+
+def load_dataset(
+    name: str = "cifar10", data_dir: str | Path | None = None, seed: int = 0
+) -> Dataset:
+    """The one entry point the CLIs use: `cifar10` (real) or `synthetic`."""
+    if name == "synthetic":
+        return load_synthetic(seed=seed)
+    if name == "cifar10":
+        return load_cifar10(data_dir)
+    raise DataError(f"unknown dataset. Received: dataset={name!r}; use 'cifar10' or 'synthetic'")
+
+
+def split_validation(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Carve a validation set out of the training data (the test batch stays untouched)."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(
+            f"validation split must be in (0, 1). Received: validation_split={fraction}"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, int(round(len(x) * fraction)))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]

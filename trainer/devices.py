@@ -1,0 +1,82 @@
+"""Where training runs: device choice, mixed precision and tf.distribute strategies.
+
+All of this must happen before TensorFlow initialises its devices, so `configure` is called
+once, first thing, by the training entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cifar10_runtime.errors import ConfigError
+
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str  # "cpu" or "gpu", what actually runs
+    replicas: int
+    strategy: Any  # a tf.distribute.Strategy (the default one when none was asked for)
+    mixed_precision: bool
+    description: str  # recorded in config.json and metrics.json
+
+
+def configure(cfg: TrainConfig) -> Placement:
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.device == "gpu" and not gpus:
+        raise ConfigError(
+            "--device gpu was asked for but TensorFlow sees no GPU; install the 'gpu' extra "
+            "(tensorflow[and-cuda]) with a CUDA driver, or use --device cpu / auto"
+        )
+    use_gpu = bool(gpus) and cfg.device in ("auto", "gpu")
+    if not use_gpu and gpus:
+        tf.config.set_visible_devices([], "GPU")
+    if cfg.mixed_precision and not use_gpu:
+        raise ConfigError(
+            "--mixed-precision needs a GPU (float16 on CPU is slower, not faster); "
+            "drop the flag or run where a GPU is visible"
+        )
+    if use_gpu:
+        for gpu in gpus:
+            # Grow on demand so a second process (an export, a server) can share the card.
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+    devices: list[str] = []
+    if cfg.strategy == "mirrored":
+        if use_gpu:
+            devices = [f"/gpu:{i}" for i in range(len(gpus))]
+        else:
+            n = max(cfg.cpu_replicas, 1)
+            if n > 1:
+                cpu = tf.config.list_physical_devices("CPU")[0]
+                tf.config.set_logical_device_configuration(
+                    cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+                )
+            devices = [f"/cpu:{i}" for i in range(n)]
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+    else:
+        strategy = tf.distribute.get_strategy()
+
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    else:
+        keras.mixed_precision.set_global_policy("float32")
+
+    if not use_gpu:
+        # Repeatable CPU runs (--seed); GPU kernels stay free to be fast and nondeterministic.
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(cfg.seed)
+
+    kind = "gpu" if use_gpu else "cpu"
+    replicas = strategy.num_replicas_in_sync
+    desc = f"{kind} x{len(gpus) if use_gpu else 1}"
+    if cfg.strategy == "mirrored":
+        desc += f", MirroredStrategy over {replicas} replica(s): {', '.join(devices)}"
+    if cfg.mixed_precision:
+        desc += ", mixed_float16"
+    return Placement(kind, replicas, strategy, cfg.mixed_precision, desc)

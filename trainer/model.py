@@ -1,0 +1,67 @@
+"""The reference two-block VGG-style CNN, with its preprocessing inside the model.
+
+The model takes uint8 RGB images, so the exported ONNX graph does too and no client has to
+know how the trainer scaled its inputs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import TrainConfig
+
+if TYPE_CHECKING:
+    import keras
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+
+
+def build_model(cfg: TrainConfig, num_classes: int = 10) -> keras.Model:
+    """Per block Conv3x3 x2 -> BatchNorm -> MaxPool 2 -> Dropout; Flatten -> Dense -> softmax."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name=INPUT_NAME)
+    x = layers.Rescaling(1.0 / 255.0, name="scale_to_unit")(inputs)
+    for block, (filters, rate) in enumerate(zip(cfg.filters, cfg.dropout, strict=True), start=1):
+        for conv in (1, 2):
+            x = layers.Conv2D(
+                filters, 3, padding="same", activation="relu",
+                kernel_initializer="he_uniform", name=f"block{block}_conv{conv}",
+            )(x)  # fmt: skip
+        x = layers.BatchNormalization(name=f"block{block}_bn")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        x = layers.Dropout(rate, seed=cfg.seed + block, name=f"block{block}_dropout")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(
+        cfg.dense_units, activation="relu", kernel_initializer="he_uniform", name="dense"
+    )(x)
+    if cfg.dense_dropout > 0:
+        x = layers.Dropout(cfg.dense_dropout, seed=cfg.seed, name="dense_dropout")(x)
+    # float32 even under mixed precision: a float16 softmax loses small probabilities.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
+    return keras.Model(inputs, outputs, name="cifar10_vgg2")
+
+
+def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """SGD+momentum (the reference) or Adam, with a constant or cosine learning rate."""
+    import keras
+
+    lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        # Keyed on optimizer.iterations, which the checkpoint restores, so --resume stays on curve.
+        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * steps_per_epoch)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    return keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    import keras
+
+    model.compile(
+        optimizer=build_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )

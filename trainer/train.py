@@ -1,0 +1,173 @@
+"""The training run: data, model, fit with per-epoch checkpoints, final test metrics and outputs.
+
+A run folder holds config.json (written first), checkpoint.keras + state.json (after every
+finished epoch, for --resume), model.keras (the best epoch by validation accuracy), history.csv,
+and, once complete, metrics.json and learning_curves.png; runs/latest then points at it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cifar10_runtime.errors import ConfigError
+
+from . import __version__, outputs
+from .config import TrainConfig, coerce
+from .data import Dataset, load_dataset, split_validation
+from .devices import configure
+from .model import build_model, compile_model
+from .pipeline import make_dataset
+
+CHECKPOINT, STATE, MODEL = "checkpoint.keras", "state.json", "model.keras"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def default_run_dir(root: Path = Path("runs")) -> Path:
+    return root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__,
+            "cifar10_trainer": __version__}  # fmt: skip
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The resolved parameters a run saved, so --resume continues with exactly those."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume needs a run folder with config.json. Received: {run_dir}")
+    saved = json.loads(path.read_text())["parameters"]
+    return TrainConfig(**{k: coerce(k, v, str(path)) for k, v in saved.items()})
+
+
+class _EpochCheckpoint:
+    """Keras callback (built lazily so importing this module stays TensorFlow-free)."""
+
+    @staticmethod
+    def create(run_dir: Path, state: dict[str, Any]):  # noqa: ANN205 - a keras Callback
+        import keras
+
+        class EpochCheckpoint(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self._start = time.perf_counter()
+                self._train_seconds: float | None = None
+
+            def on_test_begin(self, logs: dict | None = None) -> None:
+                if self._train_seconds is None:  # the validation pass closing this epoch
+                    self._train_seconds = time.perf_counter() - self._start
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                logs = dict(logs or {})
+                lr = self.model.optimizer.learning_rate
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+                row = {k: float(v) for k, v in logs.items() if k in outputs.HISTORY_KEYS}
+                state["history"].append(row)
+                state["epoch"] = epoch + 1
+                state["train_seconds"] += self._train_seconds or (time.perf_counter() - self._start)
+                state["wall_seconds"] = state.get("wall_seconds", 0.0) + (
+                    time.perf_counter() - self._start
+                )
+                if row.get("val_accuracy", -1.0) > state["best_val_accuracy"]:
+                    state["best_val_accuracy"] = row["val_accuracy"]
+                    state["best_epoch"] = epoch + 1
+                    outputs.save_keras(self.model, run_dir / MODEL)
+                outputs.save_keras(self.model, run_dir / CHECKPOINT)
+                outputs.write_history(run_dir / "history.csv", state["history"])
+                # state.json last: it is what says the epoch is finished.
+                outputs.write_json(run_dir / STATE, state)
+
+        return EpochCheckpoint()
+
+
+def _data_record(data: Dataset, n_train: int, n_val: int) -> dict[str, Any]:
+    return {"source": data.source, "synthetic": data.synthetic, "train_images": n_train,
+            "validation_images": n_val, "test_images": int(len(data.x_test)),
+            "class_names": list(data.class_names)}  # fmt: skip
+
+
+def train(
+    cfg: TrainConfig, run_dir: Path | None = None, *, resume: bool = False, verbose: int = 1
+) -> RunResult:
+    """Train (or resume) one run and write every output; returns the run folder and metrics."""
+    run_dir = Path(run_dir) if run_dir else default_run_dir()
+    state: dict[str, Any] = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0,
+                             "train_seconds": 0.0, "history": []}  # fmt: skip
+    if resume and (run_dir / STATE).is_file():
+        state = json.loads((run_dir / STATE).read_text())
+    elif resume:
+        raise ConfigError(f"nothing to resume in {run_dir}: no finished epoch (no {STATE})")
+    data = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # bad data fails before TF
+    placement = configure(cfg)
+    x_tr, y_tr, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.validation_split,
+                                                cfg.seed)  # fmt: skip
+    train_ds = make_dataset(x_tr, y_tr, cfg, training=True)
+    val_ds = make_dataset(x_val, y_val, cfg, training=False)
+    steps = -(-len(x_tr) // cfg.batch_size)
+
+    import keras
+
+    with placement.strategy.scope():
+        if resume:
+            model = keras.models.load_model(run_dir / CHECKPOINT)
+        else:
+            model = build_model(cfg, num_classes=len(data.class_names))
+            compile_model(model, cfg, steps)
+
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        outputs.write_json(run_dir / "config.json", {
+            "parameters": cfg.to_dict(), "data": _data_record(data, len(x_tr), len(x_val)),
+            "device": placement.description, "versions": versions(),
+            "command": " ".join(sys.argv), "started_utc": datetime.now(UTC).isoformat(),
+        })  # fmt: skip
+
+    if state["epoch"] < cfg.epochs:
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epoch"],
+            callbacks=[_EpochCheckpoint.create(run_dir, state)], verbose=verbose,
+            shuffle=False,  # the tf.data pipeline already reshuffles every epoch
+        )  # fmt: skip
+
+    with placement.strategy.scope():
+        best = keras.models.load_model(run_dir / MODEL)
+    test_ds = make_dataset(data.x_test, data.y_test, cfg, training=False)
+    test_loss, test_acc = best.evaluate(test_ds, verbose=0)
+    predicted = best.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
+    images_seen = len(x_tr) * len(state["history"])
+    metrics = {
+        "test_loss": float(test_loss), "test_accuracy": float(test_acc),
+        **outputs.classification_report(data.y_test, predicted, data.class_names),
+        "epochs": len(state["history"]), "best_epoch": state["best_epoch"],
+        "best_val_accuracy": state["best_val_accuracy"],
+        "wall_seconds": round(state.get("wall_seconds", 0.0), 2),  # fit, validation included
+        "train_seconds": round(state["train_seconds"], 2),
+        "train_images_per_s": round(images_seen / state["train_seconds"], 1),
+        "device": placement.description, "replicas": placement.replicas,
+        "dataset": data.source, "synthetic": data.synthetic,
+        "test_images": int(len(data.x_test)),
+    }  # fmt: skip
+    label = " (SYNTHETIC data)" if data.synthetic else ""
+    outputs.plot_learning_curves(
+        run_dir / "learning_curves.png", state["history"],
+        f"{run_dir.name}{label}: test accuracy {test_acc:.3f}, loss {test_loss:.3f}",
+    )  # fmt: skip
+    outputs.write_json(run_dir / "metrics.json", metrics)
+    outputs.point_latest(run_dir.parent, run_dir)
+    return RunResult(run_dir, metrics)
