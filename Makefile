@@ -8,7 +8,6 @@ RT_BIN := $(RT_VENV)/bin
 FIXTURES ?= build/fixtures
 PIP_FLAGS := --disable-pip-version-check --quiet
 export PYTHONDONTWRITEBYTECODE := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install runtime-venv fixtures lint test test-main test-runtime demo bench clean
 

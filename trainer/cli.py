@@ -70,7 +70,7 @@ def main(config_path: Path | None, output_dir: Path | None, resume: bool, quiet:
          verbose: bool, **overrides: object) -> None:  # fmt: skip
     """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
     if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
     with cli_errors(verbose):
         given = {k: v for k, v in overrides.items() if v is not None}
         if resume:

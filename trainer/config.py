@@ -37,11 +37,13 @@ class TrainConfig:
     nesterov: bool = False  # SGD only
     lr_schedule: str = "constant"  # "constant" or "cosine" (decays to 0 over all epochs)
     label_smoothing: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW-style) decay; 0 is the reference
     epochs: int = 50
     batch_size: int = 32  # global batch, split across replicas under a strategy
     # --- augmentation (training batches only; never in the saved model)
     augment_flip: bool = False  # random horizontal flip
     augment_crop_padding: int = 0  # pad by N pixels then crop 32x32 back: random translation
+    augment_cutout: int = 0  # grey out a random NxN square (occlusion); 0 turns it off
     # --- execution
     device: str = "auto"  # "auto" (a GPU if visible), "cpu", "gpu"
     mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
@@ -76,8 +78,9 @@ class TrainConfig:
                 "dropout, dense_dropout, label_smoothing and momentum must be in [0, 1). "
                 f"Received: {rates}"
             )
-        if self.augment_crop_padding < 0 or self.cpu_replicas < 0:
-            raise ConfigError("augment_crop_padding and cpu_replicas cannot be negative")
+        for name in ("augment_crop_padding", "augment_cutout", "cpu_replicas", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} cannot be negative. Received: {getattr(self, name)}")
         if self.cpu_replicas > 1 and self.strategy != "mirrored":
             raise ConfigError(
                 f"cpu_replicas only makes sense with strategy='mirrored'. "

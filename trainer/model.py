@@ -52,9 +52,12 @@ def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.
     if cfg.lr_schedule == "cosine":
         # Keyed on optimizer.iterations, which the checkpoint restores, so --resume stays on curve.
         lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * steps_per_epoch)
+    decay = cfg.weight_decay or None  # Keras applies it decoupled, as AdamW does
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    return keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return keras.optimizers.Adam(learning_rate=lr, weight_decay=decay)
+    return keras.optimizers.SGD(
+        learning_rate=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=decay
+    )
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:

@@ -24,9 +24,24 @@ def _augment(cfg: TrainConfig, seed: int):
             # Reflect padding keeps edge statistics; zero bars would be a tell the test set lacks.
             padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
             image = tf.image.random_crop(padded, [32, 32, 3], seed=seed + 1)
+        if cfg.augment_cutout:
+            image = _cutout(image, cfg.augment_cutout, seed + 2)
         return image, label
 
     return augment
+
+
+def _cutout(image: tf.Tensor, size: int, seed: int) -> tf.Tensor:
+    import tensorflow as tf
+
+    # The centre may sit near an edge, so part of the square can fall outside (as in DeVries
+    # & Taylor 2017): the network sees partial occlusions too.
+    cy, cx = tf.unstack(tf.random.uniform([2], 0, 32, dtype=tf.int32, seed=seed))
+    offsets = tf.range(32)
+    rows = (offsets >= cy - size // 2) & (offsets < cy - size // 2 + size)
+    cols = (offsets >= cx - size // 2) & (offsets < cx - size // 2 + size)
+    inside = tf.logical_and(rows[:, None], cols[None, :])[:, :, None]
+    return tf.where(inside, tf.constant(128, image.dtype), image)  # mid grey ~ dataset mean
 
 
 def make_dataset(
@@ -44,7 +59,7 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices((x, labels))
     if training:
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
-        if cfg.augment_flip or cfg.augment_crop_padding:
+        if cfg.augment_flip or cfg.augment_crop_padding or cfg.augment_cutout:
             ds = ds.map(_augment(cfg, cfg.seed), num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)  # fmt: skip
     ds = ds.batch(cfg.batch_size)

@@ -119,4 +119,5 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
           "--cpu-replicas", "2", "--batch-size", "64", "--output-dir", str(run_dir))  # fmt: skip
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and "MirroredStrategy over 2" in metrics["device"]
-    assert metrics["synthetic"] is True and metrics["test_accuracy"] > 0.2
+    # One epoch of ~70 steps: well above chance (0.10; 0.15 is ~5 standard errors on 1,000).
+    assert metrics["synthetic"] is True and metrics["test_accuracy"] > 0.15

@@ -1,0 +1,25 @@
+"""cifar10_runtime: serve CIFAR-10 ONNX models with onnxruntime, no TensorFlow.
+
+>>> from cifar10_runtime import Predictor
+>>> Predictor("model.onnx").predict("cat.png").label
+"""
+
+from .errors import CifarError, ConfigError, DataError, ImageError, ModelError, ParityError
+from .images import load_image
+from .predictor import ClassScore, Prediction, Predictor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CifarError",
+    "ClassScore",
+    "ConfigError",
+    "DataError",
+    "ImageError",
+    "ModelError",
+    "ParityError",
+    "Prediction",
+    "Predictor",
+    "__version__",
+    "load_image",
+]

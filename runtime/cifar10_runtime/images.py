@@ -1,0 +1,203 @@
+"""Turn anything image-like into the uint8 [32,32,3] RGB array the model takes.
+
+Sources: a path, bytes, a binary file object, a `PIL.Image`, or a uint8 HWC array
+(a 32x32x3 array is used as is, without a copy). Files are decoded with Pillow:
+
+1. the header is read first; anything over `PIL.Image.MAX_IMAGE_PIXELS` is refused as a
+   possible decompression bomb (Pillow itself only warns up to twice that limit);
+2. JPEGs are decoded at reduced size with `Image.draft` (DCT scaling: 1/2, 1/4, 1/8,
+   never below 32x32), which makes a 12-megapixel photo cost about as much as a thumbnail;
+3. the EXIF orientation is applied;
+4. every mode becomes RGB: transparency (RGBA, LA, PA, P with a transparent colour) is
+   composited over white, CMYK/L/1/P/YCbCr are converted, 16-bit samples (I;16*, I) are
+   scaled to 8 bits by dropping the low byte, float (F) samples are clipped to 0..255;
+5. the image is resized to exactly 32x32 with Pillow's BILINEAR filter (RESAMPLE below;
+   Pillow widens its support when shrinking, so it also antialiases). The aspect ratio
+   is not kept: CIFAR-10 images are square, and cropping would drop part of the object.
+
+Every failure raises ImageError naming the file (or the name passed by the caller).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import warnings
+from typing import Any, BinaryIO, TypeAlias
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+SIZE = (32, 32)
+RESAMPLE = Image.Resampling.BILINEAR
+BACKGROUND = (255, 255, 255)
+_ORIENTATION_TAG = 0x0112
+_TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+# warnings.catch_warnings swaps process-wide state; the lock keeps two decoding threads from
+# restoring each other's filters. Only the header parse runs under it, so it is cheap.
+_OPEN_LOCK = threading.Lock()
+
+ImageSource: TypeAlias = (
+    str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+)
+
+
+def source_name(source: Any) -> str:
+    """How error messages name an image source."""
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or "<PIL.Image>"
+    return str(getattr(source, "name", "") or f"<{type(source).__name__}>")
+
+
+def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
+    """Decode `source` into a uint8 [32,32,3] RGB array; raise ImageError naming it."""
+    name = name or source_name(source)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name)
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, name)
+        return _guarded(_to_array, source, name)
+    if isinstance(source, str | os.PathLike):
+        return _from_path(os.fspath(source), name)
+    if isinstance(source, bytes | bytearray | memoryview):
+        if len(source) == 0:
+            raise ImageError(f"{name}: empty (0 bytes), not an image. Send the file's content.")
+        return _decode(io.BytesIO(source), name)
+    if hasattr(source, "read"):
+        return _decode(source, name)
+    raise ImageError(
+        f"{name}: cannot read an image from a {type(source).__name__}. Pass a path, bytes, "
+        "a binary file object, a PIL.Image or a uint8 HxWx3 array."
+    )
+
+
+def _from_path(path: str, name: str) -> np.ndarray:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file. Check the path.") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read ({exc.strerror}).") from None
+    if os.path.isdir(path):
+        raise ImageError(f"{name}: is a folder, not an image file.")
+    if size == 0:
+        raise ImageError(f"{name}: empty file (0 bytes), not an image. Replace or remove it.")
+    try:
+        with open(path, "rb") as handle:
+            return _decode(handle, name)
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read ({exc.strerror or exc}).") from None
+
+
+def _decode(handle: BinaryIO, name: str) -> np.ndarray:
+    try:
+        with _OPEN_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{name}: not an image Pillow can read (unknown or damaged format). "
+            "Use PNG, JPEG, BMP, GIF, TIFF or WebP."
+        ) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        pixels = str(exc).split(" pixels")[0].removeprefix("Image size (")
+        raise ImageError(_bomb_message(name, f"{pixels} pixels")) from None
+    except Exception as exc:  # Pillow raises many types for damaged headers
+        raise ImageError(f"{name}: broken image header ({type(exc).__name__}: {exc}).") from None
+    with image:
+        _check_pixels(image.size, name)
+        if image.format == "JPEG":
+            image.draft(None, SIZE)
+        return _guarded(_to_array, image, name)
+
+
+def _guarded(convert: Any, image: Image.Image, name: str) -> np.ndarray:
+    try:
+        return convert(image, name)
+    except ImageError:
+        raise
+    except Exception as exc:  # truncated data surfaces here, when the pixels are decoded
+        raise ImageError(
+            f"{name}: broken or truncated image ({type(exc).__name__}: {exc}). "
+            "Re-save or replace the file."
+        ) from None
+
+
+def _check_pixels(size: tuple[int, int], name: str) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        raise ImageError(_bomb_message(name, f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels"))
+
+
+def _bomb_message(name: str, found: str) -> str:
+    return (
+        f"{name}: refused as a possible decompression bomb: {found} exceeds "
+        f"PIL.Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS}). Shrink the image first."
+    )
+
+
+def _to_array(image: Image.Image, name: str) -> np.ndarray:
+    if image.getexif().get(_ORIENTATION_TAG, 1) not in (0, 1):
+        image = ImageOps.exif_transpose(image)
+    image = _to_rgb(image)
+    if image.size != SIZE:
+        image = image.resize(SIZE, RESAMPLE)
+    array = np.asarray(image, dtype=np.uint8)
+    if array.shape != (*SIZE, 3):  # a Pillow mode this module does not know about
+        raise ImageError(f"{name}: decoded to shape {array.shape}, expected (32, 32, 3).")
+    return array
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    transparent = "transparency" in image.info
+    if mode == "RGB" and not transparent:
+        image.load()
+        return image
+    if mode in _TRANSPARENT_MODES or (transparent and mode in ("P", "L", "RGB")):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode == "I":
+        # Pillow's own I -> L conversion clips at 255, which turns most 16-bit images white.
+        samples = np.asarray(image).astype(np.int64)
+        eight_bit = (np.clip(samples, 0, 65535) >> 8).astype(np.uint8)
+        return Image.fromarray(eight_bit).convert("RGB")
+    if mode == "F":
+        samples = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        return Image.fromarray(np.clip(samples, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def _from_array(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ImageError(
+            f"{name}: arrays must be uint8 HxWx3 RGB. Received: {array.dtype} {array.shape}. "
+            "For floats in [0,1] use (x * 255).round().astype(np.uint8)."
+        )
+    if array.shape == (*SIZE, 3):
+        return array
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 4 and array.shape[1:] == (*SIZE, 3):
+        raise ImageError(
+            f"{name}: got a batch {array.shape}, not one image. "
+            "Use predict_batch() or predict_array() for [N,32,32,3]."
+        )
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"{name}: array shape {array.shape} is not an HWC image. Received: {array.shape}; "
+            "needed HxWx3 (RGB), HxWx4 (RGBA), HxWx1 or HxW (grey), uint8."
+        )
+    if min(array.shape[:2]) == 0:
+        raise ImageError(f"{name}: array shape {array.shape} has no pixels.")
+    return _to_array(Image.fromarray(np.ascontiguousarray(array)), name)

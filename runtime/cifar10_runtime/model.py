@@ -1,0 +1,289 @@
+"""Open an ONNX model in onnxruntime and check it against the model contract.
+
+The contract (DESIGN.md): one input, uint8 [N,32,32,3] RGB NHWC, scaling inside the graph;
+one float32 [N,10] softmax output named `probabilities`; `class_names` and provenance in
+metadata_props. Float32 [N,32,32,3] models in [0,1] made by other tools are accepted too:
+the Predictor then scales the pixels itself and, without `class_names`, uses the CIFAR-10
+names. Everything else is refused here, once, with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ConfigError, ModelError
+
+IMAGE_SHAPE = (32, 32, 3)
+NUM_CLASSES = 10
+CIFAR10_CLASS_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+# metadata_props values that hold JSON; others (model_version, source_sha256) are plain text.
+JSON_KEYS = ("class_names", "input_spec", "parity", "metrics", "producer_versions")
+NEEDED = (
+    "needed: one uint8 [N,32,32,3] RGB NHWC input (the cifar-export contract) or one "
+    "float32 [N,32,32,3] input in [0,1], and one float32 [N,10] softmax output"
+)
+_DTYPES = {"tensor(uint8)": np.dtype(np.uint8), "tensor(float)": np.dtype(np.float32)}
+_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the runtime needs to know about a model that passed the contract check."""
+
+    source: str
+    input_name: str
+    output_name: str
+    input_dtype: np.dtype
+    fixed_batch: int | None
+    class_names: tuple[str, ...]
+    model_version: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_providers(providers: str | Sequence[str]) -> tuple[list[str], bool]:
+    """Turn "auto", "cpu", "cuda", "a,b" or a list of names into provider names.
+
+    Returns (names, strict): strict means the user asked for the first provider by name,
+    so it must really be active afterwards (onnxruntime itself silently falls back to CPU).
+    """
+    available = ort.get_available_providers()
+    if isinstance(providers, str) and providers.strip().lower() == "auto":
+        if "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"], False
+        return ["CPUExecutionProvider"], False
+    items = providers.split(",") if isinstance(providers, str) else list(providers)
+    names = [_PROVIDER_ALIASES.get(str(p).strip().lower(), str(p).strip()) for p in items]
+    if not names or not all(names):
+        raise ConfigError(
+            f"no execution provider given. Received: providers={providers!r}. "
+            "Use 'auto', 'cpu', 'cuda' or onnxruntime provider names."
+        )
+    for name in names:
+        if name not in available:
+            raise ConfigError(
+                f"execution provider {name} is not available in this onnxruntime build. "
+                f"Received: providers={providers!r}; available: {', '.join(available)}. "
+                "Install onnxruntime-gpu for CUDA, or use providers='auto' or 'cpu'."
+            )
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")
+    return names, True
+
+
+def open_session(
+    model: str | os.PathLike[str] | bytes,
+    providers: str | Sequence[str] = "auto",
+    threads: int | None = None,
+) -> tuple[ort.InferenceSession, str]:
+    """Create the InferenceSession; returns it with a printable name of the model source."""
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or None. Received: {threads!r}.")
+    if isinstance(model, bytes | bytearray | memoryview):
+        source, payload = "<in-memory model>", bytes(model)
+    elif isinstance(model, str | os.PathLike):
+        path = Path(model)
+        source, payload = str(path), str(path)
+        if not path.exists():
+            raise ModelError(
+                f"model file not found: {path}. Pass the path of an .onnx file "
+                "(cifar-export writes one)."
+            )
+        if not path.is_file():
+            raise ModelError(f"model path is not a file: {path}. Pass the .onnx file itself.")
+    else:
+        raise ModelError(
+            f"model must be a path or ONNX bytes. Received: {type(model).__name__}. "
+            "Pass the path of an .onnx file."
+        )
+    names, strict = resolve_providers(providers)
+    options = ort.SessionOptions()
+    # onnxruntime's own warnings (unused initializers, fallbacks) are not actionable for a
+    # user; real problems still raise. Fallbacks are reported through .providers instead.
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(payload, sess_options=options, providers=names)
+    except Exception as exc:  # onnxruntime raises its own pybind classes for each failure
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"cannot load {source} as an ONNX model: {first_line[:300]}. "
+            "Check the file is a complete .onnx model (re-export it with cifar-export)."
+        ) from exc
+    _check_active_provider(session, names, strict, source)
+    return session, source
+
+
+def _check_active_provider(
+    session: ort.InferenceSession, wanted: list[str], strict: bool, source: str
+) -> None:
+    active = session.get_providers()
+    if wanted[0] in active:
+        return
+    message = (
+        f"{wanted[0]} was requested for {source} but onnxruntime activated only "
+        f"{', '.join(active)} (is a GPU visible to this process?)"
+    )
+    if strict:
+        raise ConfigError(f"{message}. Use providers='auto' or 'cpu' to run on CPU.")
+    # "auto" asked for CUDA because the package supports it; say that it did not happen.
+    warnings.warn(f"{message}; running on CPU.", RuntimeWarning, stacklevel=3)
+
+
+def _describe(dtype: str, shape: Sequence[Any]) -> str:
+    dims = ",".join("N" if not isinstance(d, int) else str(d) for d in shape)
+    return f"{dtype.removeprefix('tensor(').removesuffix(')')} [{dims}]"
+
+
+def inspect_session(
+    session: ort.InferenceSession, source: str, model: str | os.PathLike[str] | bytes
+) -> ModelSpec:
+    """Validate inputs, outputs and metadata; raise ModelError naming what is wrong."""
+    inputs = session.get_inputs()
+    found = ", ".join(f"{i.name}: {_describe(i.type, i.shape)}" for i in inputs)
+    if len(inputs) != 1:
+        raise ModelError(
+            f"{source} has {len(inputs)} inputs; {NEEDED}. Received: {found}. "
+            "Re-export the model with a single image input."
+        )
+    inp = inputs[0]
+    dtype = _DTYPES.get(inp.type)
+    shape = list(inp.shape)
+    if dtype is None or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE:
+        raise ModelError(
+            f"{source} has the wrong input; {NEEDED}. Received: {found}. "
+            "Re-export the model with an NHWC 32x32x3 input."
+        )
+    fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+
+    outputs = session.get_outputs()
+    by_name = {o.name: o for o in outputs}
+    out = by_name.get("probabilities") or (outputs[0] if len(outputs) == 1 else None)
+    out_found = ", ".join(f"{o.name}: {_describe(o.type, o.shape)}" for o in outputs)
+    if out is None:
+        raise ModelError(
+            f"{source} has {len(outputs)} outputs and none is named 'probabilities'; "
+            f"{NEEDED}. Received: {out_found}."
+        )
+    out_shape = list(out.shape)
+    if (
+        out.type != "tensor(float)"
+        or len(out_shape) != 2
+        or (isinstance(out_shape[1], int) and out_shape[1] != NUM_CLASSES)
+    ):
+        raise ModelError(
+            f"{source} has the wrong output; {NEEDED}. Received: {out_found}. "
+            "A CIFAR-10 model ends in a 10-way softmax."
+        )
+
+    raw = dict(session.get_modelmeta().custom_metadata_map)
+    metadata: dict[str, Any] = {}
+    for key, value in raw.items():
+        metadata[key] = _maybe_json(value) if key in JSON_KEYS else value
+    class_names, names_source = _class_names(raw, dtype, source)
+    metadata["class_names"] = list(class_names)
+    metadata["class_names_source"] = names_source
+    # A version is echoed by the server with every answer; models without one (foreign
+    # ones) get a stable content hash so two different files never look alike.
+    model_version = raw.get("model_version") or f"sha256:{payload_sha256(model)[:12]}"
+    metadata["model_version"] = model_version
+    return ModelSpec(
+        source=source,
+        input_name=inp.name,
+        output_name=out.name,
+        input_dtype=dtype,
+        fixed_batch=fixed_batch,
+        class_names=class_names,
+        model_version=model_version,
+        metadata=metadata,
+    )
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _class_names(raw: dict[str, str], dtype: np.dtype, source: str) -> tuple[tuple[str, ...], str]:
+    value = raw.get("class_names")
+    if value is None:
+        if dtype == np.uint8:
+            raise ModelError(
+                f"{source} has no 'class_names' in its metadata_props; a uint8 contract model "
+                "must carry them. Received keys: "
+                f"{', '.join(sorted(raw)) or '(none)'}. Re-export with cifar-export, or add "
+                "metadata_props class_names = a JSON list of 10 names."
+            )
+        return CIFAR10_CLASS_NAMES, "default CIFAR-10 names (the model has no class_names)"
+    try:
+        names = json.loads(value)
+    except ValueError:
+        names = None
+    if (
+        not isinstance(names, list)
+        or len(names) != NUM_CLASSES
+        or not all(isinstance(n, str) and n.strip() for n in names)
+        or len(set(names)) != NUM_CLASSES
+    ):
+        raise ModelError(
+            f"{source}: metadata 'class_names' must be a JSON list of {NUM_CLASSES} distinct "
+            f"non-empty strings. Received: {value[:120]!r}. Re-export with cifar-export."
+        )
+    return tuple(names), "model metadata"
+
+
+def probe(session: ort.InferenceSession, spec: ModelSpec) -> None:
+    """Run one blank batch: proves the graph executes and its output really is softmax."""
+    batch = spec.fixed_batch or 1
+    x = np.zeros((batch, *IMAGE_SHAPE), dtype=spec.input_dtype)
+    try:
+        y = session.run([spec.output_name], {spec.input_name: x})[0]
+    except Exception as exc:
+        raise ModelError(
+            f"{spec.source} failed on a blank {batch}x32x32x3 input: "
+            f"{str(exc).strip()[:300]}. The graph does not run; re-export it."
+        ) from exc
+    if y.shape != (batch, NUM_CLASSES) or y.dtype != np.float32:
+        raise ModelError(
+            f"{spec.source} returned {y.dtype} {list(y.shape)} for a batch of {batch}; {NEEDED}."
+        )
+    sums = y.sum(axis=1)
+    if not np.all(np.isfinite(y)) or y.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3):
+        raise ModelError(
+            f"{spec.source}: output '{spec.output_name}' is not softmax probabilities "
+            f"(row sum {float(sums[0]):.4g}, min {float(y.min()):.4g}). Received logits? "
+            "Add a Softmax as the last layer and re-export."
+        )
+
+
+def payload_sha256(model: str | os.PathLike[str] | bytes) -> str:
+    """Content hash of the model, the fallback model_version for models without one."""
+    digest = hashlib.sha256()
+    if isinstance(model, bytes | bytearray | memoryview):
+        digest.update(model)
+    else:
+        with open(model, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,258 @@
+"""`Predictor`: one validated onnxruntime session plus the pre- and post-processing around it.
+
+The hot paths (`predict_array`, `predict` on a 32x32x3 uint8 array) do no decoding and no
+per-call session work: names, the output list and the feed layout are fixed at load time,
+so the cost over a bare `InferenceSession.run` is a dtype/shape check and an argmax.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ConfigError, ImageError
+from .images import ImageSource, load_image
+from .model import IMAGE_SHAPE, NUM_CLASSES, inspect_session, open_session, probe
+
+_SINGLE_SHAPE = IMAGE_SHAPE
+_INV255 = np.float32(1 / 255)
+
+
+class ClassScore(NamedTuple):
+    """One entry of a top-k list."""
+
+    label: str
+    index: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Prediction:
+    """The model's answer for one image."""
+
+    label: str
+    index: int
+    probability: float
+    probabilities: np.ndarray  # float32 [10], exactly as the session returned them
+    top_k: tuple[ClassScore, ...]
+
+    def __eq__(self, other: object) -> bool:
+        # The generated __eq__ would compare arrays elementwise and fail on `bool(array)`.
+        if not isinstance(other, Prediction):
+            return NotImplemented
+        return (self.label, self.index, self.probability, self.top_k) == (
+            other.label,
+            other.index,
+            other.probability,
+            other.top_k,
+        ) and np.array_equal(self.probabilities, other.probabilities)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self, include_probabilities: bool = False) -> dict[str, Any]:
+        """JSON-ready form: label, index, probability, top_k (and all probabilities)."""
+        out: dict[str, Any] = {
+            "label": self.label,
+            "index": self.index,
+            "probability": self.probability,
+            "top_k": [s._asdict() for s in self.top_k],
+        }
+        if include_probabilities:
+            out["probabilities"] = self.probabilities.tolist()
+        return out
+
+
+def make_prediction(row: np.ndarray, class_names: Sequence[str], top_k: int = 1) -> Prediction:
+    """Build a Prediction from one row of probabilities (ties go to the lower index)."""
+    if top_k == 1:
+        index = int(row.argmax())
+        probability = float(row[index])
+        label = class_names[index]
+        return Prediction(label, index, probability, row, (ClassScore(label, index, probability),))
+    order = np.argsort(-row, kind="stable")[:top_k]
+    scores = tuple(ClassScore(class_names[i], int(i), float(row[i])) for i in order)
+    best = scores[0]
+    return Prediction(best.label, best.index, best.probability, row, scores)
+
+
+def check_top_k(top_k: Any, num_classes: int = NUM_CLASSES) -> int:
+    """top_k must be an int in 1..num_classes; raise ConfigError otherwise."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer):
+        raise ConfigError(f"top_k must be an integer from 1 to {num_classes}. Received: {top_k!r}.")
+    if not 1 <= top_k <= num_classes:
+        raise ConfigError(f"top_k must be from 1 to {num_classes}. Received: {top_k}.")
+    return int(top_k)
+
+
+class Predictor:
+    """Classify images with a CIFAR-10 ONNX model.
+
+    `model` is a path or the ONNX bytes. `providers` is "auto" (CUDA when onnxruntime-gpu
+    can use a GPU, else CPU), "cpu", "cuda", or a list of provider names; `.providers` says
+    what is really active. `threads` sets onnxruntime's intra-op threads (None: its default).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | bytes,
+        providers: str | Sequence[str] = "auto",
+        threads: int | None = None,
+    ) -> None:
+        session, source = open_session(model, providers, threads)
+        spec = inspect_session(session, source, model)
+        probe(session, spec)
+        self.session: ort.InferenceSession = session
+        self.source = source
+        self.providers: list[str] = session.get_providers()
+        self.threads = threads
+        self.input_name = spec.input_name
+        self.output_name = spec.output_name
+        self.input_dtype: np.dtype = spec.input_dtype
+        self.class_names: tuple[str, ...] = spec.class_names
+        self.model_version = spec.model_version
+        self.metadata: dict[str, Any] = spec.metadata
+        self.fixed_batch = spec.fixed_batch
+        self._needs_scaling = spec.input_dtype == np.float32
+        self._outputs = [spec.output_name]
+        self._run = session.run
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({self.source!r}, version={self.model_version!r}, "
+            f"input={self.input_dtype}, providers={self.providers})"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def predict_array(self, x: np.ndarray) -> np.ndarray:
+        """uint8 [N,32,32,3] -> float32 [N,10] probabilities, straight from the session."""
+        if (
+            not isinstance(x, np.ndarray)
+            or x.dtype != np.uint8
+            or x.ndim != 4
+            or x.shape[1:] != IMAGE_SHAPE
+        ):
+            found = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise ImageError(
+                f"predict_array needs a uint8 array [N,32,32,3]. Received: {found}. "
+                "For one image use predict(image) or x[None]; decode files with load_image()."
+            )
+        if len(x) == 0:
+            return np.empty((0, NUM_CLASSES), dtype=np.float32)
+        feed = self._prepare(x)
+        if self.fixed_batch is None:
+            return self._run(self._outputs, {self.input_name: feed})[0]
+        return self._run_fixed(feed)
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        if self._needs_scaling:
+            # Same arithmetic as the contract's Cast + Mul(1/255), so a float model fed
+            # this way matches a uint8 model with the same weights bit for bit.
+            scaled = x.astype(np.float32)
+            scaled *= _INV255
+            return scaled
+        return np.ascontiguousarray(x)
+
+    def _run_fixed(self, feed: np.ndarray) -> np.ndarray:
+        # Models exported with a fixed batch size (common outside Keras) run in padded chunks.
+        size = self.fixed_batch or 1
+        out = np.empty((len(feed), NUM_CLASSES), dtype=np.float32)
+        chunk = np.zeros((size, *IMAGE_SHAPE), dtype=feed.dtype)
+        for start in range(0, len(feed), size):
+            part = feed[start : start + size]
+            chunk[: len(part)] = part
+            chunk[len(part) :] = 0
+            result = self._run(self._outputs, {self.input_name: chunk})[0]
+            out[start : start + len(part)] = result[: len(part)]
+        return out
+
+    def predict(self, image: ImageSource, top_k: int = 1) -> Prediction:
+        """Classify one image: a path, bytes, file object, PIL.Image or uint8 HWC array."""
+        if type(top_k) is not int or top_k != 1:
+            top_k = check_top_k(top_k, self.num_classes)
+        if (
+            type(image) is np.ndarray
+            and image.shape == _SINGLE_SHAPE
+            and image.dtype == np.uint8
+            and not self._needs_scaling
+            and self.fixed_batch is None
+        ):
+            # The measured hot path: a view, one run, one argmax.
+            probs = self._run(self._outputs, {self.input_name: image[None]})[0]
+        else:
+            probs = self.predict_array(load_image(image)[None])
+        return make_prediction(probs[0], self.class_names, top_k)
+
+    def predict_batch(
+        self,
+        images: Iterable[ImageSource] | np.ndarray,
+        batch_size: int = 64,
+        top_k: int = 1,
+        on_error: Literal["raise", "return"] = "raise",
+    ) -> list[Prediction] | list[Prediction | ImageError]:
+        """Classify many images, `batch_size` per session run, results in input order.
+
+        on_error="raise" stops at the first image that cannot be decoded (ImageError names
+        it); on_error="return" puts that ImageError in the image's slot and goes on.
+        """
+        top_k = check_top_k(top_k, self.num_classes)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer. Received: {batch_size!r}.")
+        if on_error not in ("raise", "return"):
+            raise ConfigError(f"on_error must be 'raise' or 'return'. Received: {on_error!r}.")
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            rows = [
+                self.predict_array(images[start : start + batch_size])
+                for start in range(0, len(images), batch_size)
+            ]
+            return [make_prediction(r, self.class_names, top_k) for chunk in rows for r in chunk]
+        items = list(images)
+        results: list[Any] = [None] * len(items)
+        # One buffer per call, reused across chunks (per call so threads never share it).
+        buffer = np.empty((min(batch_size, max(len(items), 1)), *IMAGE_SHAPE), dtype=np.uint8)
+        for start in range(0, len(items), batch_size):
+            slots = []
+            for offset, source in enumerate(items[start : start + batch_size]):
+                try:
+                    buffer[len(slots)] = load_image(source)
+                except ImageError as exc:
+                    if on_error == "raise":
+                        raise
+                    results[start + offset] = exc
+                    continue
+                slots.append(start + offset)
+            if slots:
+                probs = self.predict_array(buffer[: len(slots)])
+                for slot, row in zip(slots, probs, strict=True):
+                    results[slot] = make_prediction(row, self.class_names, top_k)
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a client may want to know about the loaded model (GET /v1/metadata)."""
+        return {
+            "model_version": self.model_version,
+            "class_names": list(self.class_names),
+            "class_names_source": self.metadata.get("class_names_source"),
+            "input": {
+                "name": self.input_name,
+                "dtype": str(self.input_dtype),
+                "shape": [self.fixed_batch, *IMAGE_SHAPE],
+                "layout": "NHWC RGB",
+                "scaling": "by this runtime (x/255)" if self._needs_scaling else "in the graph",
+            },
+            "output": {"name": self.output_name, "dtype": "float32", "shape": [None, 10]},
+            "input_spec": self.metadata.get("input_spec"),
+            "producer_versions": self.metadata.get("producer_versions"),
+            "metrics": self.metadata.get("metrics"),
+            "parity": self.metadata.get("parity"),
+            "source_sha256": self.metadata.get("source_sha256"),
+            "providers": list(self.providers),
+            "runtime_versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
+        }

@@ -1,0 +1,161 @@
+"""`cifar-serve MODEL`: run the HTTP API (cifar10_runtime.server) on uvicorn.
+
+The model is loaded and checked before the port is bound, so a bad model ends with one
+`error:` line instead of a server that never becomes ready. With --workers N, uvicorn
+starts N processes that each load the model (through `app_factory` and an environment
+variable carrying the settings); onnxruntime threads are then split between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .errors import ConfigError, cli_errors
+
+CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
+# Seconds uvicorn waits for in-flight requests on SIGTERM/SIGINT before closing them.
+GRACEFUL_SECONDS = 30
+
+
+def app_factory() -> Any:
+    """Build the app from $CIFAR10_SERVE_CONFIG (used by uvicorn worker processes)."""
+    from .server import create_app
+
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ConfigError(f"{CONFIG_ENV} is not set; start workers through cifar-serve.")
+    config = json.loads(raw)
+    return create_app(config.pop("model"), **config)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--max-batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most images in one session.run; 1 turns micro-batching off.",
+)
+@click.option(
+    "--max-delay-ms",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How long the first request of a batch waits for others.",
+)
+@click.option(
+    "--no-batching",
+    is_flag=True,
+    help="Run every request on its own (same as --max-batch-size 1 --max-delay-ms 0).",
+)
+@click.option(
+    "--max-body-mb",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest request body; bigger ones get 413.",
+)
+@click.option(
+    "--max-queue",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests waiting for inference before new ones get 503.",
+)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="onnxruntime intra-op threads per worker (default: all cores, split among workers).",
+)
+@click.option("--providers", default="auto", show_default=True, help="auto, cpu, cuda, or a list.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks for errors.")
+def main(
+    model: str,
+    host: str,
+    port: int,
+    max_batch_size: int,
+    max_delay_ms: float,
+    no_batching: bool,
+    max_body_mb: float,
+    max_queue: int,
+    workers: int,
+    threads: int | None,
+    providers: str,
+    log_level: str,
+    access_log: bool,
+    verbose: bool,
+) -> None:
+    """Serve MODEL (an .onnx file) over HTTP.
+
+    POST /v1/predict (an image/* body or multipart files, ?top_k=), GET /v1/metadata,
+    GET /healthz, GET /readyz. Concurrent requests are micro-batched into one run.
+    """
+    with cli_errors(verbose):
+        try:
+            import uvicorn
+
+            from .server import create_app
+        except ImportError as exc:
+            raise ConfigError(
+                f"cifar-serve needs the serve extra ({exc.name} is missing). "
+                "Install it with: pip install 'cifar10-runtime[serve]'"
+            ) from exc
+        from .predictor import Predictor
+
+        if no_batching:
+            max_batch_size, max_delay_ms = 1, 0.0
+        if threads is None and workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+        settings = {
+            "max_batch_size": max_batch_size,
+            "max_delay_ms": max_delay_ms,
+            "max_body_mb": max_body_mb,
+            "max_queue": max_queue,
+            "providers": providers,
+            "threads": threads,
+        }
+        predictor = Predictor(model, providers=providers, threads=threads)
+        click.echo(
+            f"cifar-serve: {model} (version {predictor.model_version}) on "
+            f"{', '.join(predictor.providers)}; batching: max {max_batch_size} images, "
+            f"{max_delay_ms:g} ms; http://{host}:{port}",
+            err=True,
+        )
+        common: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "log_level": log_level,
+            "access_log": access_log,
+            "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+            "lifespan": "on",
+        }
+        if workers == 1:
+            app = create_app(predictor, **{k: v for k, v in settings.items() if k != "threads"})
+            uvicorn.run(app, **common)
+        else:
+            os.environ[CONFIG_ENV] = json.dumps({"model": os.path.abspath(model), **settings})
+            del predictor  # each worker loads its own copy
+            uvicorn.run(
+                "cifar10_runtime.serve_cli:app_factory", factory=True, workers=workers, **common
+            )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
