@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
+import types
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -14,6 +14,7 @@ import click
 from cifar10_runtime.errors import ConfigError, cli_errors
 
 from .config import TrainConfig, field_types, load_config
+from .quiet import import_tensorflow_quietly
 
 _HELP = {
     "data_dir": "Folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz "
@@ -30,8 +31,9 @@ def _config_options(func):  # noqa: ANN001, ANN202 - decorator
     for f in reversed(fields(TrainConfig)):
         flag = "--" + f.name.replace("_", "-")
         kind = field_types()[f.name]
-        args = typing.get_args(kind)
-        base = next((a for a in args if a is not type(None)), kind) if args else kind
+        if isinstance(kind, types.UnionType):  # "str | None": the flag takes the str
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        base = kind
         help_text = _HELP.get(f.name, f"Overrides '{f.name}' (file default: see --config).")
         if base is bool:
             opt = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
@@ -69,8 +71,6 @@ def _config_options(func):  # noqa: ANN001, ANN202 - decorator
 def main(config_path: Path | None, output_dir: Path | None, resume: bool, quiet: bool,
          verbose: bool, **overrides: object) -> None:  # fmt: skip
     """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
     with cli_errors(verbose):
         given = {k: v for k, v in overrides.items() if v is not None}
         if resume:
@@ -91,6 +91,8 @@ def main(config_path: Path | None, output_dir: Path | None, resume: bool, quiet:
                     f"{output_dir} already holds a run; pass --resume to continue it "
                     "or choose another --output-dir"
                 )
+        if not verbose:
+            import_tensorflow_quietly()
         from .train import train
 
         progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)

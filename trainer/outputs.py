@@ -33,6 +33,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_UMASK)
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())  # on disk before the rename, or a power cut can expose zeros
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -44,7 +46,7 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 
 def write_json(target: Path, obj: Any) -> None:
-    write_bytes(target, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(target, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def save_keras(model: Any, target: Path) -> None:

@@ -56,6 +56,13 @@ def test_user_errors_are_one_line(args: list[str], code: int, message: str, tmp_
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+def test_list_flags_parse(tmp_path: Path) -> None:
+    # A bad value after a good list flag proves --filters/--dropout reached the config checks.
+    res = run("--filters", "16,32,64", "--dropout", "0.1,0.2", "--dataset", "synthetic")
+    assert res.returncode == 2
+    assert "dropout needs one rate per block (3). Received: dropout=[0.1, 0.2]" in res.stderr
+
+
 def test_resume_needs_output_dir() -> None:
     res = run("--resume")
     assert (

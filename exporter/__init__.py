@@ -1,0 +1,16 @@
+"""cifar10_exporter: Keras to ONNX with preprocessing in the graph, metadata and a parity check.
+
+Python API (heavy libraries are imported only when used):
+
+    from cifar10_exporter import ExportConfig, export, verify
+    result = export(ExportConfig(output="model.onnx", model="runs/latest/model.keras"))
+    result.parity.passed, result.parity.to_dict()
+
+    from cifar10_exporter.parity import check_parity, check_keras_vs_onnx
+"""
+
+from .config import ExportConfig
+from .pipeline import ExportResult, export, verify
+
+__version__ = "0.1.0"
+__all__ = ["ExportConfig", "ExportResult", "export", "verify", "__version__"]

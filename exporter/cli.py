@@ -1,0 +1,108 @@
+"""`cifar-export OUTPUT.onnx`: Keras -> ONNX with preprocessing in the graph and a parity check.
+
+Exit codes: 0 ok; 1 a check failed (ParityError); 2 bad flag or unwritable OUTPUT; 3 data
+problem; 4 model problem (missing, unreadable, cannot meet the ONNX contract).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cifar10_runtime.errors import ConfigError, cli_errors
+from cifar10_trainer.quiet import import_tensorflow_quietly
+
+from .config import DATASETS, INPUT_SCALES, OUTPUT_KINDS, QUANTIZE, ExportConfig, parse_class_names
+
+
+def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--batch-sizes takes integers separated by commas, 0 for all images in one batch. "
+            f"Received: --batch-sizes={value}"
+        ) from None
+
+
+def _from_file(path: Path, output: Path) -> ExportConfig:
+    """Settings from a saved `model.export.json` (or a JSON object of ExportConfig fields)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data.get("config", data)
+        data["output"] = output
+        return ExportConfig(**data)
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot read export settings from {path} ({exc}); pass a model.export.json "
+            f"written by cifar-export. Received: --config={path}"
+        ) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Keras model (.keras or legacy .h5) [default: runs/latest/model.keras].")
+@click.option("--opset", type=int, default=None, help="ONNX opset, 13..18 [default: 17].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="CIFAR-10 python folder/archive for the check images [default: the model's "
+              "run data, the Keras cache, else synthetic].")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
+              help="Check on this dataset instead (synthetic: generated, offline).")
+@click.option("--samples", type=int, default=None,
+              help="Test images to check, plus 6 edge cases [default: 512].")
+@click.option("--atol", type=float, default=None, help="Max |Keras - ONNX| [default: 1e-4].")
+@click.option("--batch-sizes", default=None,
+              help="ONNX batch sizes to check, comma separated, 0 = all at once [default: 1,0].")
+@click.option("--quantize", type=click.Choice(QUANTIZE), default=None,
+              help="Also write OUTPUT's .int8.onnx twin (static QDQ) and check it.")
+@click.option("--verify-only", is_flag=True, default=None,
+              help="Check an existing OUTPUT against --model; convert nothing.")
+@click.option("--force", is_flag=True, default=None,
+              help="Write OUTPUT even when a check fails (the exit code stays 1).")
+@click.option("--class-names", default=None,
+              help="10 names, comma separated, or a file (JSON list / one per line) "
+              "[default: the CIFAR-10 names].")
+@click.option("--input-scale", type=click.Choice(INPUT_SCALES), default=None,
+              help="Float-input models: unit = image/255, raw = float(image) [default: auto].")
+@click.option("--output-kind", type=click.Choice(OUTPUT_KINDS), default=None,
+              help="logits = append a softmax [default: auto, from the last layer].")
+@click.option("--calibration-samples", type=int, default=None,
+              help="Training images for int8 calibration [default: 300].")
+@click.option("--model-version", default=None,
+              help="model_version metadata [default: <run folder>-<sha256[:8]>].")
+@click.option("--threads", type=int, default=None, help="onnxruntime threads for the check.")
+@click.option("--seed", type=int, default=None, help="Seed of the noise edge cases [default: 0].")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Start from the settings of a saved OUTPUT.export.json; flags override.")
+@click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
+def main(output: Path, config_path: Path | None, verbose: bool, class_names: str | None,
+         batch_sizes: str | None, **flags: object) -> None:  # fmt: skip
+    """Export a Keras CIFAR-10 classifier to OUTPUT.onnx and check it reproduces Keras.
+
+    The ONNX graph takes `image` uint8 [N,32,32,3] RGB and returns `probabilities` float32
+    [N,10]; scaling and softmax are inside it. OUTPUT is written only when the parity check
+    passes (unless --force). Beside it: OUTPUT's .parity.json and .export.json.
+    """
+    with cli_errors(verbose):
+        base = _from_file(config_path, output) if config_path else ExportConfig(output=output)
+        config = base.replace(
+            output=output,
+            class_names=parse_class_names(class_names) if class_names else None,
+            batch_sizes=_batch_sizes(batch_sizes),
+            **flags,
+        )
+        from .pipeline import export, preflight
+
+        preflight(config)
+        if not verbose:
+            import_tensorflow_quietly()
+        export(config, log=click.echo)  # with verify_only=True: checks the existing OUTPUT
+
+
+if __name__ == "__main__":
+    main()

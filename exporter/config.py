@@ -1,0 +1,164 @@
+"""`ExportConfig`: every setting of an export, a frozen dataclass that CLI flags override.
+
+The resolved config is saved beside the output (`model.export.json`) so an export can be
+repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cifar10_runtime.errors import ConfigError
+
+CIFAR10_CLASS_NAMES: tuple[str, ...] = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+DEFAULT_MODEL = Path("runs/latest/model.keras")
+INPUT_SCALES = ("auto", "unit", "raw")
+OUTPUT_KINDS = ("auto", "probabilities", "logits")
+DATASETS = ("cifar10", "synthetic")
+QUANTIZE = ("int8",)
+MIN_OPSET, MAX_OPSET = 13, 18  # what tf2onnx 1.17 converts to and onnxruntime runs
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of one `cifar-export` run (defaults are the CLI defaults)."""
+
+    output: Path
+    model: Path = DEFAULT_MODEL
+    opset: int = 17
+    # Where the parity (and calibration) images come from: a CIFAR-10 python folder, or
+    # dataset="synthetic". With neither, the Keras cache is tried, then synthetic data.
+    data_dir: Path | None = None
+    dataset: str | None = None
+    samples: int = 512  # dataset images checked, on top of the edge cases
+    atol: float = 1e-4
+    # Batch sizes the ONNX side runs at; 0 means "every sample in one batch".
+    batch_sizes: tuple[int, ...] = (1, 0)
+    quantize: str | None = None
+    calibration_samples: int = 300  # training images for int8 calibration
+    int8_min_agreement: float = 0.98  # top-1 agreement of int8 with fp32
+    int8_max_accuracy_drop: float = 0.01  # accuracy points (as a fraction) int8 may lose
+    verify_only: bool = False
+    force: bool = False
+    class_names: tuple[str, ...] = CIFAR10_CLASS_NAMES
+    # Float-input models: "unit" feeds image/255, "raw" feeds float(image) in [0, 255],
+    # "auto" picks raw when the model's first layer rescales by about 1/255 itself, else unit.
+    input_scale: str = "auto"
+    # "auto": softmax output is kept, a linear last layer (logits) gets a softmax appended.
+    output_kind: str = "auto"
+    model_version: str | None = None  # default: <run folder>-<sha256[:8]> or sha256[:12]
+    seed: int = 0
+    threads: int | None = None  # onnxruntime intra-op threads (None: its default)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "model", Path(self.model))
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+        self._validate()
+
+    def _validate(self) -> None:
+        def bad(arg: str, value: Any, need: str) -> ConfigError:
+            return ConfigError(f"{need}. Received: {arg}={value}")
+
+        if not str(self.output).endswith(".onnx"):
+            raise bad("OUTPUT", self.output, "OUTPUT must be a file name ending in .onnx")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise bad("--opset", self.opset, f"--opset must be in {MIN_OPSET}..{MAX_OPSET}")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise bad("--dataset", self.dataset, f"--dataset must be one of {DATASETS}")
+        if self.dataset == "synthetic" and self.data_dir is not None:
+            raise bad(
+                "--dataset", self.dataset, "give either --data-dir or --dataset synthetic, not both"
+            )
+        if self.samples < 0:
+            raise bad("--samples", self.samples, "--samples must be 0 or more")
+        if not (math.isfinite(self.atol) and self.atol > 0):
+            raise bad("--atol", self.atol, "--atol must be a positive number such as 1e-4")
+        if not self.batch_sizes or any(b < 0 for b in self.batch_sizes):
+            raise bad("batch_sizes", self.batch_sizes, "batch sizes must be >= 1 (0: all)")
+        if self.quantize is not None and self.quantize not in QUANTIZE:
+            raise bad("--quantize", self.quantize, f"--quantize must be one of {QUANTIZE}")
+        if self.quantize and self.samples < 1:
+            raise bad("--samples", self.samples, "--quantize int8 needs --samples >= 1 (its "
+                      "check measures accuracy on labelled images)")
+        if self.calibration_samples < 1:
+            raise bad("calibration_samples", self.calibration_samples, "need at least 1 image")
+        if not 0 <= self.int8_min_agreement <= 1 or not 0 <= self.int8_max_accuracy_drop <= 1:
+            raise bad(
+                "int8 thresholds",
+                (self.int8_min_agreement, self.int8_max_accuracy_drop),
+                "int8 thresholds are fractions in [0, 1]",
+            )
+        names = self.class_names
+        if len(names) != 10 or len(set(names)) != 10 or not all(isinstance(n, str) and n.strip()
+                                                                  for n in names):
+            raise bad(
+                "--class-names",
+                ",".join(map(str, names)),
+                "--class-names needs 10 distinct non-empty names (comma-separated or a file)",
+            )
+        if self.input_scale not in INPUT_SCALES:
+            raise bad("--input-scale", self.input_scale, f"--input-scale must be in {INPUT_SCALES}")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise bad("--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}")
+        if self.threads is not None and self.threads < 1:
+            raise bad("--threads", self.threads, "--threads must be 1 or more")
+
+    def replace(self, **overrides: Any) -> ExportConfig:
+        """A copy with some fields changed (None values are ignored: "flag not given")."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown export setting(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def parse_class_names(value: str) -> tuple[str, ...]:
+    """`--class-names`: "a,b,...,j", or a file holding a JSON list or one name per line."""
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError:
+            names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not isinstance(names, list):
+            raise ConfigError(
+                f"{path} must hold a JSON list of 10 class names or one name per line. "
+                f"Received: --class-names={value}"
+            )
+        return tuple(str(n) for n in names)
+    return tuple(n.strip() for n in value.split(","))

@@ -1,0 +1,68 @@
+"""The names of the files an export produces beside OUTPUT, and an early writability check.
+
+Writes themselves go through cifar10_trainer.outputs (temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cifar10_runtime.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """Everything written for OUTPUT=`dir/model.onnx` (stem-based names, all in `dir/`)."""
+
+    onnx: Path  # dir/model.onnx
+    parity: Path  # dir/model.parity.json
+    config: Path  # dir/model.export.json
+    int8: Path  # dir/model.int8.onnx
+    int8_parity: Path  # dir/model.int8.parity.json
+
+    @classmethod
+    def for_output(cls, output: Path) -> ArtifactPaths:
+        output = Path(output)
+        stem = output.name[: -len(".onnx")] if output.name.endswith(".onnx") else output.name
+        here = output.parent
+        return cls(
+            onnx=output,
+            parity=here / f"{stem}.parity.json",
+            config=here / f"{stem}.export.json",
+            int8=here / f"{stem}.int8.onnx",
+            int8_parity=here / f"{stem}.int8.parity.json",
+        )
+
+
+def ensure_writable_dir(output: Path) -> None:
+    """Prove OUTPUT can be written, before slow work, without creating anything.
+
+    Missing folders are created at write time; here the nearest existing ancestor must be a
+    folder where a file can be created (probed, since permissions alone lie for root).
+    """
+    output = Path(output)
+    fix = "choose an OUTPUT path in a folder you can write to"
+    if output.is_dir():
+        raise ConfigError(
+            f"cannot write {output}: it is a folder; give a file name such as "
+            f"{output / 'model.onnx'}. Received: OUTPUT={output}"
+        )
+    ancestor = output.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(
+            f"cannot write {output}: {ancestor} is not a folder; {fix}. Received: OUTPUT={output}"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cifar-export-probe.", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {output}: {exc.strerror or exc} in {ancestor}; {fix}. "
+            f"Received: OUTPUT={output}"
+        ) from exc

@@ -1,0 +1,149 @@
+"""`cifar-export` errors a user can cause: one line, the right exit code, no file written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cifar10_runtime.errors import ConfigError, DataError, ModelError, ParityError
+
+
+def test_help_is_fast_and_lists_the_flags():
+    script = Path(sys.executable).with_name("cifar-export")
+    start = time.perf_counter()
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    for flag in ("--model", "--opset", "--data-dir", "--dataset", "--samples", "--atol",
+                 "--quantize", "--verify-only", "--force", "--class-names"):  # fmt: skip
+        assert flag in done.stdout
+    assert "tensorflow" not in sys.modules or time.perf_counter() - start < 30
+
+
+def _one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_missing_default_model(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    result = cli(tmp_path / "model.onnx")
+    assert result.exit_code == ModelError.exit_code
+    line = _one_line(result)
+    assert "no Keras model at runs/latest/model.keras" in line and "cifar-train" in line
+    assert "Received: --model=runs/latest/model.keras" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_of_the_wrong_kind(tmp_path, cli):
+    (tmp_path / "model.pt").write_bytes(b"torch")
+    result = cli(tmp_path / "model.onnx", "--model", tmp_path / "model.pt")
+    assert result.exit_code == ModelError.exit_code
+    assert ".keras (or legacy .h5)" in _one_line(result)
+
+
+def test_corrupt_keras_file(tmp_path, cli):
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    result = cli(tmp_path / "model.onnx", "--model", tmp_path / "broken.keras")
+    assert result.exit_code == ModelError.exit_code
+    assert "cannot load Keras model" in _one_line(result)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_unwritable_output(tmp_path, cli):
+    (tmp_path / "model.keras").write_bytes(b"k")
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "model.onnx"  # its folder is a file: nobody can write there
+    result = cli(out, "--model", tmp_path / "model.keras")
+    assert result.exit_code == ConfigError.exit_code
+    line = _one_line(result)
+    assert "cannot write" in line and f"Received: OUTPUT={out}" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--atol", "-1"], "--atol=-1.0"),
+        (["--samples", "-5"], "--samples=-5"),
+        (["--opset", "7"], "--opset=7"),
+        (["--class-names", "cat,dog"], "--class-names=cat,dog"),
+        (["--batch-sizes", "1,x"], "--batch-sizes=1,x"),
+    ],
+)
+def test_bad_flags(tmp_path, cli, args, needle):
+    result = cli(tmp_path / "model.onnx", *args)
+    assert result.exit_code == ConfigError.exit_code
+    assert needle in _one_line(result)
+
+
+def test_output_must_be_onnx(tmp_path, cli):
+    result = cli(tmp_path / "model.bin")
+    assert result.exit_code == ConfigError.exit_code
+    assert "ending in .onnx" in _one_line(result)
+
+
+def test_verify_only_needs_an_existing_output(tmp_path, cli):
+    (tmp_path / "model.keras").write_bytes(b"k")
+    result = cli(tmp_path / "model.onnx", "--verify-only", "--model", tmp_path / "model.keras")
+    assert result.exit_code == ModelError.exit_code
+    assert "no ONNX model at" in _one_line(result)
+
+
+def test_missing_data_dir(tmp_path, cli):
+    (tmp_path / "model.keras").write_bytes(b"k")
+    result = cli(tmp_path / "model.onnx", "--model", tmp_path / "model.keras",
+                 "--data-dir", tmp_path / "nowhere")  # fmt: skip
+    assert result.exit_code == DataError.exit_code
+    assert "--data-dir" in _one_line(result)
+
+
+@pytest.mark.slow
+def test_output_written_only_when_parity_passes_unless_forced(keras_models, tmp_path, cli,
+                                                              monkeypatch):  # fmt: skip
+    """A Keras reference off by 1e-3 makes parity fail: no OUTPUT; --force writes it, exit 1."""
+    import cifar10_exporter.pipeline as pipeline
+
+    real = pipeline.keras_reference
+    monkeypatch.setattr(pipeline, "keras_reference",
+                        lambda *a, **k: real(*a, **k) + 1e-3)  # fmt: skip
+    out = tmp_path / "model.onnx"
+    args = ["--model", keras_models["uint8_sequential"], "--dataset", "synthetic",
+            "--samples", 16]  # fmt: skip
+    result = cli(out, *args)
+    assert result.exit_code == ParityError.exit_code
+    line = _one_line(result)
+    assert "max |diff|: 0.001 > atol 0.0001" in line and "was not written" in line
+    assert not out.exists()
+    report = json.loads((tmp_path / "model.parity.json").read_text())
+    assert report["passed"] is False and len(report["failures"]) == 2
+
+    result = cli(out, *args, "--force")
+    assert result.exit_code == ParityError.exit_code
+    assert "written anyway (--force)" in _one_line(result)
+    assert out.is_file()
+
+
+def test_saved_export_settings_round_trip(tmp_path):
+    from cifar10_exporter.cli import _from_file
+    from cifar10_exporter.config import ExportConfig
+
+    cfg = ExportConfig(output=tmp_path / "a.onnx", atol=1e-5, batch_sizes=(1, 517),
+                       class_names=tuple("abcdefghij"), dataset="synthetic")  # fmt: skip
+    saved = tmp_path / "a.export.json"
+    saved.write_text(json.dumps({"config": cfg.to_dict()}))
+    again = _from_file(saved, tmp_path / "b.onnx")
+    assert again == cfg.replace(output=tmp_path / "b.onnx")
+
+
+def test_refused_export_leaves_no_new_folder(tmp_path, cli):
+    (tmp_path / "model.keras").write_bytes(b"not a zip")
+    out = tmp_path / "new" / "deeper" / "model.onnx"
+    result = cli(out, "--model", tmp_path / "model.keras")
+    assert result.exit_code == ModelError.exit_code
+    assert not (tmp_path / "new").exists()

@@ -1,0 +1,171 @@
+"""Fast exporter tests: config, files, metadata and the parity arithmetic (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cifar10_exporter.config import CIFAR10_CLASS_NAMES, ExportConfig, parse_class_names
+from cifar10_exporter.files import ArtifactPaths
+from cifar10_exporter.metadata import (
+    REQUIRED_KEYS,
+    build_metadata,
+    default_model_version,
+    get_metadata,
+    read_run_metrics,
+    set_metadata,
+)
+from cifar10_exporter.parity import check_parity, compare
+from cifar10_runtime.errors import ConfigError, ParityError
+
+
+def test_config_defaults_and_overrides(tmp_path):
+    cfg = ExportConfig(output=tmp_path / "m.onnx")
+    assert (cfg.opset, cfg.samples, cfg.atol, cfg.batch_sizes) == (17, 512, 1e-4, (1, 0))
+    assert cfg.class_names == CIFAR10_CLASS_NAMES
+    changed = cfg.replace(atol=1e-3, samples=None)  # None = flag not given
+    assert (changed.atol, changed.samples) == (1e-3, 512)
+    assert json.loads(cfg.to_json())["output"] == str(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"output": "model.pb"}, "OUTPUT=model.pb"),
+        ({"atol": 0.0}, "--atol=0.0"),
+        ({"samples": -1}, "--samples=-1"),
+        ({"opset": 9}, "--opset=9"),
+        ({"class_names": ("a", "b")}, "--class-names=a,b"),
+        ({"dataset": "synthetic", "data_dir": "x"}, "not both"),
+        ({"quantize": "int4"}, "--quantize=int4"),
+        ({"quantize": "int8", "samples": 0}, "--samples=0"),
+    ],
+)
+def test_config_refuses_bad_values(tmp_path, overrides, needle):
+    overrides.setdefault("output", tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="Received") as err:
+        ExportConfig(**overrides)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_class_names_from_flag_and_files(tmp_path):
+    names = [f"c{i}" for i in range(10)]
+    assert parse_class_names(",".join(names)) == tuple(names)
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    assert parse_class_names(str(tmp_path / "names.json")) == tuple(names)
+    assert parse_class_names(str(tmp_path / "names.txt")) == tuple(names)
+
+
+def test_artifact_names_sit_beside_output(tmp_path):
+    paths = ArtifactPaths.for_output(tmp_path / "model.onnx")
+    assert paths.parity.name == "model.parity.json"
+    assert paths.config.name == "model.export.json"
+    assert paths.int8.name == "model.int8.onnx"
+    assert paths.int8_parity.name == "model.int8.parity.json"
+
+
+def test_metadata_keys_and_run_provenance(tmp_path):
+    run = tmp_path / "runs" / "20250101-000000"
+    run.mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"k")
+    (run / "metrics.json").write_text(json.dumps(
+        {"test_accuracy": 0.7, "test_loss": 0.9, "confusion_matrix": [[1]]}))  # fmt: skip
+    assert default_model_version(run / "model.keras", "ab" * 32) == "20250101-000000-abababab"
+    assert default_model_version(tmp_path / "m.keras", "cd" * 32) == "m-cdcdcdcd"
+    metrics = read_run_metrics(run / "model.keras")
+    assert metrics == {"test_accuracy": 0.7, "test_loss": 0.9}  # scalars only
+    props = build_metadata(class_names=CIFAR10_CLASS_NAMES, source_sha256="ab" * 32,
+                           model_version="v", opset=17, metrics=metrics,
+                           parity={"passed": True})  # fmt: skip
+    assert set(REQUIRED_KEYS) <= set(props)
+    assert json.loads(props["producer_versions"])["opset"] == 17
+    assert json.loads(props["input_spec"])["shape"] == ["N", 32, 32, 3]
+    proto = helper.make_model(helper.make_graph([], "g", [], []))
+    set_metadata(proto, props)
+    set_metadata(proto, {"model_version": "w"})  # replaces, no duplicate key
+    assert get_metadata(proto)["model_version"] == "w"
+    assert len(proto.metadata_props) == len(props)
+
+
+def test_compare_counts_ambiguous_top1_separately():
+    ref = np.array([[0.50, 0.49995, 0.00005] + [0.0] * 7,  # margin 5e-5 < atol
+                    [0.6, 0.4] + [0.0] * 8,  # margin 0.2
+                    [0.9, 0.1] + [0.0] * 8]).astype(np.float32)  # fmt: skip
+    cand = ref.copy()
+    cand[0, :2] = [0.49995, 0.50]  # swapped within atol: ambiguous
+    stats = compare(ref, cand, atol=1e-4)
+    assert (stats["top1_disagreements"], stats["ambiguous"], stats["hard_disagreements"]) == (
+        1, 1, 0)  # fmt: skip
+    cand[1, :2] = [0.4, 0.6]  # a real disagreement
+    stats = compare(ref, cand, atol=1e-4)
+    assert (stats["hard_disagreements"], stats["worst_image"]) == (1, 1)
+    assert stats["max_abs_diff"] == pytest.approx(0.2)
+    assert stats["top1_agreement"] == pytest.approx(1 / 3)
+
+
+def _softmax_model(in_name="image", out_name="probabilities", dtype=TensorProto.UINT8):
+    """uint8 [N,32,32,3] -> Cast -> Flatten -> Gemm -> Softmax, weights fixed."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 1e-3, (3072, 10)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Cast", [in_name], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Flatten", ["f"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], [out_name], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(in_name, dtype, ["N", 32, 32, 3])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", 10])],
+        initializer=[w],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    set_metadata(model, {"class_names": json.dumps(list(CIFAR10_CLASS_NAMES))})
+    return model, w
+
+
+def _reference(model, images):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+
+def test_check_parity_passes_then_lists_every_failure():
+    images = np.random.default_rng(1).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
+    model, _ = _softmax_model()
+    reference = _reference(model, images)
+    report = check_parity(model.SerializeToString(), reference, images, batch_sizes=(1, 4, 0))
+    assert report.passed, report.table()
+    assert report.stats["batch_sizes"] == [1, 4, 9]
+
+    shifted = reference.copy()
+    shifted[3] = np.roll(shifted[3], 1)  # Keras "disagrees" on image 3
+    report = check_parity(model.SerializeToString(), shifted, images, batch_sizes=(1, 0))
+    failing = [c.name for c in report.failures]
+    assert failing == ["batch 1: max |diff|", "batch 1: top-1 agreement",
+                       "batch 9: max |diff|", "batch 9: top-1 agreement"]  # fmt: skip
+    err = report.error("m.onnx against m.keras", "Fix it.")
+    assert isinstance(err, ParityError) and err.exit_code == 1
+    message = str(err)
+    assert "4 of 9 checks" in message and "> atol 0.0001" in message and "\n" not in message
+    assert err.report is report
+
+
+def test_check_parity_reports_contract_breaks(tmp_path):
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    model, _ = _softmax_model(in_name="input_1", out_name="dense")
+    reference = _reference(model, images)
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, path)
+    report = check_parity(path, reference, images)
+    assert not report.passed
+    assert report.failures[0].name == "input/output names"
+    assert "input_1" in report.failures[0].detail

@@ -1,0 +1,57 @@
+"""Atomic writes (shared by the trainer and the exporter) and the small report helpers."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar10_trainer import outputs
+
+
+def test_atomic_write_leaves_no_temporary_and_normal_mode(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    outputs.write_bytes(target, b"one")
+    outputs.write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    outputs.write_json(target, {"ok": 1})
+    with pytest.raises(RuntimeError), outputs.atomic_path(target) as tmp:
+        tmp.write_text('{"half')
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == '{\n  "ok": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_history_round_trip(tmp_path: Path) -> None:
+    rows = [{"loss": 2.0, "accuracy": 0.1, "val_loss": 2.1, "val_accuracy": 0.12,
+             "learning_rate": 0.001}, {"loss": 1.5, "accuracy": 0.3}]  # fmt: skip
+    outputs.write_history(tmp_path / "h.csv", rows)
+    assert outputs.read_history(tmp_path / "h.csv") == rows
+    assert (tmp_path / "h.csv").read_text().splitlines()[0] == (
+        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate")
+
+
+def test_classification_report() -> None:
+    names = [str(i) for i in range(3)]
+    report = outputs.classification_report(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), names)
+    assert report["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+    assert report["per_class_accuracy"] == {"0": 0.5, "1": 1.0, "2": 0.0}
+
+
+def test_latest_points_at_the_newest_run(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        outputs.point_latest(tmp_path, tmp_path / name)
+        assert (tmp_path / "latest").resolve() == (tmp_path / name).resolve()
+    assert os.readlink(tmp_path / "latest") == "b"  # relative: the runs folder can move
