@@ -17,7 +17,6 @@ Keys (values are strings, JSON where structured), as DESIGN.md's contract lists 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -41,14 +40,6 @@ REQUIRED_KEYS = (
     "metrics",
     "producer_versions",
 )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_model_version(model_path: Path, sha256: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar10_runtime.errors import CifarError, DataError, ModelError
-from cifar10_trainer.outputs import write_bytes, write_json
+from cifar10_trainer.outputs import sha256_file, write_bytes, write_json
 
 from .config import ExportConfig
 from .files import ArtifactPaths, ensure_writable_dir
@@ -32,7 +32,6 @@ from .metadata import (
     get_metadata,
     read_run_metrics,
     set_metadata,
-    sha256_file,
 )
 from .parity import Report, check_parity
 from .samples import Samples, calibration_images, load_samples

@@ -6,7 +6,6 @@ The pickles are read with a restricted unpickler, so a hostile batch file cannot
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from cifar10_runtime.errors import DataError
+
+from .outputs import sha256_file
 
 CLASS_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -167,14 +168,6 @@ def _from_archive(archive: Path) -> Dataset:
         ) from None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 
@@ -183,7 +176,7 @@ def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
     """Download the official archive once into the Keras cache and verify its SHA-256."""
     cache = cache or keras_cache_dir()
     target = cache / ARCHIVE
-    if target.is_file() and sha256_of(target) == ARCHIVE_SHA256:
+    if target.is_file() and sha256_file(target) == ARCHIVE_SHA256:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
@@ -194,7 +187,7 @@ def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         partial.unlink(missing_ok=True)
         raise DataError(f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}") from None
-    got = sha256_of(partial)
+    got = sha256_file(partial)
     if got != ARCHIVE_SHA256:
         partial.unlink(missing_ok=True)
         raise DataError(
