@@ -1,0 +1,147 @@
+"""The machine a run was made on, and its measured float32 peak.
+
+The peak is a large square float32 matrix product in numpy (OpenBLAS), timed in the same
+process with the same thread count as the engines: it is the practical ceiling for dense
+float32 arithmetic on this CPU, against which each engine's FLOPs per second are compared.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+
+FLAGS_OF_INTEREST = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+)
+
+PACKAGES = (
+    "onnxruntime",
+    "onnx",
+    "numpy",
+    "pillow",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "starlette",
+    "uvicorn",
+    "cifar10-runtime",
+    "cifar10-toolkit",
+)
+
+
+def cpu_info() -> dict:
+    """CPU model, core count, SIMD flags of interest, and load at the start of the run."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("unknown", "", platform.machine()):
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    info = {
+        "model": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "flags": {f: f in flags for f in FLAGS_OF_INTEREST},
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "hypervisor": "hypervisor" in flags,
+    }
+    try:
+        info["lscpu_model"] = _lscpu_field("Model name")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    info["load_average_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    info["memory_gib"] = _memory_gib()
+    return info
+
+
+def _lscpu_field(name: str) -> str | None:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    for line in out.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def versions() -> dict:
+    """Python and the versions of the packages the engines use (None when not installed)."""
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def blas_info() -> dict:
+    """Which BLAS numpy uses: the peak is only as good as that library."""
+    import numpy as np
+
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        return {"name": blas.get("name"), "version": blas.get("version")}
+    except Exception:  # noqa: BLE001 - informational only; numpy's config format changes
+        return {}
+
+
+def measure_peak(threads: int, size: int = 4096, reps: int = 3) -> dict:
+    """Best-of-`reps` GFLOP/s of a size x size float32 matmul (2*n^3 FLOPs).
+
+    The thread count reaches OpenBLAS through OPENBLAS_NUM_THREADS, which __main__ sets
+    before numpy is first imported; it is recorded here so a mismatch would be visible.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty((size, size), dtype=np.float32)
+    np.matmul(a, b, out=out)  # warm-up: page faults, thread start, clock ramp
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        np.matmul(a, b, out=out)
+        times.append((time.perf_counter_ns() - t0) / 1e9)
+    best = min(times)
+    # OpenBLAS workers spin for a while after a call; let them park before the next timing.
+    time.sleep(0.3)
+    return {
+        "size": size,
+        "reps": reps,
+        "threads": threads,
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "best_s": best,
+        "median_s": sorted(times)[len(times) // 2],
+        "gflops": 2 * size**3 / best / 1e9,
+    }

@@ -1,0 +1,161 @@
+"""Training throughput (cifar-train against a plain model.fit) and preparing the model to serve.
+
+One `cifar-train --config configs/seed.toml` run does double duty: its metrics.json gives the
+toolkit's training images/s, and its model.keras is exported (with INT8) for the inference
+rows when no model was given on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_CONFIG = REPO / "configs" / "seed.toml"
+
+
+def _tool(name: str) -> str:
+    # The console scripts live beside the interpreter running the benchmark (.venv/bin).
+    exe = Path(sys.executable).parent / name
+    return str(exe) if exe.exists() else name
+
+
+def _run(cmd: list[str], env: dict[str, str], log_path: Path, timeout: float) -> float:
+    """Run a command with its output in `log_path`; seconds taken. Raises with the log tail."""
+    t0 = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                              timeout=timeout)  # fmt: skip
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError(f"{Path(cmd[0]).name} exited {proc.returncode}: " + " | ".join(tail))
+    return time.perf_counter() - t0
+
+
+def data_args(data_dir: Path | None) -> list[str]:
+    return ["--data-dir", str(data_dir)] if data_dir else ["--dataset", "synthetic"]
+
+
+def cifar_train(data_dir: Path | None, epochs: int, out: Path, env: dict[str, str]) -> dict:
+    """`cifar-train` with the reference recipe; returns its metrics plus our wall time.
+
+    `out` is this benchmark's own scratch folder: a previous run's output there is removed,
+    since cifar-train refuses to start over a finished run.
+    """
+    if (out / "state.json").exists() or (out / "config.json").exists():
+        shutil.rmtree(out)
+    cmd = [_tool("cifar-train"), "--config", str(SEED_CONFIG), *data_args(data_dir),
+           "--epochs", str(epochs), "--output-dir", str(out), "--quiet"]  # fmt: skip
+    wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "command": " ".join(cmd),
+        "process_wall_s": wall,
+        "train_images_per_s": metrics.get("train_images_per_s"),
+        "train_seconds": metrics.get("train_seconds"),
+        "epochs": metrics.get("epochs"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "synthetic": metrics.get("synthetic"),
+        "dataset": metrics.get("dataset"),
+        "device": metrics.get("device"),
+        "model": str(out / "model.keras"),
+    }
+
+
+def reference_fit(data_dir: Path | None, epochs: int, env: dict[str, str], work: Path,
+                  deterministic: bool = False) -> dict:  # fmt: skip
+    """The plain `model.fit` on numpy float32 arrays (benchmarks.fit_reference), a subprocess.
+
+    deterministic=True adds TensorFlow's op determinism, which cifar-train turns on for CPU
+    runs: the difference between the two plain runs is what determinism alone costs.
+    """
+    cmd = [sys.executable, "-m", "benchmarks.fit_reference", *data_args(data_dir),
+           "--epochs", str(epochs), "--config", str(SEED_CONFIG)]  # fmt: skip
+    if deterministic:
+        cmd.append("--deterministic")
+    log = work / f"fit_reference{'_deterministic' if deterministic else ''}.log"
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=3600)
+    log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fit_reference exited {proc.returncode}: {proc.stderr[-400:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = time.perf_counter() - t0
+    result["command"] = " ".join(cmd)
+    return result
+
+
+def best_of(runs: list[dict]) -> dict:
+    """The fastest of repeated runs, with every run's images/s kept beside it."""
+    best = dict(max(runs, key=lambda r: r["train_images_per_s"]))
+    best["all_images_per_s"] = [r["train_images_per_s"] for r in runs]
+    return best
+
+
+def compare(toolkit: dict, reference: dict, deterministic: dict | None = None) -> dict:
+    out = {
+        "cifar_train": toolkit,
+        "plain_fit": reference,
+        "cifar_train_over_plain_fit": toolkit["train_images_per_s"]
+        / reference["train_images_per_s"],
+    }
+    if deterministic:
+        out["plain_fit_deterministic"] = deterministic
+        out["determinism_cost"] = (deterministic["train_images_per_s"]
+                                   / reference["train_images_per_s"])  # fmt: skip
+    return out
+
+
+def export(keras_model: Path, data_dir: Path | None, out_dir: Path, env: dict[str, str],
+           threads: int, samples: int) -> dict:  # fmt: skip
+    """`cifar-export ... --quantize int8`; returns the paths (int8 None if not produced).
+
+    --force keeps an INT8 model whose accuracy check failed (a briefly trained model has
+    flat probabilities, so INT8 rounding flips more top-1 answers than a trained one would):
+    its speed is what is measured here, and its check verdict is reported next to it. The
+    fp32 model must pass parity, or the run stops.
+    """
+    onnx_path = out_dir / "model.onnx"
+    cmd = [_tool("cifar-export"), str(onnx_path), "--model", str(keras_model),
+           *data_args(data_dir), "--quantize", "int8", "--threads", str(threads),
+           "--samples", str(samples), "--force"]  # fmt: skip
+    log = out_dir / "export.log"
+    try:
+        wall = _run(cmd, env, log, timeout=1800)
+    except RuntimeError:
+        wall = None  # exit 1 is also a failed INT8 check; the parity files say which
+    parity = _read_json(out_dir / "model.parity.json")
+    if not onnx_path.is_file() or not parity.get("passed"):
+        raise RuntimeError(f"cifar-export did not produce a passing {onnx_path}; see {log}")
+    int8 = out_dir / "model.int8.onnx"
+    int8_check = _read_json(out_dir / "model.int8.parity.json")
+    return {
+        "command": " ".join(cmd),
+        "process_wall_s": wall,
+        "onnx": onnx_path,
+        "int8": int8 if int8.is_file() else None,
+        "parity": {k: parity.get(k) for k in ("passed", "n", "max_abs_diff", "source")},
+        "int8_check": {k: int8_check.get(k) for k in ("passed", "top1_agreement",
+                       "accuracy_fp32", "accuracy_int8", "accuracy_drop", "failures")},
+    }
+
+
+def last_error(log: Path) -> str:
+    """The `error: ...` line a CLI ended with (or its last line)."""
+    try:
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return "(no log)"
+    errors = [x for x in lines if x.startswith("error:")]
+    return (errors or lines or ["(empty log)"])[-1][:300]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,56 @@
+"""`python -m benchmarks --quick` runs end to end, so the benchmark code cannot rot.
+
+Only the shape of the results is checked: no timing is asserted here (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ENGINES = {"ort", "predictor", "predictor_png32", "predictor_jpeg640", "keras_predict",
+           "keras_call"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
+    out, work = tmp_path / "results", tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), "--work-dir", str(work)],
+        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "quick.json").read_text())
+    assert not results.get("errors"), results.get("errors")
+
+    rows = results["latency"]
+    assert ENGINES <= {r["engine"] for r in rows}
+    assert {r["batch"] for r in rows} == {1, 8, 32, 256}
+    for r in rows:
+        assert r["runs"] >= 3 and r["p50_ms"] > 0 and r["images_per_s"] > 0
+        assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+    # The network of the trainer: about 50 MFLOP per image, counted from the graph.
+    assert 1e6 < results["model"]["flops_per_image"] < 1e9
+    assert results["machine"]["peak"]["gflops"] > 0
+    assert results["cold_start"]["runtime"]["median_s"] > 0
+    assert results["cold_start"]["tensorflow"]["median_s"] > 0
+    assert results["footprint"]["toolkit"]["venv_mb"] > 0
+    for mode in ("batching_on", "batching_off"):
+        server_rows = results["server"]["modes"][mode]["results"]
+        assert [r["clients"] for r in server_rows] == [1, 8, 32]
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in server_rows)
+    assert results["training"]["cifar_train"]["train_images_per_s"] > 0
+    assert results["training"]["plain_fit"]["train_images_per_s"] > 0
+    assert {t["status"] for t in results["targets"]} <= {"met", "MISSED", "not measured"}
+
+    md = (out / "quick.md").read_text()
+    assert "## Targets" in md and "| predictor |" in md
+    assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The quick run writes only where it was told to.
+    assert not (REPO / "benchmarks" / "results" / "quick.json").exists()
