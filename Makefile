@@ -47,7 +47,7 @@ test: lint test-main test-runtime
 demo: install
 	$(BIN)/python -m cifar10_trainer.demo $(DEMO_ARGS)
 
-bench: install
+bench: install runtime-venv
 	$(BIN)/python -m benchmarks
 
 clean:
