@@ -6,7 +6,6 @@ is our better recipe. Unknown keys and wrong types are errors, never silently ig
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 import types
 import typing
@@ -161,7 +160,3 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         if value is not None:
             values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
     return TrainConfig(**values)
-
-
-def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    return dataclasses.replace(cfg, **changes)

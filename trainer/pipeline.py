@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-def _augment(cfg: TrainConfig, seed: int):
+def _augment(cfg: TrainConfig):
     import tensorflow as tf
 
-    pad = cfg.augment_crop_padding
+    pad, seed = cfg.augment_crop_padding, cfg.seed
 
     def augment(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if cfg.augment_flip:
@@ -60,7 +60,7 @@ def make_dataset(
     if training:
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
         if cfg.augment_flip or cfg.augment_crop_padding or cfg.augment_cutout:
-            ds = ds.map(_augment(cfg, cfg.seed), num_parallel_calls=tf.data.AUTOTUNE,
+            ds = ds.map(_augment(cfg), num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)  # fmt: skip
     ds = ds.batch(cfg.batch_size)
     options = tf.data.Options()
