@@ -35,6 +35,7 @@ fixtures: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-main: install fixtures
 	CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python -m pytest -q tests

@@ -21,24 +21,46 @@ SECTIONS = ("latency", "profiles", "coldstart", "footprint", "server", "training
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="tiny counts, tiny training data: checks the code runs (< ~1 min)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny counts, tiny training data: checks the code runs (< ~1 min)",
+    )
     p.add_argument("--name", help="results file name [default: quick, or <host>-<date>]")
     p.add_argument("--model", type=Path, help="ONNX model to measure [default: train + export]")
     p.add_argument("--int8", type=Path, help="INT8 twin [default: MODEL's .int8.onnx if there]")
     p.add_argument("--keras", type=Path, help="Keras model for the Keras rows and cold start")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
-                   help="folder for <name>.json/.md/.png [default: benchmarks/results]")
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="scratch folder for models, data and logs [default: build/benchmarks/"
-                   "<name>]")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads for every engine [default: usable cores]")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="CIFAR-10 python folder [default: ../shared/data/cifar-10-subset, "
-                   "synthetic when absent]")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs for the training comparison [default: 2, quick: 1]")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results",
+        help="folder for <name>.json/.md/.png [default: benchmarks/results]",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="scratch folder for models, data and logs [default: build/benchmarks/<name>]",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads for every engine [default: usable cores]",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="CIFAR-10 python folder [default: ../shared/data/cifar-10-subset, "
+        "synthetic when absent]",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs for the training comparison [default: 2, quick: 1]",
+    )
     p.add_argument("--skip", default="", help=f"comma-separated sections to skip: {SECTIONS}")
     args = p.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -56,8 +78,12 @@ def set_thread_env(threads: int) -> dict[str, str]:
     Must run before numpy, onnxruntime or TensorFlow is imported: OpenBLAS and TensorFlow read
     these once at start-up.
     """
-    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                "TF_NUM_INTRAOP_THREADS"):  # fmt: skip
+    for key in (
+        "OPENBLAS_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+    ):
         os.environ[key] = str(threads)
     # TensorFlow's inter-op pool runs independent ops side by side; a CNN is a chain, and
     # onnxruntime runs sequentially, so both get one.

@@ -49,8 +49,7 @@ def runtime_venv_ready() -> bool:
 def time_to_first_line(cmd: list[str], env: dict[str, str], timeout: float = 300) -> dict:
     """Seconds from spawning `cmd` to its first line on stdout, and to its exit."""
     t0 = time.perf_counter_ns()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            cwd=REPO)  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     t_first = time.perf_counter_ns()
@@ -85,13 +84,24 @@ def _repeat(cmd: list[str], env: dict[str, str], reps: int, warmup: int) -> dict
 
 
 def cold_start(
-    onnx_model: Path, keras_model: Path, image_png: Path, env: dict[str, str], reps: int,
-    warmup: int, threads: int,
-) -> dict:  # fmt: skip
+    onnx_model: Path,
+    keras_model: Path,
+    image_png: Path,
+    env: dict[str, str],
+    reps: int,
+    warmup: int,
+    threads: int,
+) -> dict:
     """`cifar-predict --json` (runtime venv when built) against the TensorFlow/Keras script."""
     rt_venv = RUNTIME_VENV if runtime_venv_ready() else FULL_VENV
-    runtime_cmd = [str(venv_bin(rt_venv, "cifar-predict")), str(onnx_model), str(image_png),
-                   "--json", "--threads", str(threads)]  # fmt: skip
+    runtime_cmd = [
+        str(venv_bin(rt_venv, "cifar-predict")),
+        str(onnx_model),
+        str(image_png),
+        "--json",
+        "--threads",
+        str(threads),
+    ]
     tf_cmd = [sys.executable, "-c", TF_SCRIPT, str(keras_model), str(image_png)]
     result = {
         "runtime_venv": str(rt_venv.relative_to(REPO)),
@@ -99,8 +109,9 @@ def cold_start(
         "runtime": _repeat(runtime_cmd, env, reps, warmup),
         "tensorflow": _repeat(tf_cmd, env, reps, warmup),
         "tensorflow_script": TF_SCRIPT.strip(),
-        "python_startup": _repeat([str(venv_bin(rt_venv, "python")), "-c", "print(1)"], env,
-                                  reps, warmup),  # fmt: skip
+        "python_startup": _repeat(
+            [str(venv_bin(rt_venv, "python")), "-c", "print(1)"], env, reps, warmup
+        ),
     }
     result["tf_over_runtime"] = result["tensorflow"]["median_s"] / result["runtime"]["median_s"]
     return result
@@ -121,8 +132,9 @@ def import_times(env: dict[str, str], reps: int, with_tensorflow: bool, warmup: 
         values = []
         for _ in range(reps + warmup):  # warm-up runs only warm the page cache
             cmd = [python, "-c", IMPORT_SCRIPT.format(stmt=stmt)]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
-                                  cwd=REPO)  # fmt: skip
+            proc = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"{stmt!r} failed: {proc.stderr.strip()[-300:]}")
             values.append(float(proc.stdout.strip().splitlines()[-1]))
@@ -130,22 +142,34 @@ def import_times(env: dict[str, str], reps: int, with_tensorflow: bool, warmup: 
     return out
 
 
-def importtime_top(env: dict[str, str], stmt: str = "from cifar10_runtime import Predictor",
-                   top: int = 8) -> list[dict]:  # fmt: skip
+def importtime_top(
+    env: dict[str, str], stmt: str = "from cifar10_runtime import Predictor", top: int = 8
+) -> list[dict]:
     """The slowest modules by cumulative import time (`python -X importtime`): the evidence
     for where a runtime cold start goes."""
     python = str(venv_bin(RUNTIME_VENV if runtime_venv_ready() else FULL_VENV, "python"))
-    proc = subprocess.run([python, "-X", "importtime", "-c", stmt], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=REPO)  # fmt: skip
+    proc = subprocess.run(
+        [python, "-X", "importtime", "-c", stmt],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         # "import time:   self_us |   cumulative_us | <two spaces per nesting level>module"
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         self_us, cum_us, name = line.removeprefix("import time:").split("|", 2)
-        rows.append({"module": name.strip(), "self_ms": int(self_us) / 1e3,
-                     "cumulative_ms": int(cum_us) / 1e3,
-                     "top_level": not name[1:].startswith(" ")})  # fmt: skip
+        rows.append(
+            {
+                "module": name.strip(),
+                "self_ms": int(self_us) / 1e3,
+                "cumulative_ms": int(cum_us) / 1e3,
+                "top_level": not name[1:].startswith(" "),
+            }
+        )
     tops = [r for r in rows if r["top_level"]]
     return sorted(tops, key=lambda r: -r["cumulative_ms"])[:top]
 

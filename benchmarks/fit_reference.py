@@ -24,8 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "synthetic"))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--config", default=None, help="TOML parameters file of the network")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="enable TensorFlow op determinism, as cifar-train does on CPU")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="enable TensorFlow op determinism, as cifar-train does on CPU",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -60,20 +63,32 @@ def main(argv: list[str] | None = None) -> None:
     compile_model(model, cfg, steps)
 
     timer = _EpochTimer.create()
-    model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs,
-              validation_split=cfg.validation_split, callbacks=[timer], verbose=0)  # fmt: skip
+    model.fit(
+        x,
+        y,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        validation_split=cfg.validation_split,
+        callbacks=[timer],
+        verbose=0,
+    )
     n_train = math.floor(len(x) * (1.0 - cfg.validation_split))  # how Keras splits
     train_seconds = sum(timer.seconds)
-    print(json.dumps({
-        "train_images": n_train,
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "epoch_train_seconds": timer.seconds,
-        "train_seconds": train_seconds,
-        "train_images_per_s": n_train * cfg.epochs / train_seconds,
-        "synthetic": data.synthetic,
-        "deterministic": args.deterministic,
-    }), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "train_images": n_train,
+                "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size,
+                "epoch_train_seconds": timer.seconds,
+                "train_seconds": train_seconds,
+                "train_images_per_s": n_train * cfg.epochs / train_seconds,
+                "synthetic": data.synthetic,
+                "deterministic": args.deterministic,
+            }
+        ),
+        flush=True,
+    )
 
 
 class _EpochTimer:

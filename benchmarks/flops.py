@@ -36,8 +36,8 @@ def count_macs(model_path: str | Path) -> dict:
     _pin_batch(model)
     inferred = shape_inference.infer_shapes(model)
     shapes: dict[str, list[int | None]] = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(
-        inferred.graph.output
+    for vi in (
+        list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
     ):
         shapes[vi.name] = _dims(vi)
     inits = {t.name: list(t.dims) for t in inferred.graph.initializer}

@@ -65,9 +65,9 @@ def encode_png(arrays: np.ndarray) -> list[bytes]:
     return out
 
 
-def encode_jpeg(arrays: np.ndarray, size: tuple[int, int] = (640, 480), quality: int = 90) -> list[
-    bytes
-]:
+def encode_jpeg(
+    arrays: np.ndarray, size: tuple[int, int] = (640, 480), quality: int = 90
+) -> list[bytes]:
     """Camera-sized JPEGs: each 32x32 image upscaled (bicubic) then encoded.
 
     Upscaled pictures compress better than photos do, so decode time is a slight underestimate
@@ -85,9 +85,9 @@ def encode_jpeg(arrays: np.ndarray, size: tuple[int, int] = (640, 480), quality:
     return out
 
 
-def write_mini_dataset(target: Path, n_train: int, n_test: int, subset: Path = DEFAULT_SUBSET) -> (
-    dict
-):
+def write_mini_dataset(
+    target: Path, n_train: int, n_test: int, subset: Path = DEFAULT_SUBSET
+) -> dict:
     """A small dataset in the official pickle format, for --quick training (a temp/build dir).
 
     Taken from the real subset when present, else from the synthetic generator (then labelled
@@ -116,8 +116,12 @@ def write_mini_dataset(target: Path, n_train: int, n_test: int, subset: Path = D
         sl = slice(i * per, min((i + 1) * per, n_train))
         _write_batch(folder / f"data_batch_{i + 1}", x_train[sl], y_train[sl])
     _write_batch(folder / "test_batch", x_test[:n_test], y_test[:n_test])
-    return {"path": str(target), "train_images": n_train, "test_images": n_test,
-            "synthetic": synthetic}  # fmt: skip
+    return {
+        "path": str(target),
+        "train_images": n_train,
+        "test_images": n_test,
+        "synthetic": synthetic,
+    }
 
 
 def _write_batch(path: Path, x: np.ndarray, y: list[int]) -> None:

@@ -86,19 +86,26 @@ def onnx_engines(model: Path, int8: Path | None, threads: int, images: Images) -
     engines = [
         Engine("ort", "onnxruntime InferenceSession.run, uint8 array (baseline)", bare),
         Engine("predictor", "Predictor.predict_array, uint8 array", pred_array),
-        Engine("predictor_png32", "Predictor on 32x32 PNG bytes (decode included)",
-               pred_encoded(png)),  # fmt: skip
-        Engine("predictor_jpeg640", "Predictor on 640x480 JPEG bytes (decode + resize included)",
-               pred_encoded(jpeg)),  # fmt: skip
+        Engine(
+            "predictor_png32", "Predictor on 32x32 PNG bytes (decode included)", pred_encoded(png)
+        ),
+        Engine(
+            "predictor_jpeg640",
+            "Predictor on 640x480 JPEG bytes (decode + resize included)",
+            pred_encoded(jpeg),
+        ),
     ]
     if int8 is not None:
         bare8, _ = _bare_ort(int8, threads, images)
         pred8 = _predictor(int8, threads)
         engines += [
             Engine("ort_int8", "onnxruntime InferenceSession.run, INT8 model", bare8, model="int8"),
-            Engine("predictor_int8", "Predictor.predict_array, INT8 model",
-                   lambda b: (lambda x: lambda: pred8.predict_array(x))(images.arrays[:b]),
-                   model="int8"),  # fmt: skip
+            Engine(
+                "predictor_int8",
+                "Predictor.predict_array, INT8 model",
+                lambda b: (lambda x: lambda: pred8.predict_array(x))(images.arrays[:b]),
+                model="int8",
+            ),
         ]
     return engines
 
@@ -125,9 +132,11 @@ def keras_engines(keras_path: Path, images: Images) -> list[Engine]:
 
 
 def run_engines(
-    engines: list[Engine], budget: Budget, batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    engines: list[Engine],
+    budget: Budget,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
     log: Callable[[str], None] = print,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """Time every engine at every batch size; returns one row per (engine, batch).
 
     The cells are interleaved over `budget.rounds` rounds (engine A, B, C, ... then again),
@@ -167,8 +176,11 @@ def run_engines(
         }
         row["images_per_s"] = row.pop("items_per_s")
         rows.append(row)
-        spread = (f", round p50s {min(row['round_p50_ms']):.3f}-{max(row['round_p50_ms']):.3f}"
-                  if budget.rounds > 1 else "")  # fmt: skip
+        spread = (
+            f", round p50s {min(row['round_p50_ms']):.3f}-{max(row['round_p50_ms']):.3f}"
+            if budget.rounds > 1
+            else ""
+        )
         log(
             f"  {engine.name:<18} batch {batch:>3}: p50 {row['p50_ms']:8.3f} ms, "
             f"p99 {row['p99_ms']:8.3f} ms, {row['images_per_s']:9.1f} images/s "
@@ -188,4 +200,3 @@ def add_ratios(rows: list[dict], flops_per_image: float, peak_gflops: float) -> 
             r["throughput_vs_ort"] = r["images_per_s"] / b["images_per_s"]
         r["gflops"] = r["images_per_s"] * flops_per_image / 1e9
         r["share_of_peak"] = r["gflops"] / peak_gflops if peak_gflops else None
-

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 
-def ort_operator_profile(model: Path, threads: int, x: np.ndarray, runs: int,
-                         macs_by_op: dict[str, int]) -> dict:  # fmt: skip
+def ort_operator_profile(
+    model: Path, threads: int, x: np.ndarray, runs: int, macs_by_op: dict[str, int]
+) -> dict:
     """Per-op-type kernel time at batch len(x), and each type's achieved GFLOP/s.
 
     onnxruntime rewrites the graph (Conv+Relu fusion, NCHWc layouts on AVX-512), so op types
@@ -92,8 +93,10 @@ def python_profile(fn, calls: int, top: int = 8) -> dict:  # noqa: ANN001 - any 
     for (filename, _, name), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
         label = f"{Path(filename).name}:{name}" if filename != "~" else name
         # The C++ run of the pybind session: time spent in onnxruntime itself.
-        if name.startswith("<built-in method onnxruntime") and name.endswith(".run>") or (
-            "method 'run' of 'onnxruntime" in name
+        if (
+            name.startswith("<built-in method onnxruntime")
+            and name.endswith(".run>")
+            or ("method 'run' of 'onnxruntime" in name)
         ):
             run_s = max(run_s, cumtime)
         rows.append({"function": label, "calls": ncalls, "self_s": tottime})
@@ -102,7 +105,5 @@ def python_profile(fn, calls: int, top: int = 8) -> dict:  # noqa: ANN001 - any 
         "calls": calls,
         "total_s": total,
         "inside_session_run_share": run_s / total if total else None,
-        "top_self_time": [
-            {**r, "self_us_per_call": r["self_s"] / calls * 1e6} for r in rows[:top]
-        ],
+        "top_self_time": [{**r, "self_us_per_call": r["self_s"] / calls * 1e6} for r in rows[:top]],
     }

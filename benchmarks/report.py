@@ -117,8 +117,7 @@ def _drift(results: dict) -> str:
     if not drift:
         return ""
     parts = [f"batch {b} {v['end_over_start']:.2f}x" for b, v in drift.items()]
-    return ("; bare onnxruntime p50 re-timed after all other rows, end/start: "
-            + ", ".join(parts))  # fmt: skip
+    return "; bare onnxruntime p50 re-timed after all other rows, end/start: " + ", ".join(parts)
 
 
 def _dense(model: dict) -> int:
@@ -126,23 +125,50 @@ def _dense(model: dict) -> int:
 
 
 def _latency_section(results: dict, png_name: str) -> list[str]:
-    lines = ["## Inference latency and throughput", "",
-             f"![latency against batch size]({png_name})", "",
-             "Latency is per call (the whole batch). *vs ORT* divides p50 by bare onnxruntime's "
-             "at the same batch size; *% peak* is images/s x FLOPs/image over the matmul peak "
-             "(the INT8 rows are compared with the same float32 peak). Samples are pooled over "
-             "interleaved rounds; *round p50s* is the range of the per-round p50s, i.e. how "
-             "much the machine's speed moved during the run.", ""]  # fmt: skip
+    lines = [
+        "## Inference latency and throughput",
+        "",
+        f"![latency against batch size]({png_name})",
+        "",
+        "Latency is per call (the whole batch). *vs ORT* divides p50 by bare onnxruntime's "
+        "at the same batch size; *% peak* is images/s x FLOPs/image over the matmul peak "
+        "(the INT8 rows are compared with the same float32 peak). Samples are pooled over "
+        "interleaved rounds; *round p50s* is the range of the per-round p50s, i.e. how "
+        "much the machine's speed moved during the run.",
+        "",
+    ]
     rows = []
     for r in results["latency"]:
         rp = r.get("round_p50_ms") or [r["p50_ms"]]
-        rows.append([r["engine"], str(r["batch"]), _f(r["p50_ms"], "{:.3f}"),
-                     _f(r["p90_ms"], "{:.3f}"), _f(r["p99_ms"], "{:.3f}"),
-                     f"{min(rp):.3f}-{max(rp):.3f}",
-                     _f(r["images_per_s"], "{:,.0f}"), _f(r.get("p50_vs_ort"), "{:.2f}x"),
-                     _f(r.get("share_of_peak"), "{:.1%}"), str(r["runs"])])  # fmt: skip
-    lines += _table(["engine", "batch", "p50 ms", "p90 ms", "p99 ms", "round p50s ms",
-                     "images/s", "vs ORT", "% peak", "runs"], rows)  # fmt: skip
+        rows.append(
+            [
+                r["engine"],
+                str(r["batch"]),
+                _f(r["p50_ms"], "{:.3f}"),
+                _f(r["p90_ms"], "{:.3f}"),
+                _f(r["p99_ms"], "{:.3f}"),
+                f"{min(rp):.3f}-{max(rp):.3f}",
+                _f(r["images_per_s"], "{:,.0f}"),
+                _f(r.get("p50_vs_ort"), "{:.2f}x"),
+                _f(r.get("share_of_peak"), "{:.1%}"),
+                str(r["runs"]),
+            ]
+        )
+    lines += _table(
+        [
+            "engine",
+            "batch",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "round p50s ms",
+            "images/s",
+            "vs ORT",
+            "% peak",
+            "runs",
+        ],
+        rows,
+    )
     lines += ["Engines:", ""]
     seen = set()
     for r in results["latency"]:
@@ -159,16 +185,27 @@ def _other_sections(results: dict) -> list[str]:
     lines: list[str] = []
     cs = results.get("cold_start")
     if cs:
-        lines += ["## Cold start (process start to first prediction printed)", "",
-                  f"Median of {cs['runtime']['reps']} runs after {cs['runtime']['warmup']} "
-                  f"unrecorded run(s) (warm page cache). Runtime from `{cs['runtime_venv']}`"
-                  f"{'' if cs['runtime_venv_is_runtime_only'] else _NO_RT_VENV}"
-                  "; `cifar-predict MODEL IMAGE --json`. TensorFlow path: `python -c <script>` "
-                  "that imports keras, loads the .keras model, decodes the PNG with Pillow and "
-                  "makes one direct call (the script is in the JSON).", ""]  # fmt: skip
-        rows = [[k, _f(cs[k]["median_s"], "{:.3f}"), _f(cs[k]["min_s"], "{:.3f}"),
-                 _f(cs[k]["median_exit_s"], "{:.3f}"), f"`{_short(cs[k]['command'])}`"]
-                for k in ("runtime", "tensorflow", "python_startup")]  # fmt: skip
+        lines += [
+            "## Cold start (process start to first prediction printed)",
+            "",
+            f"Median of {cs['runtime']['reps']} runs after {cs['runtime']['warmup']} "
+            f"unrecorded run(s) (warm page cache). Runtime from `{cs['runtime_venv']}`"
+            f"{'' if cs['runtime_venv_is_runtime_only'] else _NO_RT_VENV}"
+            "; `cifar-predict MODEL IMAGE --json`. TensorFlow path: `python -c <script>` "
+            "that imports keras, loads the .keras model, decodes the PNG with Pillow and "
+            "makes one direct call (the script is in the JSON).",
+            "",
+        ]
+        rows = [
+            [
+                k,
+                _f(cs[k]["median_s"], "{:.3f}"),
+                _f(cs[k]["min_s"], "{:.3f}"),
+                _f(cs[k]["median_exit_s"], "{:.3f}"),
+                f"`{_short(cs[k]['command'])}`",
+            ]
+            for k in ("runtime", "tensorflow", "python_startup")
+        ]
         lines += _table(["path", "median s", "min s", "to exit s", "command"], rows)
     imports = results.get("import_times")
     if imports:
@@ -183,52 +220,89 @@ def _other_sections(results: dict) -> list[str]:
             v = fp.get(k)
             if v:
                 big = ", ".join(f"{p['package']} {p['mb']:.0f}" for p in v["largest_packages"][:4])
-                rows.append([k, v["venv"], _f(v["venv_mb"], "{:.0f}"),
-                             _f(v["site_packages_mb"], "{:.0f}"), big])  # fmt: skip
+                rows.append(
+                    [
+                        k,
+                        v["venv"],
+                        _f(v["venv_mb"], "{:.0f}"),
+                        _f(v["site_packages_mb"], "{:.0f}"),
+                        big,
+                    ]
+                )
             else:
                 rows.append([k, "not built", "", "", ""])
         lines += _table(["venv", "path", "venv MB", "site-packages MB", "largest (MB)"], rows)
     srv = results.get("server")
     if srv:
-        lines += ["## Server (`cifar-serve` on 127.0.0.1, 32x32 PNG per request)", "",
-                  "Clients are threads in the benchmark process sharing the same cores as the "
-                  "server, so these are lower bounds for a server on its own machine.", ""]
+        lines += [
+            "## Server (`cifar-serve` on 127.0.0.1, 32x32 PNG per request)",
+            "",
+            "Clients are threads in the benchmark process sharing the same cores as the "
+            "server, so these are lower bounds for a server on its own machine.",
+            "",
+        ]
         rows = []
         for mode, v in srv["modes"].items():
             for r in v["results"]:
-                rows.append([mode, str(r["clients"]), _f(r["requests_per_s"], "{:.0f}"),
-                             _f(r["p50_ms"]), _f(r["p99_ms"]), str(r["requests"]),
-                             str(r["errors"])])  # fmt: skip
-        lines += _table(["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"],
-                        rows)  # fmt: skip
+                rows.append(
+                    [
+                        mode,
+                        str(r["clients"]),
+                        _f(r["requests_per_s"], "{:.0f}"),
+                        _f(r["p50_ms"]),
+                        _f(r["p99_ms"]),
+                        str(r["requests"]),
+                        str(r["errors"]),
+                    ]
+                )
+        lines += _table(
+            ["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows
+        )
     tr = results.get("training")
     if tr:
         lines += ["## Training throughput (same network, same epochs, same batch size 32)", ""]
-        labels = (("cifar_train", "cifar-train (tf.data, checkpoints, op determinism)"),
-                  ("plain_fit", "plain model.fit on float32 arrays (reference)"),
-                  ("plain_fit_deterministic", "the same plain model.fit with op determinism"))
+        labels = (
+            ("cifar_train", "cifar-train (tf.data, checkpoints, op determinism)"),
+            ("plain_fit", "plain model.fit on float32 arrays (reference)"),
+            ("plain_fit_deterministic", "the same plain model.fit with op determinism"),
+        )
         trows = []
         for key, label in labels:
             v = tr.get(key)
             if v:
                 every = ", ".join(f"{x:.0f}" for x in v.get("all_images_per_s", []))
-                trows.append([label, _f(v["train_images_per_s"], "{:.0f}"), every,
-                              _f(v["train_seconds"], "{:.1f}"), str(v["epochs"]),
-                              _f(v["process_wall_s"], "{:.1f}")])  # fmt: skip
-        lines += _table(["path", "best images/s", "every run", "train s", "epochs",
-                         "process s"], trows)  # fmt: skip
-        lines += [f"cifar-train / plain fit: {tr['cifar_train_over_plain_fit']:.2f}x "
-                  "(images/s counts training steps only, validation excluded, first epoch "
-                  "with its graph tracing included, for every row)."
-                  + (f" Op determinism alone: {tr['determinism_cost']:.2f}x of the plain "
-                     "fit's speed." if tr.get("determinism_cost") else ""), ""]  # fmt: skip
+                trows.append(
+                    [
+                        label,
+                        _f(v["train_images_per_s"], "{:.0f}"),
+                        every,
+                        _f(v["train_seconds"], "{:.1f}"),
+                        str(v["epochs"]),
+                        _f(v["process_wall_s"], "{:.1f}"),
+                    ]
+                )
+        lines += _table(
+            ["path", "best images/s", "every run", "train s", "epochs", "process s"], trows
+        )
+        lines += [
+            f"cifar-train / plain fit: {tr['cifar_train_over_plain_fit']:.2f}x "
+            "(images/s counts training steps only, validation excluded, first epoch "
+            "with its graph tracing included, for every row)."
+            + (
+                f" Op determinism alone: {tr['determinism_cost']:.2f}x of the plain fit's speed."
+                if tr.get("determinism_cost")
+                else ""
+            ),
+            "",
+        ]
     prof = results.get("profiles")
     if prof:
         lines += ["## Profiles", ""]
         for key, p in prof.items():
             if "ops" in p:
-                ops = ", ".join(f"{o['op']} {100 * o['share_of_kernel_time']:.1f}%"
-                                for o in p["ops"][:6])  # fmt: skip
+                ops = ", ".join(
+                    f"{o['op']} {100 * o['share_of_kernel_time']:.1f}%" for o in p["ops"][:6]
+                )
                 lines.append(
                     f"- `{key}` (onnxruntime profiler, {p['runs']} runs at batch {p['batch']}): "
                     f"{p['wall_s_per_run'] * 1e3:.3f} ms per run, "
@@ -237,8 +311,10 @@ def _other_sections(results: dict) -> list[str]:
                     f"{_f(p['dense_gflops'], '{:.0f}')} GFLOP/s."
                 )
             elif "top_self_time" in p:
-                top = ", ".join(f"{t['function']} {t['self_us_per_call']:.1f} us"
-                                for t in p["top_self_time"][:5])  # fmt: skip
+                top = ", ".join(
+                    f"{t['function']} {t['self_us_per_call']:.1f} us"
+                    for t in p["top_self_time"][:5]
+                )
                 lines.append(
                     f"- `{key}` (cProfile, {p['calls']} calls): "
                     f"{100 * (p['inside_session_run_share'] or 0):.0f}% inside "
@@ -267,8 +343,9 @@ def plot(path: Path, results: dict) -> None:
         engines.setdefault(r["engine"], []).append(r)
     for name, rows in engines.items():
         rows.sort(key=lambda r: r["batch"])
-        style = "--" if rows[0]["family"] == "keras" else ("-." if rows[0]["model"] == "int8"
-                                                           else "-")  # fmt: skip
+        style = (
+            "--" if rows[0]["family"] == "keras" else ("-." if rows[0]["model"] == "int8" else "-")
+        )
         xs = [r["batch"] for r in rows]
         ax.plot(xs, [r["p50_ms"] for r in rows], style, marker="o", label=name)
         ax_tp.plot(xs, [r["images_per_s"] for r in rows], style, marker="o", label=name)
@@ -276,13 +353,16 @@ def plot(path: Path, results: dict) -> None:
     flops = results["model"]["flops_per_image"]
     batches = sorted({r["batch"] for r in results["latency"]})
     floor = f"compute bound at the {peak:.0f} GFLOP/s matmul peak"
-    ax.plot(batches, [b * flops / (peak * 1e9) * 1e3 for b in batches], ":", color="black",
-            label=floor)  # fmt: skip
+    ax.plot(
+        batches, [b * flops / (peak * 1e9) * 1e3 for b in batches], ":", color="black", label=floor
+    )
     ax_tp.axhline(peak * 1e9 / flops, linestyle=":", color="black", label=floor)
     run = results["run"]
     data = " (SYNTHETIC data)" if results["data"].get("synthetic") else ""
-    for axis, ylabel in ((ax, "p50 latency per call (ms, log scale)"),
-                         (ax_tp, "images/s (log scale)")):  # fmt: skip
+    for axis, ylabel in (
+        (ax, "p50 latency per call (ms, log scale)"),
+        (ax_tp, "images/s (log scale)"),
+    ):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
         axis.set_xticks(batches, [str(b) for b in batches])

@@ -35,8 +35,9 @@ def _section(results: dict, key: str, fn: Callable[[], object]) -> None:
         results[key] = fn()
     except Exception as exc:  # noqa: BLE001 - any failure becomes a line in the report
         results.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
-        results.setdefault("notes", []).append(f"section `{key}` failed: {type(exc).__name__}: "
-                                               f"{str(exc)[:300]}")  # fmt: skip
+        results.setdefault("notes", []).append(
+            f"section `{key}` failed: {type(exc).__name__}: {str(exc)[:300]}"
+        )
         log(f"  FAILED: {type(exc).__name__}: {exc}")
         traceback.print_exc()
     results.setdefault("section_seconds", {})[key] = round(time.perf_counter() - t0, 1)
@@ -48,58 +49,80 @@ def _data(args: argparse.Namespace, work: Path) -> tuple[Path | None, dict]:
     if args.quick:
         mini = write_mini_dataset(work / "mini-data", n_train=320, n_test=64, subset=subset)
         kind = "SYNTHETIC" if mini["synthetic"] else "real CIFAR-10"
-        return Path(mini["path"]), {"synthetic": mini["synthetic"], "description": (
-            f"{kind} mini set for --quick: {mini['train_images']} training, "
-            f"{mini['test_images']} test images (in {mini['path']})")}  # fmt: skip
+        return Path(mini["path"]), {
+            "synthetic": mini["synthetic"],
+            "description": (
+                f"{kind} mini set for --quick: {mini['train_images']} training, "
+                f"{mini['test_images']} test images (in {mini['path']})"
+            ),
+        }
     if subset_available(subset):
-        return subset, {"synthetic": False,
-                        "description": f"real CIFAR-10 subset from {subset}"}  # fmt: skip
-    return None, {"synthetic": True, "description": "SYNTHETIC (no CIFAR-10 subset found): "
-                  "cifar10_trainer's generated dataset"}  # fmt: skip
+        return subset, {"synthetic": False, "description": f"real CIFAR-10 subset from {subset}"}
+    return None, {
+        "synthetic": True,
+        "description": "SYNTHETIC (no CIFAR-10 subset found): cifar10_trainer's generated dataset",
+    }
 
 
-def run_all(args: argparse.Namespace, name: str, threads: int, env: dict[str, str],
-            work: Path) -> dict:  # fmt: skip
+def run_all(
+    args: argparse.Namespace, name: str, threads: int, env: dict[str, str], work: Path
+) -> dict:
     quick = args.quick
     budget = QUICK if quick else FULL
     epochs = args.epochs or (1 if quick else 2)
     started = datetime.now(UTC)
     results: dict = {
         "run": {
-            "name": name, "mode": "quick" if quick else "full", "threads": threads,
+            "name": name,
+            "mode": "quick" if quick else "full",
+            "threads": threads,
             "started_utc": started.isoformat(timespec="seconds"),
-            "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks",
-                                 *(sys.argv[1:])]),
-            "budget": (f"per engine and batch size: {budget.warmup} warm-up calls, then at "
-                       f"least {budget.min_runs} timed calls and {budget.seconds:g} s "
-                       f"(at most {budget.max_runs} calls; slow cells stop at "
-                       f"{budget.hard_seconds:g} s with >= 10 calls)"
-                       + (f", interleaved over {budget.rounds} rounds (every engine and batch "
-                          "size once per round, samples pooled)" if budget.rounds > 1 else "")
-                       + "; time.perf_counter_ns, garbage collector paused while timing"),
+            "command": " ".join(
+                [os.path.basename(sys.executable), "-m", "benchmarks", *(sys.argv[1:])]
+            ),
+            "budget": (
+                f"per engine and batch size: {budget.warmup} warm-up calls, then at "
+                f"least {budget.min_runs} timed calls and {budget.seconds:g} s "
+                f"(at most {budget.max_runs} calls; slow cells stop at "
+                f"{budget.hard_seconds:g} s with >= 10 calls)"
+                + (
+                    f", interleaved over {budget.rounds} rounds (every engine and batch "
+                    "size once per round, samples pooled)"
+                    if budget.rounds > 1
+                    else ""
+                )
+                + "; time.perf_counter_ns, garbage collector paused while timing"
+            ),
             "load_start": list(os.getloadavg()),
             "work_dir": str(work),
         },
         "notes": [],
-    }  # fmt: skip
+    }
     log(f"benchmark '{name}' ({results['run']['mode']}), {threads} threads, work dir {work}")
-    results["machine"] = {"cpu": machine.cpu_info(), "versions": machine.versions(),
-                          "blas": machine.blas_info()}  # fmt: skip
+    results["machine"] = {
+        "cpu": machine.cpu_info(),
+        "versions": machine.versions(),
+        "blas": machine.blas_info(),
+    }
     log("[peak] float32 matmul")
     # 4096 even when quick: smaller squares do not reach OpenBLAS' best kernels on 2 cores.
     results["machine"]["peak"] = machine.measure_peak(threads, size=4096, reps=1 if quick else 5)
     log(f"  {results['machine']['peak']['gflops']:.0f} GFLOP/s")
 
     data_dir, results["data"] = _data(args, work)
-    onnx_path, int8_path, keras_path = _prepare_models(args, data_dir, epochs, env, work, threads,
-                                                       quick, results)  # fmt: skip
+    onnx_path, int8_path, keras_path = _prepare_models(
+        args, data_dir, epochs, env, work, threads, quick, results
+    )
     macs = count_macs(onnx_path)
     results["model"] = {
-        "onnx": _rel(onnx_path), "int8": _rel(int8_path) if int8_path else None,
+        "onnx": _rel(onnx_path),
+        "int8": _rel(int8_path) if int8_path else None,
         "keras": _rel(keras_path) if keras_path else None,
-        "flops_per_image": macs["flops"], "macs_by_op": macs["by_op"],
-        "layers": macs["layers"], "parameters": parameter_count(onnx_path),
-    }  # fmt: skip
+        "flops_per_image": macs["flops"],
+        "macs_by_op": macs["by_op"],
+        "layers": macs["layers"],
+        "parameters": parameter_count(onnx_path),
+    }
     images = load_images(256, args.data_dir or DEFAULT_SUBSET)
     results["data"]["inference_images"] = (
         f"{'SYNTHETIC' if images.synthetic else 'real CIFAR-10 test'} images ({images.source})"
@@ -108,6 +131,7 @@ def run_all(args: argparse.Namespace, name: str, threads: int, env: dict[str, st
     rows: list[dict] = []
     engines: list = []
     if "latency" not in args.skip:
+
         def onnx_rows() -> list[dict]:
             engines.extend(latency.onnx_engines(onnx_path, int8_path, threads, images))
             return latency.run_engines(engines, budget, log=log)
@@ -115,10 +139,12 @@ def run_all(args: argparse.Namespace, name: str, threads: int, env: dict[str, st
         _section(results, "latency_onnxruntime", onnx_rows)
         rows += results.pop("latency_onnxruntime", None) or []
         if keras_path:
+
             def keras_rows() -> list[dict]:
                 _configure_tensorflow(threads)
-                return latency.run_engines(latency.keras_engines(keras_path, images), budget,
-                                           log=log)  # fmt: skip
+                return latency.run_engines(
+                    latency.keras_engines(keras_path, images), budget, log=log
+                )
 
             _section(results, "latency_keras", keras_rows)
             rows += results.pop("latency_keras", None) or []
@@ -130,25 +156,37 @@ def run_all(args: argparse.Namespace, name: str, threads: int, env: dict[str, st
     if "profiles" not in args.skip and engines:
         from .sections import profiles_section
 
-        _section(results, "profiles", lambda: profiles_section(
-            onnx_path, threads, images, macs["by_op"], engines, quick))  # fmt: skip
+        _section(
+            results,
+            "profiles",
+            lambda: profiles_section(onnx_path, threads, images, macs["by_op"], engines, quick),
+        )
 
     if "coldstart" not in args.skip:
         from .sections import coldstart_section
 
-        _section(results, "cold_start", lambda: coldstart_section(
-            onnx_path, keras_path, images, env, work, quick, threads, results))  # fmt: skip
+        _section(
+            results,
+            "cold_start",
+            lambda: coldstart_section(
+                onnx_path, keras_path, images, env, work, quick, threads, results
+            ),
+        )
     if "footprint" not in args.skip:
         _section(results, "footprint", coldstart.footprint)
         if not coldstart.runtime_venv_ready():
-            results["notes"].append("runtime-only venv not built (`make runtime-venv`): no "
-                                    "footprint ratio; cold start used the full venv")
+            results["notes"].append(
+                "runtime-only venv not built (`make runtime-venv`): no "
+                "footprint ratio; cold start used the full venv"
+            )
     if "server" not in args.skip:
         from .sections import server_section
 
-        _section(results, "server", lambda: server_section(onnx_path, images, env, work, quick,
-                                                           threads))  # fmt: skip
+        _section(
+            results, "server", lambda: server_section(onnx_path, images, env, work, quick, threads)
+        )
     if "training" not in args.skip:
+
         def train_section() -> dict:
             # Full runs repeat each path (interleaved) and keep the best: a 2-epoch run on
             # this VM varies by +-25% from one minute to the next. The determinism row
@@ -160,12 +198,14 @@ def run_all(args: argparse.Namespace, name: str, threads: int, env: dict[str, st
                     runs["toolkit"].append(results["_cifar_train"])
                 else:
                     # Its own folder: work/train holds the model the other rows measured.
-                    runs["toolkit"].append(training.cifar_train(data_dir, epochs,
-                                                                work / f"train-{i}", env))
+                    runs["toolkit"].append(
+                        training.cifar_train(data_dir, epochs, work / f"train-{i}", env)
+                    )
                 runs["plain"].append(training.reference_fit(data_dir, epochs, env, work))
                 if not quick:
-                    runs["det"].append(training.reference_fit(data_dir, epochs, env, work,
-                                                              deterministic=True))
+                    runs["det"].append(
+                        training.reference_fit(data_dir, epochs, env, work, deterministic=True)
+                    )
             best = {k: training.best_of(v) for k, v in runs.items() if v}
             return training.compare(best["toolkit"], best["plain"], best.get("det"))
 
@@ -188,29 +228,40 @@ def run_all(args: argparse.Namespace, name: str, threads: int, env: dict[str, st
     return results
 
 
-def _prepare_models(args: argparse.Namespace, data_dir: Path | None, epochs: int,
-                    env: dict[str, str], work: Path, threads: int, quick: bool,
-                    results: dict) -> tuple[Path, Path | None, Path | None]:  # fmt: skip
+def _prepare_models(
+    args: argparse.Namespace,
+    data_dir: Path | None,
+    epochs: int,
+    env: dict[str, str],
+    work: Path,
+    threads: int,
+    quick: bool,
+    results: dict,
+) -> tuple[Path, Path | None, Path | None]:
     if args.model:
         onnx_path = args.model.resolve()
         twin = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".int8.onnx")
         int8 = args.int8 or (twin if twin.is_file() else None)
         keras_path = args.keras.resolve() if args.keras else None
         if keras_path is None:
-            results["notes"].append("no --keras given: Keras rows and TensorFlow cold start "
-                                    "skipped")  # fmt: skip
+            results["notes"].append(
+                "no --keras given: Keras rows and TensorFlow cold start skipped"
+            )
         results["preparation"] = {"given": True}
         return onnx_path, int8, keras_path
     log(f"[prepare] cifar-train ({epochs} epoch(s)) and cifar-export --quantize int8")
     trained = training.cifar_train(data_dir, epochs, work / "train", env)
     results["_cifar_train"] = trained
-    exported = training.export(Path(trained["model"]), data_dir, work, env, threads,
-                               samples=64 if quick else 512)  # fmt: skip
+    exported = training.export(
+        Path(trained["model"]), data_dir, work, env, threads, samples=64 if quick else 512
+    )
     results["preparation"] = {
-        "train_command": trained["command"], "test_accuracy": trained["test_accuracy"],
-        "export_command": exported["command"], "parity": exported["parity"],
+        "train_command": trained["command"],
+        "test_accuracy": trained["test_accuracy"],
+        "export_command": exported["command"],
+        "parity": exported["parity"],
         "int8_check": exported["int8_check"],
-    }  # fmt: skip
+    }
     check = exported["int8_check"]
     if exported["int8"] is None:
         results["notes"].append(
@@ -246,10 +297,15 @@ def _drift(baseline: latency.Engine, rows: list[dict], budget) -> dict:  # noqa:
     for batch in (1, 256):
         before = next(r for r in rows if r["engine"] == baseline.name and r["batch"] == batch)
         after = summarize(time_calls(baseline.make_call(batch), budget), batch)
-        out[str(batch)] = {"p50_ms_start": before["p50_ms"], "p50_ms_end": after["p50_ms"],
-                           "end_over_start": after["p50_ms"] / before["p50_ms"]}  # fmt: skip
-        log(f"  ort batch {batch}: p50 {before['p50_ms']:.3f} ms at start, "
-            f"{after['p50_ms']:.3f} ms after the other rows")
+        out[str(batch)] = {
+            "p50_ms_start": before["p50_ms"],
+            "p50_ms_end": after["p50_ms"],
+            "end_over_start": after["p50_ms"] / before["p50_ms"],
+        }
+        log(
+            f"  ort batch {batch}: p50 {before['p50_ms']:.3f} ms at start, "
+            f"{after['p50_ms']:.3f} ms after the other rows"
+        )
     return out
 
 

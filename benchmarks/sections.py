@@ -8,47 +8,67 @@ from . import coldstart, profiles, server
 from .inputs import Images, encode_png
 
 
-def profiles_section(onnx_path: Path, threads: int, images: Images, macs_by_op: dict,
-                     engines: list, quick: bool) -> dict:  # fmt: skip
+def profiles_section(
+    onnx_path: Path, threads: int, images: Images, macs_by_op: dict, engines: list, quick: bool
+) -> dict:
     """onnxruntime's profiler at batch 256 and 1, cProfile of the Predictor at batch 1."""
     out = {
         "ort_batch256": profiles.ort_operator_profile(
-            onnx_path, threads, images.arrays, 2 if quick else 20, macs_by_op),
+            onnx_path, threads, images.arrays, 2 if quick else 20, macs_by_op
+        ),
         "ort_batch1": profiles.ort_operator_profile(
-            onnx_path, threads, images.arrays[:1], 20 if quick else 2000, macs_by_op),
-    }  # fmt: skip
+            onnx_path, threads, images.arrays[:1], 20 if quick else 2000, macs_by_op
+        ),
+    }
     by_name = {e.name: e for e in engines}
     if "predictor" in by_name:
         out["predictor_batch1"] = profiles.python_profile(
-            by_name["predictor"].make_call(1), 50 if quick else 5000)
+            by_name["predictor"].make_call(1), 50 if quick else 5000
+        )
     if "predictor_png32" in by_name:
         out["predictor_png32_batch1"] = profiles.python_profile(
-            by_name["predictor_png32"].make_call(1), 20 if quick else 2000)
+            by_name["predictor_png32"].make_call(1), 20 if quick else 2000
+        )
     return out
 
 
-def coldstart_section(onnx_path: Path, keras_path: Path | None, images: Images,
-                      env: dict[str, str], work: Path, quick: bool, threads: int,
-                      results: dict) -> dict | None:  # fmt: skip
+def coldstart_section(
+    onnx_path: Path,
+    keras_path: Path | None,
+    images: Images,
+    env: dict[str, str],
+    work: Path,
+    quick: bool,
+    threads: int,
+    results: dict,
+) -> dict | None:
     """Cold start of both paths; import times and the import profile go in their own keys."""
     png = work / "coldstart.png"
     png.write_bytes(encode_png(images.arrays[:1])[0])
     reps, warmup = (1, 0) if quick else (7, 1)
     results["import_times"] = coldstart.import_times(
-        env, reps=1 if quick else 5, with_tensorflow=not quick, warmup=0 if quick else 1)
+        env, reps=1 if quick else 5, with_tensorflow=not quick, warmup=0 if quick else 1
+    )
     results["importtime_top"] = coldstart.importtime_top(env)
     if keras_path is None:
         return None
     return coldstart.cold_start(onnx_path, keras_path, png, env, reps, warmup, threads)
 
 
-def server_section(onnx_path: Path, images: Images, env: dict[str, str], work: Path,
-                   quick: bool, threads: int) -> dict:  # fmt: skip
+def server_section(
+    onnx_path: Path, images: Images, env: dict[str, str], work: Path, quick: bool, threads: int
+) -> dict:
     venv = coldstart.RUNTIME_VENV if coldstart.runtime_venv_ready() else coldstart.FULL_VENV
     body = encode_png(images.arrays[:1])[0]
     out = server.bench_server(
-        coldstart.venv_bin(venv, "cifar-serve"), onnx_path, body, env, work,
-        seconds=0.5 if quick else 6.0, max_requests=200 if quick else 50_000, threads=threads,
-    )  # fmt: skip
+        coldstart.venv_bin(venv, "cifar-serve"),
+        onnx_path,
+        body,
+        env,
+        work,
+        seconds=0.5 if quick else 6.0,
+        max_requests=200 if quick else 50_000,
+        threads=threads,
+    )
     out["venv"] = str(venv)
     return out

@@ -41,8 +41,9 @@ def _get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 @contextmanager
-def running_server(cmd: list[str], port: int, env: dict[str, str], log_path: Path,
-                   ready_timeout: float = 90.0):  # fmt: skip
+def running_server(
+    cmd: list[str], port: int, env: dict[str, str], log_path: Path, ready_timeout: float = 90.0
+):
     """Start `cmd`, wait for GET /readyz == 200, yield, then stop the process."""
     log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -74,8 +75,15 @@ def running_server(cmd: list[str], port: int, env: dict[str, str], log_path: Pat
         log.close()
 
 
-def _client(port: int, body: bytes, deadline: list[float], max_requests: int, out: list[float],
-            errors: list[str], start: threading.Barrier) -> None:  # fmt: skip
+def _client(
+    port: int,
+    body: bytes,
+    deadline: list[float],
+    max_requests: int,
+    out: list[float],
+    errors: list[str],
+    start: threading.Barrier,
+) -> None:
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     headers = {"Content-Type": "image/png"}
     start.wait()
@@ -101,8 +109,9 @@ def _client(port: int, body: bytes, deadline: list[float], max_requests: int, ou
         conn.close()
 
 
-def load_test(port: int, body: bytes, clients: int, seconds: float, max_requests: int,
-              warmup_requests: int) -> dict:  # fmt: skip
+def load_test(
+    port: int, body: bytes, clients: int, seconds: float, max_requests: int, warmup_requests: int
+) -> dict:
     """`clients` threads send the same PNG back to back for `seconds` (bounded by count)."""
     # Warm-up: first requests pay for connection setup and the first onnxruntime runs.
     _run_clients(port, body, min(clients, 4), 5.0, warmup_requests)
@@ -116,10 +125,13 @@ def _run_clients(port: int, body: bytes, clients: int, seconds: float, max_reque
     start = threading.Barrier(clients + 1)
     deadline = [0.0]
     threads = [
-        threading.Thread(target=_client, daemon=True,
-                         args=(port, body, deadline, per_client, results[i], errors, start))
+        threading.Thread(
+            target=_client,
+            daemon=True,
+            args=(port, body, deadline, per_client, results[i], errors, start),
+        )
         for i in range(clients)
-    ]  # fmt: skip
+    ]
     for t in threads:
         t.start()
     t0 = time.perf_counter()
@@ -141,9 +153,17 @@ def _run_clients(port: int, body: bytes, clients: int, seconds: float, max_reque
     }
 
 
-def bench_server(serve_exe: Path, model: Path, body: bytes, env: dict[str, str], work: Path,
-                 seconds: float, max_requests: int, threads: int,
-                 log=print) -> dict:  # noqa: ANN001 - a print-like callable  # fmt: skip
+def bench_server(
+    serve_exe: Path,
+    model: Path,
+    body: bytes,
+    env: dict[str, str],
+    work: Path,
+    seconds: float,
+    max_requests: int,
+    threads: int,
+    log=print,
+) -> dict:  # noqa: ANN001 - a print-like callable
     """Micro-batching on (max batch 32, 2 ms) and off (max batch 1), at each concurrency."""
     modes = {
         "batching_on": ["--max-batch-size", "32", "--max-delay-ms", "2"],
@@ -152,20 +172,35 @@ def bench_server(serve_exe: Path, model: Path, body: bytes, env: dict[str, str],
     out: dict = {"modes": {}, "payload_bytes": len(body), "threads": threads}
     for mode, flags in modes.items():
         port = free_port()
-        cmd = [str(serve_exe), str(model), "--host", HOST, "--port", str(port),
-               "--threads", str(threads), *flags]  # fmt: skip
+        cmd = [
+            str(serve_exe),
+            str(model),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            *flags,
+        ]
         rows = []
         with running_server(cmd, port, env, work / f"serve-{mode}.log"):
             status, info = _get(port, "/readyz")
             for clients in CONCURRENCY:
-                row = load_test(port, body, clients, seconds, max_requests,
-                                warmup_requests=2 * clients)  # fmt: skip
+                row = load_test(
+                    port, body, clients, seconds, max_requests, warmup_requests=2 * clients
+                )
                 rows.append(row)
-                log(f"  server {mode:<12} {clients:>2} clients: {row['requests_per_s']:7.1f} "
+                log(
+                    f"  server {mode:<12} {clients:>2} clients: {row['requests_per_s']:7.1f} "
                     f"req/s, p50 {row['p50_ms'] or 0:7.2f} ms, p99 {row['p99_ms'] or 0:7.2f} ms"
-                    f"{', ' + str(row['errors']) + ' errors' if row['errors'] else ''}")
-        out["modes"][mode] = {"command": " ".join(cmd), "results": rows,
-                              "readyz": _maybe_json(info)}  # fmt: skip
+                    f"{', ' + str(row['errors']) + ' errors' if row['errors'] else ''}"
+                )
+        out["modes"][mode] = {
+            "command": " ".join(cmd),
+            "results": rows,
+            "readyz": _maybe_json(info),
+        }
     return out
 
 

@@ -27,8 +27,15 @@ class Budget:
 QUICK = Budget(warmup=2, min_runs=3, max_runs=20, seconds=0.15, hard_seconds=0.5)
 # 40 rounds of ~0.1 s: this VM's speed changes state every few seconds, so short slices spread
 # each state over every engine (see latency.run_engines).
-FULL = Budget(warmup=10, min_runs=100, max_runs=5000, seconds=4.0, hard_seconds=12.0, rounds=40,
-              rewarm_seconds=0.03)
+FULL = Budget(
+    warmup=10,
+    min_runs=100,
+    max_runs=5000,
+    seconds=4.0,
+    hard_seconds=12.0,
+    rounds=40,
+    rewarm_seconds=0.03,
+)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

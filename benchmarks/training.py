@@ -28,8 +28,9 @@ def _run(cmd: list[str], env: dict[str, str], log_path: Path, timeout: float) ->
     """Run a command with its output in `log_path`; seconds taken. Raises with the log tail."""
     t0 = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                              timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout
+        )
     if proc.returncode != 0:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise RuntimeError(f"{Path(cmd[0]).name} exited {proc.returncode}: " + " | ".join(tail))
@@ -48,8 +49,17 @@ def cifar_train(data_dir: Path | None, epochs: int, out: Path, env: dict[str, st
     """
     if (out / "state.json").exists() or (out / "config.json").exists():
         shutil.rmtree(out)
-    cmd = [_tool("cifar-train"), "--config", str(SEED_CONFIG), *data_args(data_dir),
-           "--epochs", str(epochs), "--output-dir", str(out), "--quiet"]  # fmt: skip
+    cmd = [
+        _tool("cifar-train"),
+        "--config",
+        str(SEED_CONFIG),
+        *data_args(data_dir),
+        "--epochs",
+        str(epochs),
+        "--output-dir",
+        str(out),
+        "--quiet",
+    ]
     wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
     metrics = json.loads((out / "metrics.json").read_text())
     return {
@@ -66,15 +76,24 @@ def cifar_train(data_dir: Path | None, epochs: int, out: Path, env: dict[str, st
     }
 
 
-def reference_fit(data_dir: Path | None, epochs: int, env: dict[str, str], work: Path,
-                  deterministic: bool = False) -> dict:  # fmt: skip
+def reference_fit(
+    data_dir: Path | None, epochs: int, env: dict[str, str], work: Path, deterministic: bool = False
+) -> dict:
     """The plain `model.fit` on numpy float32 arrays (benchmarks.fit_reference), a subprocess.
 
     deterministic=True adds TensorFlow's op determinism, which cifar-train turns on for CPU
     runs: the difference between the two plain runs is what determinism alone costs.
     """
-    cmd = [sys.executable, "-m", "benchmarks.fit_reference", *data_args(data_dir),
-           "--epochs", str(epochs), "--config", str(SEED_CONFIG)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.fit_reference",
+        *data_args(data_dir),
+        "--epochs",
+        str(epochs),
+        "--config",
+        str(SEED_CONFIG),
+    ]
     if deterministic:
         cmd.append("--deterministic")
     log = work / f"fit_reference{'_deterministic' if deterministic else ''}.log"
@@ -105,13 +124,20 @@ def compare(toolkit: dict, reference: dict, deterministic: dict | None = None) -
     }
     if deterministic:
         out["plain_fit_deterministic"] = deterministic
-        out["determinism_cost"] = (deterministic["train_images_per_s"]
-                                   / reference["train_images_per_s"])  # fmt: skip
+        out["determinism_cost"] = (
+            deterministic["train_images_per_s"] / reference["train_images_per_s"]
+        )
     return out
 
 
-def export(keras_model: Path, data_dir: Path | None, out_dir: Path, env: dict[str, str],
-           threads: int, samples: int) -> dict:  # fmt: skip
+def export(
+    keras_model: Path,
+    data_dir: Path | None,
+    out_dir: Path,
+    env: dict[str, str],
+    threads: int,
+    samples: int,
+) -> dict:
     """`cifar-export ... --quantize int8`; returns the paths (int8 None if not produced).
 
     --force keeps an INT8 model whose accuracy check failed (a briefly trained model has
@@ -120,9 +146,20 @@ def export(keras_model: Path, data_dir: Path | None, out_dir: Path, env: dict[st
     fp32 model must pass parity, or the run stops.
     """
     onnx_path = out_dir / "model.onnx"
-    cmd = [_tool("cifar-export"), str(onnx_path), "--model", str(keras_model),
-           *data_args(data_dir), "--quantize", "int8", "--threads", str(threads),
-           "--samples", str(samples), "--force"]  # fmt: skip
+    cmd = [
+        _tool("cifar-export"),
+        str(onnx_path),
+        "--model",
+        str(keras_model),
+        *data_args(data_dir),
+        "--quantize",
+        "int8",
+        "--threads",
+        str(threads),
+        "--samples",
+        str(samples),
+        "--force",
+    ]
     log = out_dir / "export.log"
     try:
         wall = _run(cmd, env, log, timeout=1800)
@@ -139,8 +176,17 @@ def export(keras_model: Path, data_dir: Path | None, out_dir: Path, env: dict[st
         "onnx": onnx_path,
         "int8": int8 if int8.is_file() else None,
         "parity": {k: parity.get(k) for k in ("passed", "n", "max_abs_diff", "source")},
-        "int8_check": {k: int8_check.get(k) for k in ("passed", "top1_agreement",
-                       "accuracy_fp32", "accuracy_int8", "accuracy_drop", "failures")},
+        "int8_check": {
+            k: int8_check.get(k)
+            for k in (
+                "passed",
+                "top1_agreement",
+                "accuracy_fp32",
+                "accuracy_int8",
+                "accuracy_drop",
+                "failures",
+            )
+        },
     }
 
 

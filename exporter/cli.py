@@ -45,43 +45,103 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("output", type=click.Path(path_type=Path))
-@click.option("--model", type=click.Path(path_type=Path), default=None,
-              help="Keras model (.keras or legacy .h5) [default: runs/latest/model.keras].")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keras model (.keras or legacy .h5) [default: runs/latest/model.keras].",
+)
 @click.option("--opset", type=int, default=None, help="ONNX opset, 13..18 [default: 17].")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="CIFAR-10 python folder/archive for the check images [default: the model's "
-              "run data, the Keras cache, else synthetic].")
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="Check on this dataset instead (synthetic: generated, offline).")
-@click.option("--samples", type=int, default=None,
-              help="Test images to check, plus 6 edge cases [default: 512].")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CIFAR-10 python folder/archive for the check images [default: the model's "
+    "run data, the Keras cache, else synthetic].",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default=None,
+    help="Check on this dataset instead (synthetic: generated, offline).",
+)
+@click.option(
+    "--samples",
+    type=int,
+    default=None,
+    help="Test images to check, plus 6 edge cases [default: 512].",
+)
 @click.option("--atol", type=float, default=None, help="Max |Keras - ONNX| [default: 1e-4].")
-@click.option("--batch-sizes", default=None,
-              help="ONNX batch sizes to check, comma separated, 0 = all at once [default: 1,0].")
-@click.option("--quantize", type=click.Choice(QUANTIZE), default=None,
-              help="Also write OUTPUT's .int8.onnx twin (static QDQ) and check it.")
-@click.option("--verify-only", is_flag=True, default=None,
-              help="Check an existing OUTPUT against --model; convert nothing.")
-@click.option("--force", is_flag=True, default=None,
-              help="Write OUTPUT even when a check fails (the exit code stays 1).")
-@click.option("--class-names", default=None,
-              help="10 names, comma separated, or a file (JSON list / one per line) "
-              "[default: the CIFAR-10 names].")
-@click.option("--input-scale", type=click.Choice(INPUT_SCALES), default=None,
-              help="Float-input models: unit = image/255, raw = float(image) [default: auto].")
-@click.option("--output-kind", type=click.Choice(OUTPUT_KINDS), default=None,
-              help="logits = append a softmax [default: auto, from the last layer].")
-@click.option("--calibration-samples", type=int, default=None,
-              help="Training images for int8 calibration [default: 300].")
-@click.option("--model-version", default=None,
-              help="model_version metadata [default: <run folder>-<sha256[:8]>].")
+@click.option(
+    "--batch-sizes",
+    default=None,
+    help="ONNX batch sizes to check, comma separated, 0 = all at once [default: 1,0].",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZE),
+    default=None,
+    help="Also write OUTPUT's .int8.onnx twin (static QDQ) and check it.",
+)
+@click.option(
+    "--verify-only",
+    is_flag=True,
+    default=None,
+    help="Check an existing OUTPUT against --model; convert nothing.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    default=None,
+    help="Write OUTPUT even when a check fails (the exit code stays 1).",
+)
+@click.option(
+    "--class-names",
+    default=None,
+    help="10 names, comma separated, or a file (JSON list / one per line) "
+    "[default: the CIFAR-10 names].",
+)
+@click.option(
+    "--input-scale",
+    type=click.Choice(INPUT_SCALES),
+    default=None,
+    help="Float-input models: unit = image/255, raw = float(image) [default: auto].",
+)
+@click.option(
+    "--output-kind",
+    type=click.Choice(OUTPUT_KINDS),
+    default=None,
+    help="logits = append a softmax [default: auto, from the last layer].",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=None,
+    help="Training images for int8 calibration [default: 300].",
+)
+@click.option(
+    "--model-version",
+    default=None,
+    help="model_version metadata [default: <run folder>-<sha256[:8]>].",
+)
 @click.option("--threads", type=int, default=None, help="onnxruntime threads for the check.")
 @click.option("--seed", type=int, default=None, help="Seed of the noise edge cases [default: 0].")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Start from the settings of a saved OUTPUT.export.json; flags override.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from the settings of a saved OUTPUT.export.json; flags override.",
+)
 @click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
-def main(output: Path, config_path: Path | None, verbose: bool, class_names: str | None,
-         batch_sizes: str | None, **flags: object) -> None:  # fmt: skip
+def main(
+    output: Path,
+    config_path: Path | None,
+    verbose: bool,
+    class_names: str | None,
+    batch_sizes: str | None,
+    **flags: object,
+) -> None:
     """Export a Keras CIFAR-10 classifier to OUTPUT.onnx and check it reproduces Keras.
 
     The ONNX graph takes `image` uint8 [N,32,32,3] RGB and returns `probabilities` float32

@@ -13,20 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
 from cifar10_runtime.errors import ConfigError
 
-CIFAR10_CLASS_NAMES: tuple[str, ...] = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
 DEFAULT_MODEL = Path("runs/latest/model.keras")
 INPUT_SCALES = ("auto", "unit", "raw")
 OUTPUT_KINDS = ("auto", "probabilities", "logits")
@@ -98,8 +87,12 @@ class ExportConfig:
         if self.quantize is not None and self.quantize not in QUANTIZE:
             raise bad("--quantize", self.quantize, f"--quantize must be one of {QUANTIZE}")
         if self.quantize and self.samples < 1:
-            raise bad("--samples", self.samples, "--quantize int8 needs --samples >= 1 (its "
-                      "check measures accuracy on labelled images)")
+            raise bad(
+                "--samples",
+                self.samples,
+                "--quantize int8 needs --samples >= 1 (its "
+                "check measures accuracy on labelled images)",
+            )
         if self.calibration_samples < 1:
             raise bad("calibration_samples", self.calibration_samples, "need at least 1 image")
         if not 0 <= self.int8_min_agreement <= 1 or not 0 <= self.int8_max_accuracy_drop <= 1:
@@ -109,8 +102,11 @@ class ExportConfig:
                 "int8 thresholds are fractions in [0, 1]",
             )
         names = self.class_names
-        if len(names) != 10 or len(set(names)) != 10 or not all(isinstance(n, str) and n.strip()
-                                                                  for n in names):
+        if (
+            len(names) != 10
+            or len(set(names)) != 10
+            or not all(isinstance(n, str) and n.strip() for n in names)
+        ):
             raise bad(
                 "--class-names",
                 ",".join(map(str, names)),

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from cifar10_runtime.contract import BATCH_DIM, INPUT_NAME, OUTPUT_NAME
 from cifar10_runtime.errors import ModelError
 
 from .keras_model import ModelSpec
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-BATCH_DIM = "N"
 
 
 def build_serving_function(model, spec: ModelSpec):

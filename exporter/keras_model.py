@@ -153,8 +153,18 @@ def inspect_model(
             f"{source} has input shape {shape} ({dtype}); the ONNX contract needs "
             f"{CONTRACT_INPUT}. {received}"
         )
-    if dtype not in ("uint8", "int8", "int16", "int32", "int64", "uint16", "float16",
-                     "bfloat16", "float32", "float64"):
+    if dtype not in (
+        "uint8",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint16",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+    ):
         raise ModelError(
             f"{source} has a {dtype} input; the ONNX contract needs an integer or float "
             f"image input. {received}"
@@ -174,8 +184,7 @@ def inspect_model(
     out_dtype = _dtype(outputs[0])
     if not out_dtype.startswith(("float", "bfloat")):
         raise ModelError(
-            f"{source} gives {out_dtype} outputs; the ONNX contract needs float scores. "
-            f"{received}"
+            f"{source} gives {out_dtype} outputs; the ONNX contract needs float scores. {received}"
         )
 
     if not dtype.startswith(("float", "bfloat")):
@@ -206,8 +215,9 @@ def inspect_model(
 
 
 def _with_softmax(spec: ModelSpec, add: bool, why: str) -> ModelSpec:
-    return ModelSpec(spec.input_dtype, spec.input_shape, spec.input_scale, add,
-                     spec.output_dtype, why)
+    return ModelSpec(
+        spec.input_dtype, spec.input_shape, spec.input_scale, add, spec.output_dtype, why
+    )
 
 
 def probe_images(n_noise: int = 6, seed: int = 1234) -> np.ndarray:

@@ -62,9 +62,7 @@ def read_run_metrics(model_path: Path) -> dict[str, Any]:
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 return {}
             if isinstance(data, dict):
-                return {
-                    k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))
-                }
+                return {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))}
     return {}
 
 

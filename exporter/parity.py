@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from cifar10_runtime.errors import CifarError, ParityError
+from cifar10_runtime.contract import INPUT_NAME, OUTPUT_NAME
+from cifar10_runtime.errors import CifarError
 
-from .convert import INPUT_NAME, OUTPUT_NAME
+from .errors import ParityError
 from .metadata import producer_versions
 
 ModelSource = bytes | str | Path
@@ -73,10 +74,23 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         """The compact form stored in the ONNX metadata (`parity` key)."""
-        keep = ("max_abs_diff", "mean_abs_diff", "top1_agreement", "ambiguous", "batch_sizes",
-                "accuracy_drop", "accuracy_fp32", "accuracy_int8")
-        return {"passed": self.passed, "n": self.n, "source": self.source,
-                **self.tolerances, **{k: self.stats[k] for k in keep if k in self.stats}}
+        keep = (
+            "max_abs_diff",
+            "mean_abs_diff",
+            "top1_agreement",
+            "ambiguous",
+            "batch_sizes",
+            "accuracy_drop",
+            "accuracy_fp32",
+            "accuracy_int8",
+        )
+        return {
+            "passed": self.passed,
+            "n": self.n,
+            "source": self.source,
+            **self.tolerances,
+            **{k: self.stats[k] for k in keep if k in self.stats},
+        }
 
     def table(self) -> str:
         title = "parity (Keras vs ONNX)" if self.kind == "parity" else "int8 check (vs fp32 ONNX)"
@@ -114,20 +128,26 @@ def contract_checks(report: Report, model_bytes: bytes) -> bool:
     init = {t.name for t in graph.initializer}
     inputs = [v for v in graph.input if v.name not in init]
     in_names, out_names = [v.name for v in inputs], [v.name for v in graph.output]
-    ok = report.add("input/output names", in_names == [INPUT_NAME] and out_names == [OUTPUT_NAME],
-                    f"{in_names} -> {out_names} (need ['{INPUT_NAME}'] -> ['{OUTPUT_NAME}'])")
+    ok = report.add(
+        "input/output names",
+        in_names == [INPUT_NAME] and out_names == [OUTPUT_NAME],
+        f"{in_names} -> {out_names} (need ['{INPUT_NAME}'] -> ['{OUTPUT_NAME}'])",
+    )
 
     def describe(value) -> tuple[str, list[Any]]:
         t = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                for d in t.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim
+        ]
         try:
             return onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, dims
         except (KeyError, ValueError):
             return f"type {t.elem_type}", dims
 
-    for role, values, dtype, tail in (("input", inputs, "uint8", [32, 32, 3]),
-                                      ("output", graph.output, "float32", [10])):
+    for role, values, dtype, tail in (
+        ("input", inputs, "uint8", [32, 32, 3]),
+        ("output", graph.output, "float32", [10]),
+    ):
         if len(values) != 1:
             ok = report.add(f"{role} dtype/shape", False, f"{len(values)} {role}s, need 1")
             continue
@@ -148,8 +168,9 @@ def make_runner(model_bytes: bytes, threads: int | None = None):
 
 def run_batched(runner, images: np.ndarray, batch_size: int) -> np.ndarray:
     size = batch_size or max(len(images), 1)
-    outs = [np.asarray(runner.predict_array(images[i : i + size]))
-            for i in range(0, len(images), size)]
+    outs = [
+        np.asarray(runner.predict_array(images[i : i + size])) for i in range(0, len(images), size)
+    ]
     return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
 
 
@@ -194,8 +215,9 @@ def check_parity(
     model_bytes = onnx_model if isinstance(onnx_model, bytes) else Path(onnx_model).read_bytes()
     n = max(len(images), 1)
     sizes = [min(int(b) or n, n) for b in batch_sizes]  # a batch is never larger than N
-    report = Report("parity", source, int(len(images)), {"atol": float(atol)},
-                    versions=check_versions())
+    report = Report(
+        "parity", source, int(len(images)), {"atol": float(atol)}, versions=check_versions()
+    )
     report.stats["batch_sizes"] = sizes
     contract_checks(report, model_bytes)
     try:
@@ -212,20 +234,28 @@ def check_parity(
             report.add(f"batch {size}: runtime runs the model", False, str(exc))
             continue
         shape_ok = out.shape == reference.shape and out.dtype == np.float32
-        if not report.add(f"batch {size}: output array", shape_ok,
-                          f"{out.dtype} {list(out.shape)} (need float32 {list(reference.shape)})"):
+        if not report.add(
+            f"batch {size}: output array",
+            shape_ok,
+            f"{out.dtype} {list(out.shape)} (need float32 {list(reference.shape)})",
+        ):
             continue
         stats = compare(reference, out, atol)
         per_batch[str(size)] = stats
         close = stats["max_abs_diff"] <= atol
-        report.add(f"batch {size}: max |diff|", close,
-                   f"{stats['max_abs_diff']:.3g} {'<=' if close else '>'} atol {atol:g} "
-                   f"(mean {stats['mean_abs_diff']:.3g}, worst image #{stats['worst_image']})")
-        report.add(f"batch {size}: top-1 agreement",
-                   stats["hard_disagreements"] == 0,
-                   f"{100 * stats['top1_agreement']:.2f}% ({stats['top1_disagreements']} of "
-                   f"{len(images)} differ, {stats['ambiguous']} of them ambiguous: Keras top-2 "
-                   f"margin < atol; need 100% of the others)")
+        report.add(
+            f"batch {size}: max |diff|",
+            close,
+            f"{stats['max_abs_diff']:.3g} {'<=' if close else '>'} atol {atol:g} "
+            f"(mean {stats['mean_abs_diff']:.3g}, worst image #{stats['worst_image']})",
+        )
+        report.add(
+            f"batch {size}: top-1 agreement",
+            stats["hard_disagreements"] == 0,
+            f"{100 * stats['top1_agreement']:.2f}% ({stats['top1_disagreements']} of "
+            f"{len(images)} differ, {stats['ambiguous']} of them ambiguous: Keras top-2 "
+            f"margin < atol; need 100% of the others)",
+        )
     report.stats["per_batch"] = per_batch
     if per_batch:
         report.stats["max_abs_diff"] = max(s["max_abs_diff"] for s in per_batch.values())
@@ -251,5 +281,12 @@ def check_keras_vs_onnx(
 
     spec = spec or inspect_model(keras_model)
     reference = keras_reference(keras_model, spec, images)
-    return check_parity(onnx_model, reference, images, atol=atol, batch_sizes=batch_sizes,
-                        source=source, threads=threads)
+    return check_parity(
+        onnx_model,
+        reference,
+        images,
+        atol=atol,
+        batch_sizes=batch_sizes,
+        source=source,
+        threads=threads,
+    )

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifar10_runtime.errors import CifarError, DataError, ModelError
+from cifar10_runtime.errors import CifarError, ModelError
+from cifar10_trainer.errors import DataError
 from cifar10_trainer.outputs import sha256_file, write_bytes, write_json
 
 from .config import ExportConfig
@@ -94,8 +95,12 @@ def _check_model(proto_or_bytes, what: str) -> None:
 
 def _prepare(config: ExportConfig, log: Log):
     model = load_keras_model(config.model)
-    spec = inspect_model(model, input_scale=config.input_scale, output_kind=config.output_kind,
-                         source=str(config.model))
+    spec = inspect_model(
+        model,
+        input_scale=config.input_scale,
+        output_kind=config.output_kind,
+        source=str(config.model),
+    )
     log(f"model {config.model}: {spec.describe()}")
     samples, choice = load_samples(config)
     log(f"parity images: {samples.source} ({choice.why})")
@@ -117,8 +122,10 @@ def _raise_failures(result: ExportResult, config: ExportConfig) -> None:
     if config.verify_only:
         fix = "Re-export it with cifar-export (without --verify-only)."
         if result.parity.stats.get("source_sha256_matches") is False:
-            fix = (f"Note: its source_sha256 is not the SHA-256 of {config.model}: it was "
-                   f"exported from another Keras file. {fix}")
+            fix = (
+                f"Note: its source_sha256 is not the SHA-256 of {config.model}: it was "
+                f"exported from another Keras file. {fix}"
+            )
     else:
         state = "written anyway (--force)" if written else "not written"
         fix = f"{subject} was {state}; details in {details}."
@@ -145,14 +152,27 @@ def export(config: ExportConfig, log: Log = print) -> ExportResult:
     proto = convert_to_onnx(model, spec, config.opset, str(config.model))
     sha = sha256_file(config.model)
     version = config.model_version or default_model_version(config.model, sha)
-    set_metadata(proto, build_metadata(
-        class_names=config.class_names, source_sha256=sha, model_version=version,
-        opset=config.opset, metrics=read_run_metrics(config.model), wrapper=spec.to_dict(),
-    ))  # fmt: skip
+    set_metadata(
+        proto,
+        build_metadata(
+            class_names=config.class_names,
+            source_sha256=sha,
+            model_version=version,
+            opset=config.opset,
+            metrics=read_run_metrics(config.model),
+            wrapper=spec.to_dict(),
+        ),
+    )
     _check_model(proto, "the converted model")
-    report = check_parity(proto.SerializeToString(), reference, samples.images,
-                          atol=config.atol, batch_sizes=config.batch_sizes,
-                          source=samples.source, threads=config.threads)  # fmt: skip
+    report = check_parity(
+        proto.SerializeToString(),
+        reference,
+        samples.images,
+        atol=config.atol,
+        batch_sizes=config.batch_sizes,
+        source=samples.source,
+        threads=config.threads,
+    )
     report.files = {"keras": str(config.model), "onnx": str(paths.onnx)}
     set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})
     _check_model(proto, "the converted model")
@@ -169,32 +189,57 @@ def export(config: ExportConfig, log: Log = print) -> ExportResult:
         elif config.quantize == "int8":
             log("int8: skipped, the fp32 model failed its parity check")
     finally:
-        write_json(paths.config, {
-            "config": config.to_dict(), "model_spec": spec.to_dict(), "data": choice.why,
-            "outputs": {"onnx": str(paths.onnx) if result.written else None,
-                        "int8": str(paths.int8) if result.int8_written else None,
-                        "parity": str(paths.parity)},
-            "passed": result.passed,
-        })  # fmt: skip
+        write_json(
+            paths.config,
+            {
+                "config": config.to_dict(),
+                "model_spec": spec.to_dict(),
+                "data": choice.why,
+                "outputs": {
+                    "onnx": str(paths.onnx) if result.written else None,
+                    "int8": str(paths.int8) if result.int8_written else None,
+                    "parity": str(paths.parity),
+                },
+                "passed": result.passed,
+            },
+        )
     _raise_failures(result, config)
     return result
 
 
-def _quantize(config: ExportConfig, paths: ArtifactPaths, fp32: bytes, samples: Samples,
-              result: ExportResult, log: Log) -> None:
+def _quantize(
+    config: ExportConfig,
+    paths: ArtifactPaths,
+    fp32: bytes,
+    samples: Samples,
+    result: ExportResult,
+    log: Log,
+) -> None:
     from .quantize import check_int8, quantize_int8
 
     calibration, where = calibration_images(config)
     log(f"int8: quantizing (static QDQ, calibration on {where})")
     int8 = quantize_int8(fp32, calibration, where)
-    report = check_int8(fp32, int8, samples, min_agreement=config.int8_min_agreement,
-                        max_accuracy_drop=config.int8_max_accuracy_drop, threads=config.threads)
+    report = check_int8(
+        fp32,
+        int8,
+        samples,
+        min_agreement=config.int8_min_agreement,
+        max_accuracy_drop=config.int8_max_accuracy_drop,
+        threads=config.threads,
+    )
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
     _finish_int8(report, int8, paths, config, result, log)
 
 
-def _finish_int8(report: Report, int8: bytes, paths: ArtifactPaths, config: ExportConfig,
-                 result: ExportResult, log: Log) -> None:
+def _finish_int8(
+    report: Report,
+    int8: bytes,
+    paths: ArtifactPaths,
+    config: ExportConfig,
+    result: ExportResult,
+    log: Log,
+) -> None:
     import onnx
 
     proto = onnx.load_model_from_string(int8)
@@ -219,12 +264,20 @@ def verify(config: ExportConfig, log: Log = print) -> ExportResult:
     except Exception as exc:  # protobuf decode errors of non-ONNX files, checker failures
         if isinstance(exc, CifarError):
             raise
-        raise ModelError(f"{paths.onnx} is not a readable ONNX model ({type(exc).__name__}); "
-                         f"re-export it with cifar-export. Received: OUTPUT={paths.onnx}") from exc
+        raise ModelError(
+            f"{paths.onnx} is not a readable ONNX model ({type(exc).__name__}); "
+            f"re-export it with cifar-export. Received: OUTPUT={paths.onnx}"
+        ) from exc
     _, spec, samples, _, reference = _prepare(config, log)
-    report = check_parity(fp32, reference, samples.images, atol=config.atol,
-                          batch_sizes=config.batch_sizes, source=samples.source,
-                          threads=config.threads)  # fmt: skip
+    report = check_parity(
+        fp32,
+        reference,
+        samples.images,
+        atol=config.atol,
+        batch_sizes=config.batch_sizes,
+        source=samples.source,
+        threads=config.threads,
+    )
     report.files = {"keras": str(config.model), "onnx": str(paths.onnx)}
     _note_provenance(report, fp32, config.model)
     log(report.table())
@@ -235,9 +288,14 @@ def verify(config: ExportConfig, log: Log = print) -> ExportResult:
 
         int8 = paths.int8.read_bytes()
         _check_model(int8, str(paths.int8))
-        result.int8 = check_int8(fp32, int8, samples, min_agreement=config.int8_min_agreement,
-                                 max_accuracy_drop=config.int8_max_accuracy_drop,
-                                 threads=config.threads)  # fmt: skip
+        result.int8 = check_int8(
+            fp32,
+            int8,
+            samples,
+            min_agreement=config.int8_min_agreement,
+            max_accuracy_drop=config.int8_max_accuracy_drop,
+            threads=config.threads,
+        )
         result.int8.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
         log(result.int8.table())
         _try_write_json(paths.int8_parity, result.int8, log)

@@ -63,8 +63,9 @@ class _Reader:
     """onnxruntime CalibrationDataReader over uint8 images, in small batches."""
 
     def __init__(self, images: np.ndarray, batch_size: int = 16) -> None:
-        self._batches = iter([images[i : i + batch_size]
-                              for i in range(0, len(images), batch_size)])
+        self._batches = iter(
+            [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        )
 
     def get_next(self):
         batch = next(self._batches, None)
@@ -87,12 +88,16 @@ def quantize_int8(fp32_model: bytes, calibration: np.ndarray, calibration_source
             # Static shapes but the batch: ONNX shape inference suffices (no sympy needed).
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
             quantize_static(
-                str(pre), str(out), _Reader(calibration),
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(pre),
+                str(out),
+                _Reader(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
                 op_types_to_quantize=QUANTIZED_OPS,
                 nodes_to_exclude=float_nodes(onnx.load_model(str(pre))),
-            )  # fmt: skip
+            )
         except Exception as exc:  # the quantizer raises many types for unsupported graphs
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ModelError(
@@ -121,8 +126,13 @@ def check_int8(
 ) -> Report:
     """Top-1 agreement with fp32 and accuracy drop on `samples`; a Report, never raises."""
     tolerances = {"min_top1_agreement": min_agreement, "max_accuracy_drop": max_accuracy_drop}
-    report = Report("int8", samples.dataset_source, int(samples.n_dataset), tolerances,
-                    versions=check_versions())
+    report = Report(
+        "int8",
+        samples.dataset_source,
+        int(samples.n_dataset),
+        tolerances,
+        versions=check_versions(),
+    )
     contract_checks(report, int8_model)
     fp32 = run_batched(make_runner(fp32_model, threads), samples.images, 0)
     try:
@@ -137,16 +147,25 @@ def check_int8(
     acc32, acc8 = float((p32 == truth).mean()), float((p8 == truth).mean())
     drop = acc32 - acc8
     report.stats.update(
-        top1_agreement=agreement, accuracy_fp32=acc32, accuracy_int8=acc8, accuracy_drop=drop,
+        top1_agreement=agreement,
+        accuracy_fp32=acc32,
+        accuracy_int8=acc8,
+        accuracy_drop=drop,
         max_abs_diff=float(np.abs(int8 - fp32).max()),
         mean_abs_diff=float(np.abs(int8 - fp32).mean()),
         size_bytes={"fp32": len(fp32_model), "int8": len(int8_model)},
-    )  # fmt: skip
+    )
     n = int(labelled.sum())
-    report.add("top-1 agreement with fp32", agreement >= min_agreement,
-               f"{100 * agreement:.2f}% ({int((p32 != p8).sum())} of {n} differ; "
-               f"need >= {100 * min_agreement:g}%)")
-    report.add("accuracy drop", drop <= max_accuracy_drop + 1e-12,
-               f"{100 * drop:.2f} points (fp32 {100 * acc32:.2f}%, int8 {100 * acc8:.2f}%; "
-               f"need <= {100 * max_accuracy_drop:g})")
+    report.add(
+        "top-1 agreement with fp32",
+        agreement >= min_agreement,
+        f"{100 * agreement:.2f}% ({int((p32 != p8).sum())} of {n} differ; "
+        f"need >= {100 * min_agreement:g}%)",
+    )
+    report.add(
+        "accuracy drop",
+        drop <= max_accuracy_drop + 1e-12,
+        f"{100 * drop:.2f} points (fp32 {100 * acc32:.2f}%, int8 {100 * acc8:.2f}%; "
+        f"need <= {100 * max_accuracy_drop:g})",
+    )
     return report

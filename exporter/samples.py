@@ -87,11 +87,13 @@ def load_samples(config: ExportConfig) -> tuple[Samples, DataChoice]:
     choice = choose_data(config)
     edge = edge_cases(config.seed)
     images, labels, source, synthetic = (
-        np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64), "edge cases only", False
+        np.zeros((0, 32, 32, 3), np.uint8),
+        np.zeros(0, np.int64),
+        "edge cases only",
+        False,
     )
     if config.samples > 0:
-        data = _load(choice.dataset, str(choice.data_dir) if choice.data_dir else None,
-                     config.seed)
+        data = _load(choice.dataset, str(choice.data_dir) if choice.data_dir else None, config.seed)
         images, labels = data.x_test[: config.samples], data.y_test[: config.samples]
         split = "synthetic test split" if data.synthetic else "cifar10 test split"
         source, synthetic = f"{split}: {data.source}", data.synthetic

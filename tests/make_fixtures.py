@@ -63,10 +63,28 @@ def build_exported(out: Path) -> None:
     real = (SHARED_SUBSET / "cifar-10-batches-py" / "test_batch").is_file()
     data_args = ["--data-dir", str(SHARED_SUBSET)] if real else ["--dataset", "synthetic"]
     work = out / "run"
-    run([str(bindir / "cifar-train"), *data_args, "--epochs", "2", "--quiet",
-         "--output-dir", str(work)])  # fmt: skip
-    run([str(bindir / "cifar-export"), str(out / "model.onnx"), "--model",
-         str(work / "model.keras"), *data_args, "--samples", "128"])  # fmt: skip
+    run(
+        [
+            str(bindir / "cifar-train"),
+            *data_args,
+            "--epochs",
+            "2",
+            "--quiet",
+            "--output-dir",
+            str(work),
+        ]
+    )
+    run(
+        [
+            str(bindir / "cifar-export"),
+            str(out / "model.onnx"),
+            "--model",
+            str(work / "model.keras"),
+            *data_args,
+            "--samples",
+            "128",
+        ]
+    )
     data = load_dataset("cifar10" if real else "synthetic", SHARED_SUBSET if real else None)
     images = data.x_test[:N_IMAGES]
     np.save(out / "images.npy", images)

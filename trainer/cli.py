@@ -1,4 +1,6 @@
-"""`cifar-train`: every parameters-file key is also a flag (`--batch-size 64`, `--no-augment-flip`).
+"""`cifar-train`: every parameters-file key is also a flag.
+
+For example `--batch-size 64` or `--no-augment-flip`.
 """
 
 from __future__ import annotations
@@ -68,8 +70,14 @@ def _config_options(func):  # noqa: ANN001, ANN202 - decorator
 @click.option("--quiet", is_flag=True, help="No progress bar, only the final summary.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
 @_config_options
-def main(config_path: Path | None, output_dir: Path | None, resume: bool, quiet: bool,
-         verbose: bool, **overrides: object) -> None:  # fmt: skip
+def main(
+    config_path: Path | None,
+    output_dir: Path | None,
+    resume: bool,
+    quiet: bool,
+    verbose: bool,
+    **overrides: object,
+) -> None:
     """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
     with cli_errors(verbose):
         given = {k: v for k, v in overrides.items() if v is not None}

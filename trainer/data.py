@@ -18,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar10_runtime.errors import DataError
+from cifar10_runtime.contract import CIFAR10_CLASS_NAMES as CLASS_NAMES
 
+from .errors import DataError
 from .outputs import sha256_file
 
-CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
 BATCH_DIR = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -149,9 +146,10 @@ def _from_archive(archive: Path) -> Dataset:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = {
-                m.name: m for m in tar.getmembers()
+                m.name: m
+                for m in tar.getmembers()
                 if m.isfile() and m.name.startswith(f"{BATCH_DIR}/")
-            }  # fmt: skip
+            }
 
             def read(fname: str) -> bytes | None:
                 member = members.get(f"{BATCH_DIR}/{fname}")
@@ -234,8 +232,10 @@ def load_synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Da
         freq = (0.25 + 0.08 * (labels % 5))[:, None, None]
         phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
         wave = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-        hue = np.stack([np.cos(labels * 0.63), np.cos(labels * 0.63 + 2.1),
-                        np.cos(labels * 0.63 + 4.2)], axis=-1)  # fmt: skip
+        hue = np.stack(
+            [np.cos(labels * 0.63), np.cos(labels * 0.63 + 2.1), np.cos(labels * 0.63 + 4.2)],
+            axis=-1,
+        )
         colour = 0.5 + 0.35 * hue[:, None, None, :]
         light = rng.uniform(0.7, 1.0, size=(n, 1, 1, 1))
         img = colour * light * (0.6 + 0.4 * wave[..., None])
@@ -244,8 +244,15 @@ def load_synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Da
 
     x_train, y_train = make(n_train)
     x_test, y_test = make(n_test)
-    return Dataset(x_train, y_train, x_test, y_test, CLASS_NAMES,
-                   source=f"synthetic(seed={seed})", synthetic=True)  # fmt: skip
+    return Dataset(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        CLASS_NAMES,
+        source=f"synthetic(seed={seed})",
+        synthetic=True,
+    )
 
 
 def load_dataset(

@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cifar10_runtime.errors import DataError
+from cifar10_trainer.errors import DataError
 
 BIN = Path(sys.executable).parent
 SYNTHETIC_EPOCHS = 5  # the synthetic classes are learnt in a few epochs; enough to show the flow
@@ -46,8 +46,11 @@ def pick_data(data_dir: str | None) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", help="CIFAR-10 folder or .tar.gz (default: Keras cache)")
-    parser.add_argument("--epochs", type=int, help="training epochs (default: the config's; "
-                        f"{SYNTHETIC_EPOCHS} on synthetic data)")  # fmt: skip
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"training epochs (default: the config's; {SYNTHETIC_EPOCHS} on synthetic data)",
+    )
     parser.add_argument("--output-dir", type=Path, help="run folder (default runs/demo-<UTC>)")
     args = parser.parse_args(argv)
 
@@ -57,8 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     run = args.output_dir or Path("runs") / datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
     onnx_path = run / "model.onnx"
 
-    step("1/4 train", [str(BIN / "cifar-train"), *data, "--output-dir", str(run),
-                       *(["--epochs", str(epochs)] if epochs else [])])  # fmt: skip
+    step(
+        "1/4 train",
+        [
+            str(BIN / "cifar-train"),
+            *data,
+            "--output-dir",
+            str(run),
+            *(["--epochs", str(epochs)] if epochs else []),
+        ],
+    )
     step(
         "2/4 export to ONNX and prove parity",
         [str(BIN / "cifar-export"), str(onnx_path), "--model", str(run / "model.keras"), *data],
@@ -70,12 +81,26 @@ def main(argv: list[str] | None = None) -> None:
         "3/4 predict with the runtime (no TensorFlow in its code path)",
         [str(BIN / "cifar-predict"), str(onnx_path), str(samples), "--top-k", "3"],
     )
-    step("4/4 benchmark (quick)", [str(BIN / "python"), "-m", "benchmarks", "--quick",
-                                   "--model", str(onnx_path), "--keras", str(run / "model.keras"),
-                                   "--out", str(run / "benchmark")])  # fmt: skip
+    step(
+        "4/4 benchmark (quick)",
+        [
+            str(BIN / "python"),
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--model",
+            str(onnx_path),
+            "--keras",
+            str(run / "model.keras"),
+            "--out",
+            str(run / "benchmark"),
+        ],
+    )
     tag = " (SYNTHETIC data)" if synthetic else ""
-    print(f"\nDone{tag}. Everything is in {run}/: model.keras, metrics.json, "
-          "learning_curves.png, model.onnx, samples/, benchmark/.")  # fmt: skip
+    print(
+        f"\nDone{tag}. Everything is in {run}/: model.keras, metrics.json, "
+        "learning_curves.png, model.onnx, samples/, benchmark/."
+    )
 
 
 def write_samples(folder: Path, data_args: list[str], n: int = 8) -> None:

@@ -8,28 +8,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cifar10_runtime.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+
 from .config import TrainConfig
 
 if TYPE_CHECKING:
     import keras
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 
-
-def build_model(cfg: TrainConfig, num_classes: int = 10) -> keras.Model:
+def build_model(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> keras.Model:
     """Per block Conv3x3 x2 -> BatchNorm -> MaxPool 2 -> Dropout; Flatten -> Dense -> softmax."""
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name=INPUT_NAME)
+    inputs = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name=INPUT_NAME)
     x = layers.Rescaling(1.0 / 255.0, name="scale_to_unit")(inputs)
     for block, (filters, rate) in enumerate(zip(cfg.filters, cfg.dropout, strict=True), start=1):
         for conv in (1, 2):
             x = layers.Conv2D(
-                filters, 3, padding="same", activation="relu",
-                kernel_initializer="he_uniform", name=f"block{block}_conv{conv}",
-            )(x)  # fmt: skip
+                filters,
+                3,
+                padding="same",
+                activation="relu",
+                kernel_initializer="he_uniform",
+                name=f"block{block}_conv{conv}",
+            )(x)
         x = layers.BatchNormalization(name=f"block{block}_bn")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         x = layers.Dropout(rate, seed=cfg.seed + block, name=f"block{block}_dropout")(x)

@@ -105,11 +105,17 @@ def plot_learning_curves(target: Path, history: Sequence[dict[str, float]], titl
 
     epochs = np.arange(1, len(history) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
-    for ax, key, label in ((ax_loss, "loss", "Cross-entropy loss"),
-                           (ax_acc, "accuracy", "Classification accuracy")):  # fmt: skip
+    for ax, key, label in (
+        (ax_loss, "loss", "Cross-entropy loss"),
+        (ax_acc, "accuracy", "Classification accuracy"),
+    ):
         ax.plot(epochs, [h.get(key, np.nan) for h in history], color="tab:blue", label="train")
-        ax.plot(epochs, [h.get(f"val_{key}", np.nan) for h in history],
-                color="tab:orange", label="validation")  # fmt: skip
+        ax.plot(
+            epochs,
+            [h.get(f"val_{key}", np.nan) for h in history],
+            color="tab:orange",
+            label="validation",
+        )
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -60,8 +60,7 @@ def make_dataset(
     if training:
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
         if cfg.augment_flip or cfg.augment_crop_padding or cfg.augment_cutout:
-            ds = ds.map(_augment(cfg), num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)  # fmt: skip
+            ds = ds.map(_augment(cfg), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(cfg.batch_size)
     options = tf.data.Options()
     # Sharding by data, not by file: arrays in memory have no files to shard.

@@ -43,9 +43,13 @@ def versions() -> dict[str, str]:
     import numpy
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__,
-            "cifar10_trainer": __version__}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "cifar10_trainer": __version__,
+    }
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
@@ -97,9 +101,14 @@ class _EpochCheckpoint:
 
 
 def _data_record(data: Dataset, n_train: int, n_val: int) -> dict[str, Any]:
-    return {"source": data.source, "synthetic": data.synthetic, "train_images": n_train,
-            "validation_images": n_val, "test_images": int(len(data.x_test)),
-            "class_names": list(data.class_names)}  # fmt: skip
+    return {
+        "source": data.source,
+        "synthetic": data.synthetic,
+        "train_images": n_train,
+        "validation_images": n_val,
+        "test_images": int(len(data.x_test)),
+        "class_names": list(data.class_names),
+    }
 
 
 def train(
@@ -107,16 +116,22 @@ def train(
 ) -> RunResult:
     """Train (or resume) one run and write every output; returns the run folder and metrics."""
     run_dir = Path(run_dir) if run_dir else default_run_dir()
-    state: dict[str, Any] = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0,
-                             "train_seconds": 0.0, "history": []}  # fmt: skip
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_val_accuracy": -1.0,
+        "best_epoch": 0,
+        "train_seconds": 0.0,
+        "history": [],
+    }
     if resume and (run_dir / STATE).is_file():
         state = json.loads((run_dir / STATE).read_text())
     elif resume:
         raise ConfigError(f"nothing to resume in {run_dir}: no finished epoch (no {STATE})")
     data = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # bad data fails before TF
     placement = configure(cfg)
-    x_tr, y_tr, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.validation_split,
-                                                cfg.seed)  # fmt: skip
+    x_tr, y_tr, x_val, y_val = split_validation(
+        data.x_train, data.y_train, cfg.validation_split, cfg.seed
+    )
     train_ds = make_dataset(x_tr, y_tr, cfg, training=True)
     val_ds = make_dataset(x_val, y_val, cfg, training=False)
     steps = -(-len(x_tr) // cfg.batch_size)
@@ -132,18 +147,28 @@ def train(
 
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(run_dir / "config.json", {
-            "parameters": cfg.to_dict(), "data": _data_record(data, len(x_tr), len(x_val)),
-            "device": placement.description, "versions": versions(),
-            "command": " ".join(sys.argv), "started_utc": datetime.now(UTC).isoformat(),
-        })  # fmt: skip
+        outputs.write_json(
+            run_dir / "config.json",
+            {
+                "parameters": cfg.to_dict(),
+                "data": _data_record(data, len(x_tr), len(x_val)),
+                "device": placement.description,
+                "versions": versions(),
+                "command": " ".join(sys.argv),
+                "started_utc": datetime.now(UTC).isoformat(),
+            },
+        )
 
     if state["epoch"] < cfg.epochs:
         model.fit(
-            train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epoch"],
-            callbacks=[_EpochCheckpoint.create(run_dir, state)], verbose=verbose,
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[_EpochCheckpoint.create(run_dir, state)],
+            verbose=verbose,
             shuffle=False,  # the tf.data pipeline already reshuffles every epoch
-        )  # fmt: skip
+        )
 
     with placement.strategy.scope():
         best = keras.models.load_model(run_dir / MODEL)
@@ -152,22 +177,27 @@ def train(
     predicted = best.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
     images_seen = len(x_tr) * len(state["history"])
     metrics = {
-        "test_loss": float(test_loss), "test_accuracy": float(test_acc),
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_acc),
         **outputs.classification_report(data.y_test, predicted, data.class_names),
-        "epochs": len(state["history"]), "best_epoch": state["best_epoch"],
+        "epochs": len(state["history"]),
+        "best_epoch": state["best_epoch"],
         "best_val_accuracy": state["best_val_accuracy"],
         "wall_seconds": round(state.get("wall_seconds", 0.0), 2),  # fit, validation included
         "train_seconds": round(state["train_seconds"], 2),
         "train_images_per_s": round(images_seen / state["train_seconds"], 1),
-        "device": placement.description, "replicas": placement.replicas,
-        "dataset": data.source, "synthetic": data.synthetic,
+        "device": placement.description,
+        "replicas": placement.replicas,
+        "dataset": data.source,
+        "synthetic": data.synthetic,
         "test_images": int(len(data.x_test)),
-    }  # fmt: skip
+    }
     label = " (SYNTHETIC data)" if data.synthetic else ""
     outputs.plot_learning_curves(
-        run_dir / "learning_curves.png", state["history"],
+        run_dir / "learning_curves.png",
+        state["history"],
         f"{run_dir.name}{label}: test accuracy {test_acc:.3f}, loss {test_loss:.3f}",
-    )  # fmt: skip
+    )
     outputs.write_json(run_dir / "metrics.json", metrics)
     outputs.point_latest(run_dir.parent, run_dir)
     return RunResult(run_dir, metrics)

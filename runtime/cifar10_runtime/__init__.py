@@ -4,7 +4,7 @@
 >>> Predictor("model.onnx").predict("cat.png").label
 """
 
-from .errors import CifarError, ConfigError, DataError, ImageError, ModelError, ParityError
+from .errors import CifarError, ConfigError, ImageError, ModelError
 from .images import load_image
 from .predictor import ClassScore, Prediction, Predictor
 
@@ -14,10 +14,8 @@ __all__ = [
     "CifarError",
     "ClassScore",
     "ConfigError",
-    "DataError",
     "ImageError",
     "ModelError",
-    "ParityError",
     "Prediction",
     "Predictor",
     "__version__",

@@ -58,17 +58,21 @@ def collect(inputs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
 @click.option("--top-k", "-k", default=1, show_default=True, type=click.IntRange(1, 10))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
 @click.option(
-    "--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
     help="Images per session.run.",
-)  # fmt: skip
+)
 @click.option(
     "--threads", default=None, type=click.IntRange(min=1), help="onnxruntime intra-op threads."
 )
 @click.option("--providers", default="auto", show_default=True, help="auto, cpu, cuda, or a list.")
 @click.option(
-    "--progress/--no-progress", default=None,
+    "--progress/--no-progress",
+    default=None,
     help="Progress bar on stderr (default: for many files on a terminal).",
-)  # fmt: skip
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks for errors.")
 def main(
     model: str,

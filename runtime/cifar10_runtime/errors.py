@@ -1,7 +1,10 @@
 """The small set of exception types every stage raises for problems a user can fix.
 
-The CLIs map them to one line on stderr and a non-zero exit code (see `cli_errors`);
-the server maps them to 4xx answers. Anything else is a bug and keeps its traceback.
+Only the shared base lives here, so the serving wheel carries no training vocabulary:
+the trainer adds `DataError` (cifar10_trainer.errors), the exporter `ParityError`
+(cifar10_exporter.errors). The CLIs map them to one line on stderr and a non-zero exit
+code (see `cli_errors`); the server maps them to 4xx answers. Anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,12 +26,6 @@ class ConfigError(CifarError):
     exit_code = 2
 
 
-class DataError(CifarError):
-    """A dataset that is missing, truncated, or not CIFAR-10 shaped."""
-
-    exit_code = 3
-
-
 class ModelError(CifarError):
     """A model file that is missing, unreadable, or breaks the ONNX model contract."""
 
@@ -39,12 +36,6 @@ class ImageError(CifarError):
     """An image that cannot be decoded (empty, truncated, not an image, decompression bomb)."""
 
     exit_code = 5
-
-
-class ParityError(CifarError):
-    """The exported model does not reproduce the source model within tolerance."""
-
-    exit_code = 1
 
 
 @contextlib.contextmanager

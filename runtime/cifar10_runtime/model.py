@@ -21,16 +21,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .contract import CIFAR10_CLASS_NAMES, IMAGE_SHAPE, JSON_KEYS, NUM_CLASSES
 from .errors import ConfigError, ModelError
 
-IMAGE_SHAPE = (32, 32, 3)
-NUM_CLASSES = 10
-CIFAR10_CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
-# metadata_props values that hold JSON; others (model_version, source_sha256) are plain text.
-JSON_KEYS = ("class_names", "input_spec", "parity", "metrics", "producer_versions")
 NEEDED = (
     "needed: one uint8 [N,32,32,3] RGB NHWC input (the cifar-export contract) or one "
     "float32 [N,32,32,3] input in [0,1], and one float32 [N,10] softmax output"

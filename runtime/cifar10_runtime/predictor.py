@@ -15,9 +15,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
+from .contract import IMAGE_SHAPE, NUM_CLASSES
 from .errors import ConfigError, ImageError
 from .images import ImageSource, load_image
-from .model import IMAGE_SHAPE, NUM_CLASSES, inspect_session, open_session, probe
+from .model import inspect_session, open_session, probe
 
 _SINGLE_SHAPE = IMAGE_SHAPE
 _INV255 = np.float32(1 / 255)

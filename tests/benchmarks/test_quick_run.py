@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ENGINES = {"ort", "predictor", "predictor_png32", "predictor_jpeg640", "keras_predict",
-           "keras_call"}  # fmt: skip
+ENGINES = {
+    "ort",
+    "predictor",
+    "predictor_png32",
+    "predictor_jpeg640",
+    "keras_predict",
+    "keras_call",
+}
 
 
 @pytest.mark.slow
@@ -23,8 +29,12 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     out, work = tmp_path / "results", tmp_path / "work"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), "--work-dir", str(work)],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "quick.json").read_text())
     assert not results.get("errors"), results.get("errors")

@@ -28,11 +28,12 @@ def _tiny_model(path: Path) -> None:
         helper.make_node("Gemm", ["f", "g"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
         initializer=[w, g, shape],
-    )  # fmt: skip
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 

@@ -66,8 +66,18 @@ def trained_model(subset_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = run_dir.parent / "tiny.toml"
     config.write_text(TINY_TRAIN)
-    cmd = [sys.executable, "-m", "cifar10_trainer.cli", "--config", str(config),
-           "--data-dir", str(subset_dir), "--output-dir", str(run_dir), "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cifar10_trainer.cli",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(subset_dir),
+        "--output-dir",
+        str(run_dir),
+        "--quiet",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return run_dir / "model.keras"
@@ -117,11 +127,16 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     models["raw_float_softmax"] = keras.Model(inp, out)
 
     # uint8 input like the trainer's, Sequential with a separate Softmax layer.
-    models["uint8_sequential"] = keras.Sequential([
-        keras.Input((32, 32, 3), dtype="uint8"), layers.Rescaling(1 / 255),
-        layers.Conv2D(4, 3, strides=2, activation="relu"), layers.Flatten(),
-        layers.Dense(10), layers.Softmax(),
-    ])  # fmt: skip
+    models["uint8_sequential"] = keras.Sequential(
+        [
+            keras.Input((32, 32, 3), dtype="uint8"),
+            layers.Rescaling(1 / 255),
+            layers.Conv2D(4, 3, strides=2, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(10),
+            layers.Softmax(),
+        ]
+    )
 
     # Models that cannot meet the contract.
     inp = keras.Input((28, 28, 1))

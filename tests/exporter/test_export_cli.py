@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar10_runtime.errors import ConfigError, DataError, ModelError, ParityError
+from cifar10_exporter.errors import ParityError
+from cifar10_runtime.errors import ConfigError, ModelError
+from cifar10_trainer.errors import DataError
 
 
 def test_help_is_fast_and_lists_the_flags():
@@ -18,8 +20,18 @@ def test_help_is_fast_and_lists_the_flags():
     start = time.perf_counter()
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    for flag in ("--model", "--opset", "--data-dir", "--dataset", "--samples", "--atol",
-                 "--quantize", "--verify-only", "--force", "--class-names"):  # fmt: skip
+    for flag in (
+        "--model",
+        "--opset",
+        "--data-dir",
+        "--dataset",
+        "--samples",
+        "--atol",
+        "--quantize",
+        "--verify-only",
+        "--force",
+        "--class-names",
+    ):
         assert flag in done.stdout
     assert "tensorflow" not in sys.modules or time.perf_counter() - start < 30
 
@@ -97,24 +109,28 @@ def test_verify_only_needs_an_existing_output(tmp_path, cli):
 
 def test_missing_data_dir(tmp_path, cli):
     (tmp_path / "model.keras").write_bytes(b"k")
-    result = cli(tmp_path / "model.onnx", "--model", tmp_path / "model.keras",
-                 "--data-dir", tmp_path / "nowhere")  # fmt: skip
+    result = cli(
+        tmp_path / "model.onnx",
+        "--model",
+        tmp_path / "model.keras",
+        "--data-dir",
+        tmp_path / "nowhere",
+    )
     assert result.exit_code == DataError.exit_code
     assert "--data-dir" in _one_line(result)
 
 
 @pytest.mark.slow
-def test_output_written_only_when_parity_passes_unless_forced(keras_models, tmp_path, cli,
-                                                              monkeypatch):  # fmt: skip
+def test_output_written_only_when_parity_passes_unless_forced(
+    keras_models, tmp_path, cli, monkeypatch
+):
     """A Keras reference off by 1e-3 makes parity fail: no OUTPUT; --force writes it, exit 1."""
     import cifar10_exporter.pipeline as pipeline
 
     real = pipeline.keras_reference
-    monkeypatch.setattr(pipeline, "keras_reference",
-                        lambda *a, **k: real(*a, **k) + 1e-3)  # fmt: skip
+    monkeypatch.setattr(pipeline, "keras_reference", lambda *a, **k: real(*a, **k) + 1e-3)
     out = tmp_path / "model.onnx"
-    args = ["--model", keras_models["uint8_sequential"], "--dataset", "synthetic",
-            "--samples", 16]  # fmt: skip
+    args = ["--model", keras_models["uint8_sequential"], "--dataset", "synthetic", "--samples", 16]
     result = cli(out, *args)
     assert result.exit_code == ParityError.exit_code
     line = _one_line(result)
@@ -133,8 +149,13 @@ def test_saved_export_settings_round_trip(tmp_path):
     from cifar10_exporter.cli import _from_file
     from cifar10_exporter.config import ExportConfig
 
-    cfg = ExportConfig(output=tmp_path / "a.onnx", atol=1e-5, batch_sizes=(1, 517),
-                       class_names=tuple("abcdefghij"), dataset="synthetic")  # fmt: skip
+    cfg = ExportConfig(
+        output=tmp_path / "a.onnx",
+        atol=1e-5,
+        batch_sizes=(1, 517),
+        class_names=tuple("abcdefghij"),
+        dataset="synthetic",
+    )
     saved = tmp_path / "a.export.json"
     saved.write_text(json.dumps({"config": cfg.to_dict()}))
     again = _from_file(saved, tmp_path / "b.onnx")

@@ -46,8 +46,21 @@ def synthetic_model(tmp_path_factory) -> str:
 
 def test_int8_export_meets_its_check(synthetic_model, tmp_path, cli):
     out = tmp_path / "model.onnx"
-    result = cli(out, "--model", synthetic_model, "--dataset", "synthetic", "--samples", 300,
-                 "--quantize", "int8", "--calibration-samples", 200, "--threads", 1)  # fmt: skip
+    result = cli(
+        out,
+        "--model",
+        synthetic_model,
+        "--dataset",
+        "synthetic",
+        "--samples",
+        300,
+        "--quantize",
+        "int8",
+        "--calibration-samples",
+        200,
+        "--threads",
+        1,
+    )
     assert result.exit_code == 0, result.stderr
     int8_path = tmp_path / "model.int8.onnx"
     assert "int8 check (vs fp32 ONNX)" in result.stdout and f"wrote {int8_path}" in result.stdout
@@ -78,6 +91,18 @@ def test_int8_export_meets_its_check(synthetic_model, tmp_path, cli):
     probs = Predictor(int8_path, threads=1).predict_array(images)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # softmax stays float
 
-    verify = cli(out, "--verify-only", "--quantize", "int8", "--model", synthetic_model,
-                 "--dataset", "synthetic", "--samples", 300, "--threads", 1)  # fmt: skip
+    verify = cli(
+        out,
+        "--verify-only",
+        "--quantize",
+        "int8",
+        "--model",
+        synthetic_model,
+        "--dataset",
+        "synthetic",
+        "--samples",
+        300,
+        "--threads",
+        1,
+    )
     assert verify.exit_code == 0, verify.stderr

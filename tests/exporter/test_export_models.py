@@ -29,11 +29,21 @@ pytestmark = pytest.mark.slow
         ("uint8_sequential", "none", False),
     ],
 )
-def test_outside_models_export_and_pass(keras_models, tmp_path, cli, name, input_scale,
-                                        add_softmax):  # fmt: skip
+def test_outside_models_export_and_pass(
+    keras_models, tmp_path, cli, name, input_scale, add_softmax
+):
     out = tmp_path / "model.onnx"
-    result = cli(out, "--model", keras_models[name], "--dataset", "synthetic", "--samples", 64,
-                 "--threads", 1)  # fmt: skip
+    result = cli(
+        out,
+        "--model",
+        keras_models[name],
+        "--dataset",
+        "synthetic",
+        "--samples",
+        64,
+        "--threads",
+        1,
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "model.parity.json").read_text())
     assert report["passed"] and report["max_abs_diff"] <= 1e-4
@@ -48,8 +58,7 @@ def test_outside_models_export_and_pass(keras_models, tmp_path, cli, name, input
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_logits_float_model_matches_softmax_of_keras_on_scaled_input(keras_models, tmp_path,
-                                                                     cli):  # fmt: skip
+def test_logits_float_model_matches_softmax_of_keras_on_scaled_input(keras_models, tmp_path, cli):
     """The ONNX graph is softmax(model(image / 255)), computed here independently."""
     import tensorflow as tf
 
@@ -81,8 +90,9 @@ def test_output_kind_is_probed_when_the_last_layer_does_not_say(keras_models):
         ("two_outputs", "2 outputs", "one output"),
     ],
 )
-def test_incompatible_models_are_refused_with_one_line(keras_models, tmp_path, cli, name, found,
-                                                       needed):  # fmt: skip
+def test_incompatible_models_are_refused_with_one_line(
+    keras_models, tmp_path, cli, name, found, needed
+):
     out = tmp_path / "model.onnx"
     result = cli(out, "--model", keras_models[name], "--dataset", "synthetic")
     assert result.exit_code == ModelError.exit_code

@@ -64,18 +64,20 @@ def test_contract_and_metadata(exported, trained_model):
     assert predictor.class_names == CIFAR10_CLASS_NAMES
 
 
-def test_batch_sizes_1_7_64_agree_with_each_other_and_keras(exported, trained_model,
-                                                            subset_test_images):  # fmt: skip
+def test_batch_sizes_1_7_64_agree_with_each_other_and_keras(
+    exported, trained_model, subset_test_images
+):
     from cifar10_exporter.keras_model import inspect_model, keras_reference, load_keras_model
 
     out, _ = exported
     images = subset_test_images[0][:70]
     predictor = Predictor(out, threads=1)
     outputs = {
-        size: np.concatenate([predictor.predict_array(images[i : i + size])
-                              for i in range(0, len(images), size)])
+        size: np.concatenate(
+            [predictor.predict_array(images[i : i + size]) for i in range(0, len(images), size)]
+        )
         for size in (1, 7, 64)
-    }  # fmt: skip
+    }
     model = load_keras_model(trained_model)
     keras_probs = keras_reference(model, inspect_model(model), images)
     for size, probs in outputs.items():
@@ -95,14 +97,24 @@ def _tamper(src, dst, delta=0.5):
     onnx.save(model, dst)
 
 
-def test_verify_only_accepts_the_export_and_rejects_a_tampered_copy(exported, trained_model,
-                                                                   subset_dir, tmp_path, cli):
+def test_verify_only_accepts_the_export_and_rejects_a_tampered_copy(
+    exported, trained_model, subset_dir, tmp_path, cli
+):
     out, _ = exported
     good = tmp_path / "good" / "model.onnx"
     good.parent.mkdir()
     shutil.copy(out, good)
-    args = ["--verify-only", "--model", trained_model, "--data-dir", subset_dir,
-            "--samples", 128, "--threads", 1]  # fmt: skip
+    args = [
+        "--verify-only",
+        "--model",
+        trained_model,
+        "--data-dir",
+        subset_dir,
+        "--samples",
+        128,
+        "--threads",
+        1,
+    ]
     result = cli(good, *args)
     assert result.exit_code == 0, result.stderr
     assert "PASSED" in result.stdout

@@ -10,6 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cifar10_exporter.config import CIFAR10_CLASS_NAMES, ExportConfig, parse_class_names
+from cifar10_exporter.errors import ParityError
 from cifar10_exporter.files import ArtifactPaths
 from cifar10_exporter.metadata import (
     REQUIRED_KEYS,
@@ -20,7 +21,7 @@ from cifar10_exporter.metadata import (
     set_metadata,
 )
 from cifar10_exporter.parity import check_parity, compare
-from cifar10_runtime.errors import ConfigError, ParityError
+from cifar10_runtime.errors import ConfigError
 
 
 def test_config_defaults_and_overrides(tmp_path):
@@ -74,15 +75,21 @@ def test_metadata_keys_and_run_provenance(tmp_path):
     run = tmp_path / "runs" / "20250101-000000"
     run.mkdir(parents=True)
     (run / "model.keras").write_bytes(b"k")
-    (run / "metrics.json").write_text(json.dumps(
-        {"test_accuracy": 0.7, "test_loss": 0.9, "confusion_matrix": [[1]]}))  # fmt: skip
+    (run / "metrics.json").write_text(
+        json.dumps({"test_accuracy": 0.7, "test_loss": 0.9, "confusion_matrix": [[1]]})
+    )
     assert default_model_version(run / "model.keras", "ab" * 32) == "20250101-000000-abababab"
     assert default_model_version(tmp_path / "m.keras", "cd" * 32) == "m-cdcdcdcd"
     metrics = read_run_metrics(run / "model.keras")
     assert metrics == {"test_accuracy": 0.7, "test_loss": 0.9}  # scalars only
-    props = build_metadata(class_names=CIFAR10_CLASS_NAMES, source_sha256="ab" * 32,
-                           model_version="v", opset=17, metrics=metrics,
-                           parity={"passed": True})  # fmt: skip
+    props = build_metadata(
+        class_names=CIFAR10_CLASS_NAMES,
+        source_sha256="ab" * 32,
+        model_version="v",
+        opset=17,
+        metrics=metrics,
+        parity={"passed": True},
+    )
     assert set(REQUIRED_KEYS) <= set(props)
     assert json.loads(props["producer_versions"])["opset"] == 17
     assert json.loads(props["input_spec"])["shape"] == ["N", 32, 32, 3]
@@ -94,14 +101,21 @@ def test_metadata_keys_and_run_provenance(tmp_path):
 
 
 def test_compare_counts_ambiguous_top1_separately():
-    ref = np.array([[0.50, 0.49995, 0.00005] + [0.0] * 7,  # margin 5e-5 < atol
-                    [0.6, 0.4] + [0.0] * 8,  # margin 0.2
-                    [0.9, 0.1] + [0.0] * 8]).astype(np.float32)  # fmt: skip
+    ref = np.array(
+        [
+            [0.50, 0.49995, 0.00005] + [0.0] * 7,  # margin 5e-5 < atol
+            [0.6, 0.4] + [0.0] * 8,  # margin 0.2
+            [0.9, 0.1] + [0.0] * 8,
+        ]
+    ).astype(np.float32)
     cand = ref.copy()
     cand[0, :2] = [0.49995, 0.50]  # swapped within atol: ambiguous
     stats = compare(ref, cand, atol=1e-4)
     assert (stats["top1_disagreements"], stats["ambiguous"], stats["hard_disagreements"]) == (
-        1, 1, 0)  # fmt: skip
+        1,
+        1,
+        0,
+    )
     cand[1, :2] = [0.4, 0.6]  # a real disagreement
     stats = compare(ref, cand, atol=1e-4)
     assert (stats["hard_disagreements"], stats["worst_image"]) == (1, 1)
@@ -120,11 +134,12 @@ def _softmax_model(in_name="image", out_name="probabilities", dtype=TensorProto.
         helper.make_node("Softmax", ["logits"], [out_name], axis=-1),
     ]
     graph = helper.make_graph(
-        nodes, "g",
+        nodes,
+        "g",
         [helper.make_tensor_value_info(in_name, dtype, ["N", 32, 32, 3])],
         [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", 10])],
         initializer=[w],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     set_metadata(model, {"class_names": json.dumps(list(CIFAR10_CLASS_NAMES))})
@@ -150,8 +165,12 @@ def test_check_parity_passes_then_lists_every_failure():
     shifted[3] = np.roll(shifted[3], 1)  # Keras "disagrees" on image 3
     report = check_parity(model.SerializeToString(), shifted, images, batch_sizes=(1, 0))
     failing = [c.name for c in report.failures]
-    assert failing == ["batch 1: max |diff|", "batch 1: top-1 agreement",
-                       "batch 9: max |diff|", "batch 9: top-1 agreement"]  # fmt: skip
+    assert failing == [
+        "batch 1: max |diff|",
+        "batch 1: top-1 agreement",
+        "batch 9: max |diff|",
+        "batch 9: top-1 agreement",
+    ]
     err = report.error("m.onnx against m.keras", "Fix it.")
     assert isinstance(err, ParityError) and err.exit_code == 1
     message = str(err)

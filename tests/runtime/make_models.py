@@ -23,9 +23,17 @@ OPSET = 17
 # onnxruntime >= 1.20 reads IR 8 models; pinning it keeps the files loadable by older runtimes.
 IR_VERSION = 8
 CIFAR10_NAMES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 FULL_METADATA = {
     "class_names": json.dumps(CIFAR10_NAMES),

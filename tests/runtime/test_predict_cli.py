@@ -87,9 +87,12 @@ def test_missing_inputs_and_empty_folders_are_reported(
 ) -> None:
     (tmp_path / "empty").mkdir()
     code, out, err = _run(
-        str(valid_model), str(subset_pngs / "001.png"), str(tmp_path / "nope"),
-        str(tmp_path / "empty"), "--json",
-    )  # fmt: skip
+        str(valid_model),
+        str(subset_pngs / "001.png"),
+        str(tmp_path / "nope"),
+        str(tmp_path / "empty"),
+        "--json",
+    )
     assert code == 1
     lines = [json.loads(line) for line in out.splitlines()]
     assert "label" in lines[0]
@@ -126,8 +129,11 @@ def test_installed_console_script(folder: Path, valid_model: Path) -> None:
         pytest.skip(f"cifar-predict is not installed next to {sys.executable}")
     done = subprocess.run(
         [str(script), str(valid_model), str(folder), "--json"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1
     assert len(done.stdout.splitlines()) == 11
     assert done.stderr.strip() == "1 of 11 inputs failed."

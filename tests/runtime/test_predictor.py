@@ -151,9 +151,14 @@ def test_predict_batch_on_error_return_keeps_going(
     items = [good[0], broken, good[1], tmp_path / "absent.png", *good[2:]]
     results = predictor.predict_batch(items, batch_size=2, on_error="return")
     assert [type(r).__name__ for r in results] == [
-        "Prediction", "ImageError", "Prediction", "ImageError",
-        "Prediction", "Prediction", "Prediction",
-    ]  # fmt: skip
+        "Prediction",
+        "ImageError",
+        "Prediction",
+        "ImageError",
+        "Prediction",
+        "Prediction",
+        "Prediction",
+    ]
     assert str(broken) in str(results[1]) and "no such file" in str(results[3])
     for path, result in zip(good, [results[0], results[2], *results[4:]], strict=True):
         assert result == predictor.predict(path)

@@ -61,9 +61,12 @@ def test_health_ready_and_metadata(client: TestClient, predictor: Predictor) -> 
     info = meta.json()
     assert info["class_names"] == list(predictor.class_names)
     assert info["input"] == {
-        "name": "image", "dtype": "uint8", "shape": [None, 32, 32, 3],
-        "layout": "NHWC RGB", "scaling": "in the graph",
-    }  # fmt: skip
+        "name": "image",
+        "dtype": "uint8",
+        "shape": [None, 32, 32, 3],
+        "layout": "NHWC RGB",
+        "scaling": "in the graph",
+    }
     assert info["metrics"] == {"test_accuracy": 0.1, "test_loss": 2.3}
     assert info["producer_versions"]["opset"] == 17
     assert info["providers"] == ["CPUExecutionProvider"]
@@ -106,9 +109,12 @@ def test_broken_image_is_400(client: TestClient, name: str) -> None:
     response = client.post("/v1/predict", content=body, headers={"Content-Type": PNG})
     _assert_json_error(response, 400, "request body:")
     multipart = client.post(
-        "/v1/predict", files=[("a", ("good.png", encode(Image.new("RGB", (8, 8))), PNG)),
-                              ("b", (name, body, PNG))],
-    )  # fmt: skip
+        "/v1/predict",
+        files=[
+            ("a", ("good.png", encode(Image.new("RGB", (8, 8))), PNG)),
+            ("b", (name, body, PNG)),
+        ],
+    )
     _assert_json_error(multipart, 400, f"{name}:")
 
 

@@ -17,10 +17,25 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_help_lists_every_parameter() -> None:
     res = run("--help")
     assert res.returncode == 0
-    for flag in ("--config", "--output-dir", "--resume", "--quiet", "--epochs", "--batch-size",
-                 "--learning-rate", "--momentum", "--augment-flip / --no-augment-flip",
-                 "--device", "--mixed-precision", "--strategy", "--cpu-replicas", "--seed",
-                 "--data-dir", "--dataset", "--validation-split"):  # fmt: skip
+    for flag in (
+        "--config",
+        "--output-dir",
+        "--resume",
+        "--quiet",
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--momentum",
+        "--augment-flip / --no-augment-flip",
+        "--device",
+        "--mixed-precision",
+        "--strategy",
+        "--cpu-replicas",
+        "--seed",
+        "--data-dir",
+        "--dataset",
+        "--validation-split",
+    ):
         assert flag in res.stdout, flag
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar10_runtime.errors import DataError
 from cifar10_trainer import data as D
+from cifar10_trainer.errors import DataError
 
 
 @pytest.fixture(scope="module")

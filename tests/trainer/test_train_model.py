@@ -49,7 +49,9 @@ def test_shapes_and_preprocessing_inside(model) -> None:  # noqa: ANN001
     assert model.input.dtype == "uint8" and tuple(model.input.shape) == (None, 32, 32, 3)
     assert model.layers[1].scale == pytest.approx(1 / 255)
     assert [tuple(layer.output.shape) for layer in model.layers if "pool" in layer.name] == [
-        (None, 16, 16, 32), (None, 8, 8, 64)]  # fmt: skip
+        (None, 16, 16, 32),
+        (None, 8, 8, 64),
+    ]
     probs = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
     assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 

@@ -34,12 +34,21 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
 
 
 def test_history_round_trip(tmp_path: Path) -> None:
-    rows = [{"loss": 2.0, "accuracy": 0.1, "val_loss": 2.1, "val_accuracy": 0.12,
-             "learning_rate": 0.001}, {"loss": 1.5, "accuracy": 0.3}]  # fmt: skip
+    rows = [
+        {
+            "loss": 2.0,
+            "accuracy": 0.1,
+            "val_loss": 2.1,
+            "val_accuracy": 0.12,
+            "learning_rate": 0.001,
+        },
+        {"loss": 1.5, "accuracy": 0.3},
+    ]
     outputs.write_history(tmp_path / "h.csv", rows)
     assert outputs.read_history(tmp_path / "h.csv") == rows
     assert (tmp_path / "h.csv").read_text().splitlines()[0] == (
-        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate")
+        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate"
+    )
 
 
 def test_classification_report() -> None:

@@ -44,8 +44,15 @@ def test_short_real_run_beats_chance_clearly(real_run: Path) -> None:
 
 def test_all_outputs_present_and_well_formed(real_run: Path) -> None:
     names = {p.name for p in real_run.iterdir()}
-    assert {"model.keras", "config.json", "history.csv", "metrics.json",
-            "learning_curves.png", "checkpoint.keras", "state.json"} <= names  # fmt: skip
+    assert {
+        "model.keras",
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "learning_curves.png",
+        "checkpoint.keras",
+        "state.json",
+    } <= names
     assert not [n for n in names if n.startswith(".")], "temporary files left behind"
     config = json.loads((real_run / "config.json").read_text())
     assert config["parameters"]["epochs"] == 3 and config["parameters"]["optimizer"] == "adam"
@@ -83,8 +90,16 @@ def test_saved_model_takes_uint8_and_matches_test_accuracy(
 
 def test_resume_after_kill_continues_from_last_finished_epoch(tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
-    args = ["--config", str(REPO_CONFIGS / "seed.toml"), "--dataset", "synthetic", "--epochs", "3",
-            "--output-dir", str(run_dir)]  # fmt: skip
+    args = [
+        "--config",
+        str(REPO_CONFIGS / "seed.toml"),
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "3",
+        "--output-dir",
+        str(run_dir),
+    ]
     cmd = [sys.executable, "-m", "cifar10_trainer.cli", "--quiet", *args]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = run_dir / "state.json"
@@ -110,13 +125,26 @@ def test_resume_after_kill_continues_from_last_finished_epoch(tmp_path: Path) ->
     train(*args[:4], "--epochs", "1", "--output-dir", str(again))
     first = next(csv.DictReader((again / "history.csv").open()))
     assert {k: first[k] for k in ("loss", "val_loss", "val_accuracy")} == {
-        k: before[0][k] for k in ("loss", "val_loss", "val_accuracy")}  # fmt: skip
+        k: before[0][k] for k in ("loss", "val_loss", "val_accuracy")
+    }
 
 
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
     run_dir = tmp_path / "mirrored"
-    train("--dataset", "synthetic", "--epochs", "1", "--strategy", "mirrored",
-          "--cpu-replicas", "2", "--batch-size", "64", "--output-dir", str(run_dir))  # fmt: skip
+    train(
+        "--dataset",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--strategy",
+        "mirrored",
+        "--cpu-replicas",
+        "2",
+        "--batch-size",
+        "64",
+        "--output-dir",
+        str(run_dir),
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and "MirroredStrategy over 2" in metrics["device"]
     # One epoch of ~70 steps: well above chance (0.10; 0.15 is ~5 standard errors on 1,000).

@@ -1,0 +1,11 @@
+"""The trainer's own error type, on top of the runtime's shared base (`CifarError`)."""
+
+from __future__ import annotations
+
+from cifar10_runtime.errors import CifarError
+
+
+class DataError(CifarError):
+    """A dataset that is missing, truncated, or not CIFAR-10 shaped."""
+
+    exit_code = 3
