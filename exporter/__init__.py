@@ -6,7 +6,7 @@ Python API (heavy libraries are imported only when used):
     result = export(ExportConfig(output="model.onnx", model="runs/latest/model.keras"))
     result.parity.passed, result.parity.to_dict()
 
-    from cifar10_exporter.parity import check_parity, check_keras_vs_onnx
+    from cifar10_exporter.parity import check_parity
 """
 
 from .config import ExportConfig

@@ -14,7 +14,15 @@ import click
 from cifar10_runtime.errors import ConfigError, cli_errors
 from cifar10_trainer.quiet import import_tensorflow_quietly
 
-from .config import DATASETS, INPUT_SCALES, OUTPUT_KINDS, QUANTIZE, ExportConfig, parse_class_names
+from .config import (
+    CHANNEL_ORDERS,
+    DATASETS,
+    INPUT_SCALES,
+    OUTPUT_KINDS,
+    QUANTIZE,
+    ExportConfig,
+    parse_class_names,
+)
 
 
 def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
@@ -26,6 +34,17 @@ def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
         raise ConfigError(
             f"--batch-sizes takes integers separated by commas, 0 for all images in one batch. "
             f"Received: --batch-sizes={value}"
+        ) from None
+
+
+def _rgb(flag: str, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"{flag} takes 3 numbers R,G,B in pixel units (0..255). Received: {flag}={value}"
         ) from None
 
 
@@ -105,7 +124,32 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     "--input-scale",
     type=click.Choice(INPUT_SCALES),
     default=None,
-    help="Float-input models: unit = image/255, raw = float(image) [default: auto].",
+    help="Float-input models: unit = image/255, raw = float(image), standardize = "
+    "(image - mean) / std [default: auto: the model's own Rescaling, else the clear winner "
+    "on labelled check images].",
+)
+@click.option(
+    "--channel-order",
+    type=click.Choice(CHANNEL_ORDERS),
+    default=None,
+    help="Channel order the float-input model takes; the ONNX input stays RGB [default: auto].",
+)
+@click.option(
+    "--input-mean",
+    default=None,
+    help="standardize: per-channel mean R,G,B in pixel units [default: CIFAR-10's].",
+)
+@click.option(
+    "--input-std",
+    default=None,
+    help="standardize: per-channel std R,G,B in pixel units [default: CIFAR-10's].",
+)
+@click.option(
+    "--min-accuracy",
+    type=float,
+    default=None,
+    help="Fail when ONNX top-1 accuracy on labelled check images is below this [default: 0.2, "
+    "2x chance].",
 )
 @click.option(
     "--output-kind",
@@ -140,13 +184,16 @@ def main(
     verbose: bool,
     class_names: str | None,
     batch_sizes: str | None,
+    input_mean: str | None,
+    input_std: str | None,
     **flags: object,
 ) -> None:
     """Export a Keras CIFAR-10 classifier to OUTPUT.onnx and check it reproduces Keras.
 
     The ONNX graph takes `image` uint8 [N,32,32,3] RGB and returns `probabilities` float32
     [N,10]; scaling and softmax are inside it. OUTPUT is written only when the parity check
-    passes (unless --force). Beside it: OUTPUT's .parity.json and .export.json.
+    and the accuracy gate pass (unless --force). Beside it: OUTPUT's .parity.json,
+    .export.json and .md (the model card).
     """
     with cli_errors(verbose):
         base = _from_file(config_path, output) if config_path else ExportConfig(output=output)
@@ -154,14 +201,16 @@ def main(
             output=output,
             class_names=parse_class_names(class_names) if class_names else None,
             batch_sizes=_batch_sizes(batch_sizes),
+            input_mean=_rgb("--input-mean", input_mean),
+            input_std=_rgb("--input-std", input_std),
             **flags,
         )
         from .pipeline import export, preflight
 
-        preflight(config)
+        paths = preflight(config)  # cheap checks before TensorFlow's slow import
         if not verbose:
             import_tensorflow_quietly()
-        export(config, log=click.echo)  # with verify_only=True: checks the existing OUTPUT
+        export(config, log=click.echo, paths=paths)  # verify_only=True: checks OUTPUT
 
 
 if __name__ == "__main__":

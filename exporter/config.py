@@ -17,7 +17,8 @@ from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
 from cifar10_runtime.errors import ConfigError
 
 DEFAULT_MODEL = Path("runs/latest/model.keras")
-INPUT_SCALES = ("auto", "unit", "raw")
+INPUT_SCALES = ("auto", "unit", "raw", "standardize")
+CHANNEL_ORDERS = ("auto", "rgb", "bgr")
 OUTPUT_KINDS = ("auto", "probabilities", "logits")
 DATASETS = ("cifar10", "synthetic")
 QUANTIZE = ("int8",)
@@ -47,8 +48,17 @@ class ExportConfig:
     force: bool = False
     class_names: tuple[str, ...] = CIFAR10_CLASS_NAMES
     # Float-input models: "unit" feeds image/255, "raw" feeds float(image) in [0, 255],
-    # "auto" picks raw when the model's first layer rescales by about 1/255 itself, else unit.
+    # "standardize" feeds (image - mean) / std. "auto": raw when the model's first layer
+    # rescales by about 1/255 itself; otherwise every scale x channel order is scored on the
+    # labelled check images and a clear winner kept (see preprocessing.py).
     input_scale: str = "auto"
+    channel_order: str = "auto"  # the order the model takes ("rgb", "bgr"); the graph's is RGB
+    input_mean: tuple[float, ...] | None = None  # R,G,B in pixel units; None: CIFAR-10's
+    input_std: tuple[float, ...] | None = None
+    # The accuracy gate: ONNX top-1 on labelled check images below this fails (None: 2x
+    # chance); more than max_drop_vs_trainer below the run's recorded test accuracy fails too.
+    min_accuracy: float | None = None
+    max_drop_vs_trainer: float = 0.05
     # "auto": softmax output is kept, a linear last layer (logits) gets a softmax appended.
     output_kind: str = "auto"
     model_version: str | None = None  # default: <run folder>-<sha256[:8]> or sha256[:12]
@@ -62,6 +72,10 @@ class ExportConfig:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+        for name in ("input_mean", "input_std"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
         self._validate()
 
     def _validate(self) -> None:
@@ -114,6 +128,31 @@ class ExportConfig:
             )
         if self.input_scale not in INPUT_SCALES:
             raise bad("--input-scale", self.input_scale, f"--input-scale must be in {INPUT_SCALES}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise bad(
+                "--channel-order",
+                self.channel_order,
+                f"--channel-order must be in {CHANNEL_ORDERS}",
+            )
+        for arg, value in (("--input-mean", self.input_mean), ("--input-std", self.input_std)):
+            if value is None:
+                continue
+            finite = len(value) == 3 and all(math.isfinite(v) for v in value)
+            if not finite or (arg == "--input-std" and min(value) <= 0):
+                raise bad(
+                    arg,
+                    ",".join(f"{v:g}" for v in value),
+                    f"{arg} takes 3 numbers R,G,B in pixel units (0..255)"
+                    + (", each above 0" if arg == "--input-std" else ""),
+                )
+        if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
+            raise bad(
+                "--min-accuracy",
+                self.min_accuracy,
+                "--min-accuracy is a fraction in [0, 1] such as 0.2 (2x chance on 10 classes)",
+            )
+        if not 0 <= self.max_drop_vs_trainer <= 1:
+            raise bad("max_drop_vs_trainer", self.max_drop_vs_trainer, "need a fraction in [0, 1]")
         if self.output_kind not in OUTPUT_KINDS:
             raise bad("--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}")
         if self.threads is not None and self.threads < 1:

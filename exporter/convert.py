@@ -13,8 +13,9 @@ from .keras_model import ModelSpec
 def build_serving_function(model, spec: ModelSpec):
     """A tf.function taking uint8 `image` [N, 32, 32, 3] and returning {"probabilities": ...}.
 
-    It casts/scales the image as `spec` says, runs the model in inference mode, casts the
-    scores to float32 and appends a softmax when the model gives logits.
+    It casts/scales (and for BGR models reverses the channels of) the image as `spec` says,
+    so the contract's uint8 RGB input holds whatever the model takes; runs the model in
+    inference mode, casts the scores to float32 and appends a softmax for logits.
     """
     import tensorflow as tf
 
@@ -31,6 +32,10 @@ def build_serving_function(model, spec: ModelSpec):
             x = tf.cast(x, dtype)
             if spec.input_scale == "unit":
                 x = x / tf.constant(255, dtype)
+            elif spec.input_scale == "standardize":
+                x = (x - tf.constant(spec.mean, dtype)) / tf.constant(spec.std, dtype)
+            if spec.channel_order == "BGR":
+                x = tf.reverse(x, axis=[-1])
             if spec.input_dtype == "bfloat16":
                 x = tf.cast(x, tf.bfloat16)
         y = tf.cast(model(x, training=False), tf.float32)

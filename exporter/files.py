@@ -22,6 +22,7 @@ class ArtifactPaths:
     config: Path  # dir/model.export.json
     int8: Path  # dir/model.int8.onnx
     int8_parity: Path  # dir/model.int8.parity.json
+    card: Path  # dir/model.md, the model card
 
     @classmethod
     def for_output(cls, output: Path) -> ArtifactPaths:
@@ -34,6 +35,7 @@ class ArtifactPaths:
             config=here / f"{stem}.export.json",
             int8=here / f"{stem}.int8.onnx",
             int8_parity=here / f"{stem}.int8.parity.json",
+            card=here / f"{stem}.md",
         )
 
 

@@ -5,10 +5,11 @@ The contract (DESIGN.md): input `image` uint8 [N, 32, 32, 3] RGB NHWC, output
 10-wide output can be wrapped to meet it:
 
 - uint8 (or other integer) input: the image goes in unchanged (cast if needed).
-- float input: the wrapper casts and, by default, divides by 255 (the model is assumed
-  to take [0, 1] floats). If the model's first layer rescales by <= 1/10 itself (for
-  example `Rescaling(1/255)`), it takes [0, 255] floats and the wrapper only casts.
-  `input_scale="unit"|"raw"` overrides the guess.
+- float input: the wrapper casts, optionally reverses the channels (BGR models) and scales:
+  `unit` (/255), `raw` (as is, [0, 255]) or `standardize` ((x - mean) / std). If the
+  model's first layer rescales by <= 1/10 itself (for example `Rescaling(1/255)`), it takes
+  [0, 255] floats: raw. Otherwise the spec is left "open" (today's rule, unit RGB, until the
+  pipeline scores every candidate on labelled images: preprocessing.py). Flags override.
 - a last layer with softmax activation (or a Softmax layer) keeps its output; a linear
   last layer gives logits and the wrapper appends a softmax. Anything else is decided by
   running the model on a few probe images: rows that are non-negative and sum to 1 are
@@ -19,6 +20,7 @@ The Keras-side reference for the parity check applies the same wrapping in Tenso
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,28 +40,60 @@ class ModelSpec:
 
     input_dtype: str  # the Keras input's dtype, e.g. "uint8" or "float32"
     input_shape: tuple[Any, ...]  # as Keras reports it, e.g. (None, 32, 32, 3)
-    input_scale: str  # "none": integer input, cast only; "unit": /255; "raw": float cast only
+    # "none": integer input, cast only; "unit": /255; "raw": float cast only;
+    # "standardize": (x - mean) / std with mean/std in pixel units, RGB order
+    input_scale: str
     add_softmax: bool  # the model gives logits: the wrapper appends a softmax
     output_dtype: str
     decided_by: str  # how the output kind was decided ("last layer ...", "probe", "forced")
+    channel_order: str = "RGB"  # what the model takes; "BGR": the wrapper reverses channels
+    mean: tuple[float, ...] | None = None  # standardize only
+    std: tuple[float, ...] | None = None
+    scale_decided_by: str = ""  # how input_scale/channel_order were decided
+    # True while the model does not show its own scaling and no flag fixed it: the pipeline
+    # then decides by scoring the candidates on labelled images.
+    scaling_open: bool = False
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        return dataclasses.replace(self, **changes)
 
     @property
-    def is_float_input(self) -> bool:
-        return self.input_scale in ("unit", "raw")
+    def preprocessing(self) -> str:
+        """Short name of what the wrapper feeds the model, e.g. "raw/RGB"."""
+        return (
+            self.input_scale
+            if self.input_scale == "none"
+            else (f"{self.input_scale}/{self.channel_order}")
+        )
 
     def describe(self) -> str:
+        order = ", channels reversed to BGR" if self.channel_order == "BGR" else ""
         inp = {
             "none": f"{self.input_dtype} input fed as is",
-            "unit": f"{self.input_dtype} input fed image/255 (model takes [0, 1])",
-            "raw": f"{self.input_dtype} input fed float(image) (model takes [0, 255])",
+            "unit": f"{self.input_dtype} input fed image/255 (model takes [0, 1]{order})",
+            "raw": f"{self.input_dtype} input fed float(image) (model takes [0, 255]{order})",
+            "standardize": f"{self.input_dtype} input fed (image - mean) / std{order}",
         }[self.input_scale]
         out = "softmax appended to logits" if self.add_softmax else "softmax output kept"
-        return f"{inp}; {out} ({self.decided_by})"
+        return f"{inp} ({self.scale_decided_by}); {out} ({self.decided_by})"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
+        for key in ("mean", "std"):
+            d[key] = list(d[key]) if d[key] is not None else None
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """The spec recorded in an export's `export_wrapper` metadata (for --verify-only)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["input_shape"] = tuple(values["input_shape"])
+        for key in ("mean", "std"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
 
 
 def check_model_path(path: Path) -> None:
@@ -128,7 +162,14 @@ def _activation_name(layer) -> str | None:
 
 
 def inspect_model(
-    model, *, input_scale: str = "auto", output_kind: str = "auto", source: str = "model"
+    model,
+    *,
+    input_scale: str = "auto",
+    output_kind: str = "auto",
+    source: str = "model",
+    channel_order: str = "auto",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
 ) -> ModelSpec:
     """Check `model` can meet the contract and decide the wrapping; ModelError if it cannot."""
     received = f"Received: --model={source}"
@@ -187,16 +228,11 @@ def inspect_model(
             f"{source} gives {out_dtype} outputs; the ONNX contract needs float scores. {received}"
         )
 
-    if not dtype.startswith(("float", "bfloat")):
-        scale = "none"
-    elif input_scale != "auto":
-        scale = input_scale
+    spec = ModelSpec(dtype, shape, "none", False, out_dtype, "forced")
+    if dtype.startswith(("float", "bfloat")):
+        spec = _float_scaling(model, spec, input_scale, channel_order, mean, std)
     else:
-        first = _first_layer(model)
-        rescales = type(first).__name__ == "Rescaling" and abs(float(first.scale)) <= 0.1
-        scale = "raw" if rescales else "unit"
-
-    spec = ModelSpec(dtype, shape, scale, False, out_dtype, "forced")
+        spec = spec.replace(scale_decided_by="integer input: the model scales itself")
     if output_kind != "auto":
         return _with_softmax(spec, output_kind == "logits", f"--output-kind={output_kind}")
     act = _activation_name(_output_layer(model))
@@ -204,7 +240,9 @@ def inspect_model(
         return _with_softmax(spec, False, "last layer is softmax")
     if act == "linear":
         return _with_softmax(spec, True, "last layer is linear: logits")
-    probe = keras_outputs(model, spec, probe_images())
+    from .samples import edge_cases
+
+    probe = keras_outputs(model, spec, edge_cases())
     is_probs = bool(
         np.all(probe >= -1e-6)
         and np.all(probe <= 1 + 1e-6)
@@ -214,17 +252,36 @@ def inspect_model(
     return _with_softmax(spec, not is_probs, f"probe: outputs look like {kind}")
 
 
-def _with_softmax(spec: ModelSpec, add: bool, why: str) -> ModelSpec:
-    return ModelSpec(
-        spec.input_dtype, spec.input_shape, spec.input_scale, add, spec.output_dtype, why
+def _float_scaling(model, spec, input_scale, channel_order, mean, std) -> ModelSpec:
+    """Scale and channel order of a float-input model, from flags or the model's first layer;
+    still open (today's rule: unit RGB, until labelled images decide) otherwise."""
+    from .preprocessing import CIFAR10_MEAN, CIFAR10_STD
+
+    first = _first_layer(model)
+    rescales = type(first).__name__ == "Rescaling" and abs(float(first.scale)) <= 0.1
+    order = channel_order.upper() if channel_order != "auto" else "RGB"
+    if input_scale != "auto":
+        scale, why = input_scale, f"--input-scale={input_scale}"
+    elif rescales:
+        scale, why = "raw", f"first layer {first.name} rescales by {float(first.scale):.3g}"
+    else:
+        scale, why = "unit", "today's rule: unit RGB"
+    open_ = not rescales and "auto" in (input_scale, channel_order)
+    if channel_order != "auto":
+        why += f", --channel-order={channel_order}"
+    standardize = scale == "standardize"
+    return spec.replace(
+        input_scale=scale,
+        channel_order=order,
+        mean=tuple(mean or CIFAR10_MEAN) if standardize else None,
+        std=tuple(std or CIFAR10_STD) if standardize else None,
+        scale_decided_by=why,
+        scaling_open=open_,
     )
 
 
-def probe_images(n_noise: int = 6, seed: int = 1234) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 256, size=(n_noise, 32, 32, 3), dtype=np.uint8)
-    flat = np.stack([np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)])
-    return np.concatenate([flat, noise])
+def _with_softmax(spec: ModelSpec, add: bool, why: str) -> ModelSpec:
+    return spec.replace(add_softmax=add, decided_by=why)
 
 
 def preprocess(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
@@ -235,6 +292,10 @@ def preprocess(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
     x = images.astype(dtype)
     if spec.input_scale == "unit":
         x = x / np.asarray(255, dtype=dtype)
+    elif spec.input_scale == "standardize":
+        x = (x - np.asarray(spec.mean, dtype=dtype)) / np.asarray(spec.std, dtype=dtype)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
     return x
 
 

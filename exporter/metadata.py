@@ -5,14 +5,17 @@ Keys (values are strings, JSON where structured), as DESIGN.md's contract lists 
 - `class_names`: JSON list of 10 names.
 - `input_spec`: JSON, see INPUT_SPEC.
 - `model_version`: `<run folder>-<sha256[:8]>` when the Keras file sits in a trainer run
-  folder (`runs/<run>/`, or beside its metrics.json/config.json; symlinks such as runs/latest
-  resolved), else `<file stem>-<sha256[:8]>`; or the value given with --model-version.
+  folder (`cifar10_trainer.run.Run`; symlinks such as runs/latest resolved), else
+  `<file stem>-<sha256[:8]>`; or the value given with --model-version.
 - `source_sha256`: SHA-256 of the Keras file.
 - `parity`: JSON summary of the parity check (added once the check has run).
-- `metrics`: JSON of the scalar entries of the run's `metrics.json` beside the Keras file
-  (test_accuracy, test_loss, ...), `{}` when there is none.
+- `metrics`: JSON (see `export_metrics`): top-1 accuracy of the ONNX model and of Keras on the
+  labelled check images (overall, per class) with their count, split and data folder, or
+  "accuracy not measured"; the trainer run's scalar test metrics under `trainer` when known;
+  the INT8 twin's result under `int8` when one was made.
 - `producer_versions`: JSON of tensorflow, keras, tf2onnx, onnx, onnxruntime versions and opset.
 - `export_wrapper`: JSON of what the exporter wrapped around the Keras model (ModelSpec).
+- `preprocessing`: JSON of how `--input-scale auto` decided (every candidate's accuracy).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import json
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+from cifar10_trainer.run import Run
 
 INPUT_SPEC: dict[str, Any] = {
     "name": "image",
@@ -42,28 +47,34 @@ REQUIRED_KEYS = (
 )
 
 
-def default_model_version(model_path: Path, sha256: str) -> str:
-    resolved = Path(model_path).resolve()
-    folder = resolved.parent
-    in_run = folder.parent.name == "runs" or any(
-        (folder / name).is_file() for name in ("metrics.json", "config.json")
-    )
-    label = folder.name if in_run else resolved.stem
+def default_model_version(model_path: Path, sha256: str, run: Run | None = None) -> str:
+    """`<run folder>-<sha[:8]>` for a model in a trainer run folder, else `<stem>-<sha[:8]>`."""
+    label = run.name if run is not None else Path(model_path).resolve().stem
     return f"{label}-{sha256[:8]}"
 
 
-def read_run_metrics(model_path: Path) -> dict[str, Any]:
-    """Scalar entries of `metrics.json` beside the (resolved) Keras file; {} if none/unreadable."""
-    for folder in {Path(model_path).parent, Path(model_path).resolve().parent}:
-        path = folder / "metrics.json"
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                return {}
-            if isinstance(data, dict):
-                return {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))}
-    return {}
+def export_metrics(
+    accuracy: dict[str, Any], run: Run | None, int8: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `metrics` metadata: compact accuracy figures, the run's test metrics, INT8's."""
+    if accuracy.get("measured"):
+        onnx_scores = accuracy.get("onnx", accuracy["keras"])
+        out: dict[str, Any] = {
+            "accuracy": onnx_scores["overall"],
+            "keras_accuracy": accuracy["keras"]["overall"],
+            "per_class_accuracy": onnx_scores["per_class_accuracy"],
+            "images": accuracy["n"],
+            "split": accuracy["split"],
+            "dataset": accuracy["dataset"],
+            "data": accuracy["data"],
+        }
+    else:
+        out = {"accuracy": None, "note": accuracy.get("note", "accuracy not measured")}
+    if run is not None and run.metrics is not None:
+        out["trainer"] = {"run": run.name, **run.scalar_metrics()}
+    if int8 is not None:
+        out["int8"] = int8
+    return out
 
 
 def package_version(name: str) -> str:

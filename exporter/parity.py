@@ -45,6 +45,8 @@ class Report:
     stats: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    # The candidate's outputs on the images (the last batch size run), for accuracy; not JSON.
+    outputs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -242,6 +244,7 @@ def check_parity(
             continue
         stats = compare(reference, out, atol)
         per_batch[str(size)] = stats
+        report.outputs = out
         close = stats["max_abs_diff"] <= atol
         report.add(
             f"batch {size}: max |diff|",
@@ -263,30 +266,3 @@ def check_parity(
         report.stats["top1_agreement"] = min(s["top1_agreement"] for s in per_batch.values())
         report.stats["ambiguous"] = max(s["ambiguous"] for s in per_batch.values())
     return report
-
-
-def check_keras_vs_onnx(
-    keras_model,
-    onnx_model: ModelSource,
-    images: np.ndarray,
-    *,
-    spec=None,
-    atol: float = 1e-4,
-    batch_sizes: Sequence[int] = (1, 0),
-    source: str = "given images",
-    threads: int | None = None,
-) -> Report:
-    """Python API: wrap `keras_model` as the exporter does (spec: inspected if None) and compare."""
-    from .keras_model import inspect_model, keras_reference
-
-    spec = spec or inspect_model(keras_model)
-    reference = keras_reference(keras_model, spec, images)
-    return check_parity(
-        onnx_model,
-        reference,
-        images,
-        atol=atol,
-        batch_sizes=batch_sizes,
-        source=source,
-        threads=threads,
-    )

@@ -1,23 +1,28 @@
 """The export pipeline (`export`) and the check of an existing export (`verify`).
 
-export: load and inspect the Keras model -> convert (wrapper in the graph) -> metadata ->
-onnx.checker (full) -> parity from the in-memory bytes -> parity summary into the metadata ->
-atomic write of OUTPUT only if parity passed (or --force) -> optional int8 + its check.
-Every run writes OUTPUT's parity JSON (`model.parity.json`); exports also save their
-resolved config (`model.export.json`).
+export: preflight (once) -> load and inspect the Keras model -> labelled check images ->
+preprocessing decided by evidence when the model does not show it -> convert (wrapper in the
+graph) -> onnx.checker (full, once) -> parity from the in-memory bytes -> accuracy of Keras and
+ONNX and the accuracy gate -> optional int8 (one call site) -> metadata -> atomic write of
+OUTPUT only if parity and the gate passed (or --force) -> the model card.
+Every run writes OUTPUT's parity JSON (`model.parity.json`); exports also save their resolved
+config (`model.export.json`); the card (`model.md`) is written beside every OUTPUT written or
+verified.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.outputs import sha256_file, write_bytes, write_json
+from cifar10_trainer.run import Run
 
+from . import card
+from .assess import ExportResult, Log, check_model, raise_failures, score
 from .config import ExportConfig
 from .files import ArtifactPaths, ensure_writable_dir
 from .keras_model import (
@@ -30,32 +35,19 @@ from .keras_model import (
 from .metadata import (
     build_metadata,
     default_model_version,
+    export_metrics,
     get_metadata,
-    read_run_metrics,
+    producer_versions,
     set_metadata,
 )
 from .parity import Report, check_parity
-from .samples import Samples, calibration_images, load_samples
+from .samples import Samples, load_samples
 
-Log = Callable[[str], None]
-
-
-@dataclass
-class ExportResult:
-    paths: ArtifactPaths
-    spec: ModelSpec
-    parity: Report
-    written: bool  # OUTPUT was (re)written by this run
-    int8: Report | None = None
-    int8_written: bool = False
-
-    @property
-    def passed(self) -> bool:
-        return self.parity.passed and (self.int8 is None or self.int8.passed)
+__all__ = ["ExportResult", "export", "preflight", "verify"]
 
 
 def preflight(config: ExportConfig) -> ArtifactPaths:
-    """The cheap checks (paths), run before any heavy import so a typo fails at once."""
+    """The cheap checks (paths), run once, before any heavy import so a typo fails at once."""
     paths = ArtifactPaths.for_output(config.output)
     check_model_path(config.model)
     if config.data_dir is not None and not Path(config.data_dir).exists():
@@ -80,92 +72,51 @@ def preflight(config: ExportConfig) -> ArtifactPaths:
     return paths
 
 
-def _check_model(proto_or_bytes, what: str) -> None:
-    import onnx
+def _prepare(config: ExportConfig, run: Run | None, log: Log, recorded: ModelSpec | None = None):
+    """Keras model, its wrapping spec, the check images and the Keras reference outputs."""
+    from .preprocessing import candidates_table, decide
 
-    proto = proto_or_bytes
-    if isinstance(proto_or_bytes, bytes):
-        proto = onnx.load_model_from_string(proto_or_bytes)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = (str(exc).strip().splitlines() or ["invalid model"])[0][:300]
-        raise ModelError(f"{what} fails onnx.checker (full check): {first}") from exc
-
-
-def _prepare(config: ExportConfig, log: Log):
     model = load_keras_model(config.model)
-    spec = inspect_model(
-        model,
-        input_scale=config.input_scale,
-        output_kind=config.output_kind,
-        source=str(config.model),
-    )
+    samples, choice = load_samples(config, run)
+    log(f"check images: {samples.source} ({choice.why})")
+    decision: dict[str, Any] = {}
+    if recorded is not None:  # --verify-only: wrap Keras as the graph under test says
+        spec = recorded
+    else:
+        spec = inspect_model(
+            model,
+            input_scale=config.input_scale,
+            output_kind=config.output_kind,
+            source=str(config.model),
+            channel_order=config.channel_order,
+            mean=config.input_mean,
+            std=config.input_std,
+        )
+    if spec.scaling_open:
+        labelled = samples.labelled
+        chosen = decide(
+            model,
+            spec,
+            samples.images[labelled],
+            samples.labels[labelled] if samples.n_dataset else None,
+            input_scale=config.input_scale,
+            channel_order=config.channel_order,
+            mean=config.input_mean,
+            std=config.input_std,
+            min_accuracy=0.2 if config.min_accuracy is None else config.min_accuracy,
+        )
+        spec, decision = chosen.spec, chosen.record
+        log("preprocessing candidates (Keras top-1 on the labelled check images):")
+        if decision["candidates"]:
+            log(candidates_table(decision))
+        log(f"  {decision['why']}")
     log(f"model {config.model}: {spec.describe()}")
-    samples, choice = load_samples(config)
-    log(f"parity images: {samples.source} ({choice.why})")
-    reference = keras_reference(model, spec, samples.images)
-    return model, spec, samples, choice, reference
+    return model, spec, samples, decision, keras_reference(model, spec, samples.images)
 
 
-def _raise_failures(result: ExportResult, config: ExportConfig) -> None:
-    failed = [r for r in (result.parity, result.int8) if r is not None and not r.passed]
-    if not failed:
-        return
-    report = failed[0]
-    if report.kind == "int8":
-        subject, written = result.paths.int8, result.int8_written
-        details = result.paths.int8_parity
-    else:
-        subject, written = result.paths.onnx, result.written
-        details = result.paths.parity
-    if config.verify_only:
-        fix = "Re-export it with cifar-export (without --verify-only)."
-        if result.parity.stats.get("source_sha256_matches") is False:
-            fix = (
-                f"Note: its source_sha256 is not the SHA-256 of {config.model}: it was "
-                f"exported from another Keras file. {fix}"
-            )
-    else:
-        state = "written anyway (--force)" if written else "not written"
-        fix = f"{subject} was {state}; details in {details}."
-    fix += f" Received: --atol={config.atol:g}" if report.kind == "parity" else ""
-    err = report.error(f"{subject} against {config.model}", fix)
-    if len(failed) > 1:
-        err.args = (f"{err.args[0]} The int8 check failed too: see {result.paths.int8_parity}.",)
-    raise err
-
-
-def export(config: ExportConfig, log: Log = print) -> ExportResult:
-    """Convert config.model to ONNX at config.output, check parity, optionally quantize.
-
-    Raises ParityError (exit code 1) after writing the reports when a check fails; OUTPUT is
-    written only when parity passes, or with force=True (and the error is still raised).
-    """
-    if config.verify_only:
-        return verify(config, log)
-    from .convert import convert_to_onnx
-
-    paths = preflight(config)
-    model, spec, samples, choice, reference = _prepare(config, log)
-    log(f"converting with tf2onnx (opset {config.opset})")
-    proto = convert_to_onnx(model, spec, config.opset, str(config.model))
-    sha = sha256_file(config.model)
-    version = config.model_version or default_model_version(config.model, sha)
-    set_metadata(
-        proto,
-        build_metadata(
-            class_names=config.class_names,
-            source_sha256=sha,
-            model_version=version,
-            opset=config.opset,
-            metrics=read_run_metrics(config.model),
-            wrapper=spec.to_dict(),
-        ),
-    )
-    _check_model(proto, "the converted model")
+def _parity(config, onnx_bytes: bytes, reference, samples: Samples, paths) -> Report:
     report = check_parity(
-        proto.SerializeToString(),
+        onnx_bytes,
         reference,
         samples.images,
         atol=config.atol,
@@ -174,52 +125,112 @@ def export(config: ExportConfig, log: Log = print) -> ExportResult:
         threads=config.threads,
     )
     report.files = {"keras": str(config.model), "onnx": str(paths.onnx)}
-    set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})
-    _check_model(proto, "the converted model")
+    return report
+
+
+def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):
+    """Convert config.model to ONNX at config.output, check parity and accuracy, optionally
+    quantize. Raises ParityError (exit code 1) after writing the reports when a check fails;
+    OUTPUT is written only when parity and the accuracy gate pass, or with force=True (and the
+    error is still raised). `paths`: preflight's result when the caller already ran it."""
+    if config.verify_only:
+        return verify(config, log, paths)
+    from .convert import convert_to_onnx
+
+    paths = paths or preflight(config)
+    run = Run.of_model(config.model)
+    model, spec, samples, decision, reference = _prepare(config, run, log)
+    log(f"converting with tf2onnx (opset {config.opset})")
+    proto = convert_to_onnx(model, spec, config.opset, str(config.model))
+    sha = sha256_file(config.model)
+    version = config.model_version or default_model_version(config.model, sha, run)
+    meta = build_metadata(
+        class_names=config.class_names,
+        source_sha256=sha,
+        model_version=version,
+        opset=config.opset,
+        wrapper=spec.to_dict(),
+    )
+    set_metadata(proto, meta)
+    check_model(proto, "the converted model")
+    report = _parity(config, proto.SerializeToString(), reference, samples, paths)
+    report.stats["preprocessing"] = decision
     log(report.table())
-    fp32 = proto.SerializeToString()
-    result = ExportResult(paths, spec, report, written=report.passed or config.force)
-    write_json(paths.parity, report.to_dict())
-    if result.written:
-        write_bytes(paths.onnx, fp32)
-        log(f"wrote {paths.onnx} ({len(fp32) / 1e6:.2f} MB, version {version})")
+    verdict = score(config, samples, reference, report, run, log)
+    ok = report.passed and verdict.passed
+    result = ExportResult(paths, spec, report, written=ok or config.force, gate=verdict)
+    int8_error: CifarError | None = None
     try:
-        if config.quantize == "int8" and report.passed:
-            _quantize(config, paths, fp32, samples, result, log)
+        if config.quantize == "int8" and ok:
+            fp32 = proto.SerializeToString()
+            try:
+                report.stats["int8"] = _int8_step(config, paths, fp32, samples, report, result, log)
+            except CifarError as exc:  # the fp32 model is still good: write it, then fail
+                int8_error = exc
+                report.stats["int8"] = {"error": str(exc)}
         elif config.quantize == "int8":
-            log("int8: skipped, the fp32 model failed its parity check")
+            log("int8: skipped, the fp32 model failed its checks")
+        int8 = report.stats.get("int8")
+        set_metadata(
+            proto,
+            {
+                "parity": json.dumps(report.summary(), separators=(",", ":")),
+                "metrics": json.dumps(export_metrics(report.stats["accuracy"], run, int8)),
+                "preprocessing": json.dumps(decision, separators=(",", ":")),
+            },
+        )
+        write_json(paths.parity, report.to_dict())
+        if result.written:
+            data = proto.SerializeToString()
+            write_bytes(paths.onnx, data)
+            log(f"wrote {paths.onnx} ({len(data) / 1e6:.2f} MB, version {version})")
+            _write_card(paths, config, spec, run, report, get_metadata(proto), log)
     finally:
         write_json(
             paths.config,
             {
                 "config": config.to_dict(),
                 "model_spec": spec.to_dict(),
-                "data": choice.why,
+                "data": samples.source,
                 "outputs": {
                     "onnx": str(paths.onnx) if result.written else None,
                     "int8": str(paths.int8) if result.int8_written else None,
                     "parity": str(paths.parity),
+                    "card": str(paths.card) if result.written else None,
                 },
                 "passed": result.passed,
             },
         )
-    _raise_failures(result, config)
+    if int8_error is not None:
+        raise int8_error
+    raise_failures(result, config)
     return result
 
 
-def _quantize(
+def _int8_step(
     config: ExportConfig,
     paths: ArtifactPaths,
     fp32: bytes,
     samples: Samples,
+    parity: Report,
     result: ExportResult,
     log: Log,
-) -> None:
-    from .quantize import check_int8, quantize_int8
+    int8: bytes | None = None,
+) -> dict[str, Any]:
+    """The one call into quantize.py: quantize (unless `int8` bytes are given, --verify-only)
+    and check the twin on the labelled check images. Inputs: uint8 images [N,32,32,3], labels
+    (None if unlabelled), the fp32 ONNX probabilities; returns the summary stored under
+    "int8" in .parity.json, the `metrics` metadata and the card."""
+    import onnx
 
-    calibration, where = calibration_images(config)
-    log(f"int8: quantizing (static QDQ, calibration on {where})")
-    int8 = quantize_int8(fp32, calibration, where)
+    from .quantize import check_int8, quantize_int8
+    from .samples import calibration_images
+
+    del parity  # today's check re-runs fp32 itself; parity.outputs holds its probabilities
+    if int8 is None:
+        calibration, where = calibration_images(config, Run.of_model(config.model))
+        log(f"int8: quantizing (static QDQ, calibration on {where})")
+        int8 = quantize_int8(fp32, calibration, where)
     report = check_int8(
         fp32,
         int8,
@@ -229,38 +240,50 @@ def _quantize(
         threads=config.threads,
     )
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
-    _finish_int8(report, int8, paths, config, result, log)
-
-
-def _finish_int8(
-    report: Report,
-    int8: bytes,
-    paths: ArtifactPaths,
-    config: ExportConfig,
-    result: ExportResult,
-    log: Log,
-) -> None:
-    import onnx
-
-    proto = onnx.load_model_from_string(int8)
-    set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})
-    _check_model(proto, "the int8 model")
     log(report.table())
     result.int8 = report
     write_json(paths.int8_parity, report.to_dict())
-    if report.passed or config.force:
+    if not config.verify_only and (report.passed or config.force):
+        proto = onnx.load_model_from_string(int8)
+        set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})
+        check_model(proto, "the int8 model")
         data = proto.SerializeToString()
         write_bytes(paths.int8, data)
         result.int8_written = True
         log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
+    return {"file": str(paths.int8), "written": result.int8_written, **report.summary()}
 
 
-def verify(config: ExportConfig, log: Log = print) -> ExportResult:
-    """Check an existing OUTPUT (and its int8 twin with quantize="int8") against config.model."""
-    paths = preflight(config)
+def _write_card(paths, config, spec, run, report: Report, props: dict[str, str], log: Log):
+    text = card.render(
+        onnx_name=paths.onnx.name,
+        model_version=props.get("model_version", "?"),
+        source=str(config.model),
+        source_sha256=props.get("source_sha256", ""),
+        spec=spec,
+        class_names=config.class_names,
+        run=run,
+        report=report.to_dict(),
+        versions=json.loads(props.get("producer_versions") or "{}") or producer_versions(0),
+    )
+    try:
+        write_bytes(paths.card, text.encode())
+    except OSError as exc:  # a read-only checkout must not hide the verdict
+        log(f"note: could not write {paths.card} ({exc.strerror or exc})")
+        return
+    log(f"wrote {paths.card} (model card)")
+
+
+def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):
+    """Check an existing OUTPUT (and its int8 twin with quantize="int8") against config.model;
+    rewrites the parity JSON and the model card, never the model."""
+    import onnx
+
+    paths = paths or preflight(config)
     fp32 = paths.onnx.read_bytes()
     try:
-        _check_model(fp32, str(paths.onnx))
+        check_model(fp32, str(paths.onnx))
+        props = get_metadata(onnx.load_model_from_string(fp32))
     except Exception as exc:  # protobuf decode errors of non-ONNX files, checker failures
         if isinstance(exc, CifarError):
             raise
@@ -268,52 +291,37 @@ def verify(config: ExportConfig, log: Log = print) -> ExportResult:
             f"{paths.onnx} is not a readable ONNX model ({type(exc).__name__}); "
             f"re-export it with cifar-export. Received: OUTPUT={paths.onnx}"
         ) from exc
-    _, spec, samples, _, reference = _prepare(config, log)
-    report = check_parity(
-        fp32,
-        reference,
-        samples.images,
-        atol=config.atol,
-        batch_sizes=config.batch_sizes,
-        source=samples.source,
-        threads=config.threads,
-    )
-    report.files = {"keras": str(config.model), "onnx": str(paths.onnx)}
-    _note_provenance(report, fp32, config.model)
+    run = Run.of_model(config.model)
+    recorded = _recorded_spec(props, config)
+    _, spec, samples, decision, reference = _prepare(config, run, log, recorded)
+    report = _parity(config, fp32, reference, samples, paths)
+    report.stats["preprocessing"] = decision or json.loads(props.get("preprocessing") or "{}")
+    report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
+    report.stats["model_version"] = props.get("model_version")
     log(report.table())
-    result = ExportResult(paths, spec, report, written=False)
-    _try_write_json(paths.parity, report, log)
+    verdict = score(config, samples, reference, report, run, log)
+    result = ExportResult(paths, spec, report, written=False, gate=verdict)
     if config.quantize == "int8":
-        from .quantize import check_int8
-
         int8 = paths.int8.read_bytes()
-        _check_model(int8, str(paths.int8))
-        result.int8 = check_int8(
-            fp32,
-            int8,
-            samples,
-            min_agreement=config.int8_min_agreement,
-            max_accuracy_drop=config.int8_max_accuracy_drop,
-            threads=config.threads,
+        check_model(int8, str(paths.int8))
+        report.stats["int8"] = _int8_step(
+            config, paths, fp32, samples, report, result, log, int8=int8
         )
-        result.int8.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
-        log(result.int8.table())
-        _try_write_json(paths.int8_parity, result.int8, log)
-    _raise_failures(result, config)
+    try:
+        write_json(paths.parity, report.to_dict())
+    except OSError as exc:
+        log(f"note: could not write {paths.parity} ({exc.strerror or exc})")
+    _write_card(paths, config, spec, run, report, props, log)
+    raise_failures(result, config)
     return result
 
 
-def _note_provenance(report: Report, onnx_bytes: bytes, keras_path: Path) -> None:
-    import onnx
-
-    props = get_metadata(onnx.load_model_from_string(onnx_bytes))
-    sha = sha256_file(keras_path)
-    report.stats["source_sha256_matches"] = props.get("source_sha256") == sha
-    report.stats["model_version"] = props.get("model_version")
-
-
-def _try_write_json(path: Path, report: Report, log: Log) -> None:
+def _recorded_spec(props: dict[str, str], config: ExportConfig) -> ModelSpec | None:
+    """The wrapper the graph under test was built with, unless flags ask for another."""
+    flags = (config.input_scale, config.channel_order, config.output_kind)
+    if "export_wrapper" not in props or flags != ("auto", "auto", "auto"):
+        return None
     try:
-        write_json(path, report.to_dict())
-    except OSError as exc:  # a read-only checkout must not hide the verdict
-        log(f"note: could not write {path} ({exc.strerror or exc})")
+        return ModelSpec.from_dict(json.loads(props["export_wrapper"]))
+    except (ValueError, TypeError, KeyError):
+        return None

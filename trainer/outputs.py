@@ -127,6 +127,44 @@ def plot_learning_curves(target: Path, history: Sequence[dict[str, float]], titl
     plt.close(fig)
 
 
+def plot_confusion_matrix(
+    target: Path, confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str
+) -> None:
+    """Counts in every cell, shaded by the row-normalised share (each true class sums to 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    support = counts.sum(axis=1, keepdims=True)
+    share = counts / np.maximum(support, 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
 def point_latest(runs_root: Path, run_dir: Path) -> None:
     """Swing runs/latest to a completed run, atomically (a new link renamed over the old)."""
     link = runs_root / "latest"

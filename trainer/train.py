@@ -2,7 +2,8 @@
 
 A run folder holds config.json (written first), checkpoint.keras + state.json (after every
 finished epoch, for --resume), model.keras (the best epoch by validation accuracy), history.csv,
-and, once complete, metrics.json and learning_curves.png; runs/latest then points at it.
+and, once complete, metrics.json, learning_curves.png and confusion_matrix.png; runs/latest then
+points at it. `cifar10_trainer.run.Run` is the one reader of such a folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .data import Dataset, load_dataset, split_validation
 from .devices import configure
 from .model import build_model, compile_model
 from .pipeline import make_dataset
+from .run import CONFUSION_MATRIX, Run
 
 CHECKPOINT, STATE, MODEL = "checkpoint.keras", "state.json", "model.keras"
 
@@ -57,7 +59,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     path = run_dir / "config.json"
     if not path.is_file():
         raise ConfigError(f"--resume needs a run folder with config.json. Received: {run_dir}")
-    saved = json.loads(path.read_text())["parameters"]
+    saved = Run.load(run_dir).parameters
     return TrainConfig(**{k: coerce(k, v, str(path)) for k, v in saved.items()})
 
 
@@ -197,6 +199,12 @@ def train(
         run_dir / "learning_curves.png",
         state["history"],
         f"{run_dir.name}{label}: test accuracy {test_acc:.3f}, loss {test_loss:.3f}",
+    )
+    outputs.plot_confusion_matrix(
+        run_dir / CONFUSION_MATRIX,
+        metrics["confusion_matrix"],
+        data.class_names,
+        f"{run_dir.name}{label}: test split, {len(data.x_test)} images",
     )
     outputs.write_json(run_dir / "metrics.json", metrics)
     outputs.point_latest(run_dir.parent, run_dir)

@@ -1,0 +1,157 @@
+"""What an export run concludes about its model: accuracy, the gate, and the one-line verdict.
+
+Shared by `export` and `verify` (pipeline.py): both score the Keras reference and the ONNX
+outputs on the labelled check images, apply the accuracy gate, log the figures, and end with
+one ParityError line naming every failure and what to try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cifar10_runtime.contract import NUM_CLASSES
+from cifar10_runtime.errors import ModelError
+from cifar10_trainer.run import Run
+
+from .accuracy import Gate, gate, measure
+from .config import ExportConfig
+from .errors import ParityError
+from .files import ArtifactPaths
+from .keras_model import ModelSpec
+from .parity import Report
+from .samples import Samples
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    paths: ArtifactPaths
+    spec: ModelSpec
+    parity: Report
+    written: bool  # OUTPUT was (re)written by this run
+    gate: Gate = field(default_factory=lambda: Gate(False))
+    int8: Report | None = None
+    int8_written: bool = False
+
+    @property
+    def passed(self) -> bool:
+        int8_ok = self.int8 is None or self.int8.passed
+        return self.parity.passed and self.gate.passed and int8_ok
+
+    @property
+    def accuracy(self) -> dict[str, Any]:
+        return self.parity.stats.get("accuracy", {})
+
+
+def check_model(proto_or_bytes, what: str) -> None:
+    """onnx.checker with full_check (shape inference included); ModelError if it fails."""
+    import onnx
+
+    proto = proto_or_bytes
+    if isinstance(proto_or_bytes, bytes):
+        proto = onnx.load_model_from_string(proto_or_bytes)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = (str(exc).strip().splitlines() or ["invalid model"])[0][:300]
+        raise ModelError(f"{what} fails onnx.checker (full check): {first}") from exc
+
+
+def score(
+    config: ExportConfig,
+    samples: Samples,
+    reference: np.ndarray,
+    report: Report,
+    run: Run | None,
+    log: Log,
+) -> Gate:
+    """Accuracy of Keras and ONNX into report.stats["accuracy"], the gate's verdict beside it."""
+    accuracy = measure(samples, reference, report.outputs, config.class_names)
+    verdict = gate(
+        accuracy,
+        samples,
+        run,
+        min_accuracy=config.min_accuracy,
+        max_drop=config.max_drop_vs_trainer,
+        chance=1 / NUM_CLASSES,
+    )
+    report.stats["accuracy"] = accuracy
+    report.stats["accuracy_gate"] = verdict.to_dict()
+    if accuracy.get("measured"):
+        onnx = accuracy.get("onnx", {})
+        log(
+            f"accuracy on {accuracy['n']} labelled images ({accuracy['dataset']} "
+            f"{accuracy['split']} split, {accuracy['data']}): Keras "
+            f"{accuracy['keras']['overall']:.3f}, ONNX {onnx.get('overall', float('nan')):.3f}"
+        )
+        per_class = onnx.get("per_class_accuracy", accuracy["keras"]["per_class_accuracy"])
+        log(
+            "  per class: "
+            + ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f}'}" for k, v in per_class.items())
+        )
+    else:
+        log(accuracy["note"])
+    if verdict.applied:
+        state = "passed" if verdict.passed else "FAILED"
+        log(f"accuracy gate {state}: " + "; ".join(verdict.checks + verdict.failures))
+    else:
+        log(verdict.note)
+    return verdict
+
+
+def _gate_hint(result: ExportResult) -> str:
+    pre = result.parity.stats.get("preprocessing", {})
+    best = max(pre.get("candidates", []), key=lambda c: c["accuracy"], default=None)
+    measured = f"; best measured {best['name']} {best['accuracy']:.3f}" if best else ""
+    return (
+        f"Try the preprocessing (built in: {result.spec.preprocessing}{measured}): "
+        "--input-scale unit|raw|standardize, --channel-order rgb|bgr, --input-mean/--input-std; "
+        "or the class order: --class-names in the order of the model's outputs."
+    )
+
+
+def raise_failures(result: ExportResult, config: ExportConfig) -> None:
+    """One ParityError line for the first failing check (parity, accuracy gate, int8)."""
+    failed: list[str] = []
+    if not result.parity.passed:
+        failed.append("parity")
+    if not result.gate.passed:
+        failed.append("accuracy")
+    if result.int8 is not None and not result.int8.passed:
+        failed.append("int8")
+    if not failed:
+        return
+    kind = failed[0]
+    if kind == "int8":
+        subject, written, details = result.paths.int8, result.int8_written, result.paths.int8_parity
+    else:
+        subject, written, details = result.paths.onnx, result.written, result.paths.parity
+    if config.verify_only:
+        fix = "Re-export it with cifar-export (without --verify-only)."
+        if result.parity.stats.get("source_sha256_matches") is False:
+            fix = (
+                f"Note: its source_sha256 is not the SHA-256 of {config.model}: it was "
+                f"exported from another Keras file. {fix}"
+            )
+    else:
+        state = "written anyway (--force)" if written else "not written"
+        fix = f"{subject} was {state}; details in {details}."
+    if kind == "accuracy":
+        listed = "; ".join(result.gate.failures)
+        err = ParityError(
+            f"accuracy gate failed for {subject}: {listed}. {_gate_hint(result)} {fix}"
+        )
+    else:
+        report = result.parity if kind == "parity" else result.int8
+        fix += f" Received: --atol={config.atol:g}" if kind == "parity" else ""
+        err = report.error(f"{subject} against {config.model}", fix)
+    names = {"accuracy": "the accuracy gate", "int8": "the int8 check"}
+    if failed[1:]:
+        named = " and ".join(names[k] for k in failed[1:])
+        err.args = (f"{err.args[0]} {named[0].upper()}{named[1:]} failed too.",)
+    raise err

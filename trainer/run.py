@@ -1,0 +1,127 @@
+"""The one reader of a trainer run folder (`runs/<UTC timestamp>/`), for every later stage.
+
+A run folder is recognised by its `config.json` (written first, before any epoch). Once a run
+is complete it also holds `metrics.json`. A folder that has a config.json which cannot be read,
+or lacks the keys the trainer writes, is damaged: reading it is an error, never a silent
+fallback, because the exporter chooses its check images and accuracy gate from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+CONFIG, METRICS = "config.json", "metrics.json"
+MODEL, LEARNING_CURVES, CONFUSION_MATRIX = (
+    "model.keras",
+    "learning_curves.png",
+    "confusion_matrix.png",
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trainer run folder: its paths, resolved parameters, data record and test metrics."""
+
+    folder: Path
+    parameters: dict[str, Any]  # config.json "parameters" (TrainConfig fields)
+    data: dict[str, Any]  # config.json "data": source, synthetic, image counts, class_names
+    versions: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None  # metrics.json; None while the run is unfinished
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def model(self) -> Path:
+        return self.folder / MODEL
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.folder / METRICS
+
+    @property
+    def learning_curves(self) -> Path:
+        return self.folder / LEARNING_CURVES
+
+    @property
+    def confusion_matrix(self) -> Path:
+        return self.folder / CONFUSION_MATRIX
+
+    @property
+    def dataset(self) -> str:
+        return str(self.parameters.get("dataset", "cifar10"))
+
+    @property
+    def data_dir(self) -> Path | None:
+        value = self.parameters.get("data_dir")
+        return Path(value) if value else None
+
+    @property
+    def data_source(self) -> str | None:
+        """What the trainer's loader reported (a folder/archive path, or `synthetic(...)`)."""
+        return self.data.get("source")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        value = (self.metrics or {}).get("test_accuracy")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def scalar_metrics(self) -> dict[str, Any]:
+        """The scalar entries of metrics.json (test_accuracy, test_loss, epochs, ...)."""
+        return {
+            k: v for k, v in (self.metrics or {}).items() if isinstance(v, (int, float, str, bool))
+        }
+
+    @classmethod
+    def load(cls, folder: Path) -> Run:
+        """Read a run folder; DataError naming the file and the fix when it is damaged."""
+        folder = Path(folder)
+        config = _read_json(folder / CONFIG)
+        if not isinstance(config, dict) or not isinstance(config.get("parameters"), dict):
+            raise DataError(
+                f"{folder / CONFIG} is not a trainer run config (no 'parameters' object); "
+                f"restore it or move the model out of the damaged run folder. "
+                f"Received: {folder / CONFIG}"
+            )
+        metrics = None
+        if (folder / METRICS).exists():
+            metrics = _read_json(folder / METRICS)
+            if not isinstance(metrics, dict):
+                raise DataError(
+                    f"{folder / METRICS} is not a JSON object of run metrics; restore it or "
+                    f"delete it (the run is then treated as unfinished). "
+                    f"Received: {folder / METRICS}"
+                )
+        data = config.get("data") if isinstance(config.get("data"), dict) else {}
+        versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
+        return cls(folder, config["parameters"], data, versions, metrics)
+
+    @classmethod
+    def of_model(cls, model_path: Path) -> Run | None:
+        """The run folder holding `model_path` (symlinks such as runs/latest resolved), or None
+        when the model does not sit in one (no config.json beside it)."""
+        folder = Path(model_path).resolve().parent
+        if not (folder / CONFIG).exists():
+            return None
+        return cls.load(folder)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+        raise DataError(
+            f"cannot read {path} ({reason}): the run folder is damaged; restore the file or "
+            f"move the model out of the folder. Received: {path}"
+        ) from None
