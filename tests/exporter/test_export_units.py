@@ -16,12 +16,14 @@ from cifar10_exporter.metadata import (
     REQUIRED_KEYS,
     build_metadata,
     default_model_version,
+    export_metrics,
     get_metadata,
-    read_run_metrics,
     set_metadata,
 )
 from cifar10_exporter.parity import check_parity, compare
 from cifar10_runtime.errors import ConfigError
+from cifar10_trainer.errors import DataError
+from cifar10_trainer.run import Run
 
 
 def test_config_defaults_and_overrides(tmp_path):
@@ -71,17 +73,31 @@ def test_artifact_names_sit_beside_output(tmp_path):
     assert paths.int8_parity.name == "model.int8.parity.json"
 
 
-def test_metadata_keys_and_run_provenance(tmp_path):
+def _run_folder(tmp_path, metrics=None, config=None):
     run = tmp_path / "runs" / "20250101-000000"
     run.mkdir(parents=True)
     (run / "model.keras").write_bytes(b"k")
-    (run / "metrics.json").write_text(
-        json.dumps({"test_accuracy": 0.7, "test_loss": 0.9, "confusion_matrix": [[1]]})
+    config = config or {"parameters": {"dataset": "cifar10", "data_dir": None}, "data": {}}
+    (run / "config.json").write_text(json.dumps(config))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_metadata_keys_and_run_provenance(tmp_path):
+    folder = _run_folder(
+        tmp_path, {"test_accuracy": 0.7, "test_loss": 0.9, "confusion_matrix": [[1]]}
     )
-    assert default_model_version(run / "model.keras", "ab" * 32) == "20250101-000000-abababab"
+    run = Run.of_model(folder / "model.keras")
+    assert run is not None and run.test_accuracy == 0.7
+    assert default_model_version(folder / "model.keras", "ab" * 32, run) == (
+        "20250101-000000-abababab"
+    )
     assert default_model_version(tmp_path / "m.keras", "cd" * 32) == "m-cdcdcdcd"
-    metrics = read_run_metrics(run / "model.keras")
-    assert metrics == {"test_accuracy": 0.7, "test_loss": 0.9}  # scalars only
+    assert Run.of_model(tmp_path / "m.keras") is None  # no config.json beside it
+    metrics = export_metrics({"measured": False, "note": "accuracy not measured: x"}, run)
+    assert metrics["accuracy"] is None and "not measured" in metrics["note"]
+    assert metrics["trainer"] == {"run": run.name, "test_accuracy": 0.7, "test_loss": 0.9}
     props = build_metadata(
         class_names=CIFAR10_CLASS_NAMES,
         source_sha256="ab" * 32,
@@ -98,6 +114,25 @@ def test_metadata_keys_and_run_provenance(tmp_path):
     set_metadata(proto, {"model_version": "w"})  # replaces, no duplicate key
     assert get_metadata(proto)["model_version"] == "w"
     assert len(proto.metadata_props) == len(props)
+
+
+@pytest.mark.parametrize(
+    ("config", "metrics", "needle"),
+    [
+        ("{not json", None, "cannot read"),
+        (json.dumps({"data": {}}), None, "no 'parameters' object"),
+        (None, "[1, 2]", "not a JSON object of run metrics"),
+    ],
+)
+def test_a_damaged_run_folder_is_an_error_not_a_fallback(tmp_path, config, metrics, needle):
+    folder = _run_folder(tmp_path)
+    if config is not None:
+        (folder / "config.json").write_text(config)
+    if metrics is not None:
+        (folder / "metrics.json").write_text(metrics)
+    with pytest.raises(DataError, match="damaged|run config|run metrics") as err:
+        Run.of_model(folder / "model.keras")
+    assert needle in str(err.value) and "\n" not in str(err.value)
 
 
 def test_compare_counts_ambiguous_top1_separately():
