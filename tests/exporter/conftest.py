@@ -158,3 +158,58 @@ def keras_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["raw_float_softmax_h5"] = folder / "raw_float_softmax.h5"
     models["raw_float_softmax"].save(paths["raw_float_softmax_h5"])
     return paths
+
+
+@pytest.fixture(scope="session")
+def raw_models(subset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A small CNN trained a few epochs on the subset on float pixels in [0, 255] with no
+    rescaling layer (what `--input-scale auto` must find by evidence), and its variants:
+
+    - bgr: the same network with its first conv's input channels reversed, i.e. exactly a
+      model trained on BGR images (no second training run needed);
+    - shuffled: the classifier's outputs rolled by 5 (a model trained with another class order);
+    - random: the same architecture, untrained.
+    `accuracy`: Keras top-1 on the subset's test split fed float(image) RGB, computed here.
+    """
+    import keras
+    from keras import layers
+
+    from cifar10_trainer.data import load_dataset
+
+    keras.utils.set_random_seed(0)
+    data = load_dataset("cifar10", subset_dir)
+
+    def build() -> keras.Model:
+        inp = keras.Input((32, 32, 3))
+        x = inp
+        for filters in (16, 32):
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+            x = layers.MaxPooling2D(2)(x)
+        out = layers.Dense(10, activation="softmax")(layers.Flatten()(x))
+        return keras.Model(inp, out)
+
+    folder = tmp_path_factory.mktemp("raw_models")
+    model = build()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(data.x_train.astype("float32"), data.y_train, epochs=5, batch_size=64, verbose=0)
+    probs = model.predict(data.x_test.astype("float32"), verbose=0)
+    paths: dict[str, object] = {"accuracy": float((probs.argmax(1) == data.y_test).mean())}
+    paths["raw"] = folder / "raw.keras"
+    model.save(paths["raw"])
+
+    first = next(layer for layer in model.layers if isinstance(layer, layers.Conv2D))
+    kernel, bias = first.get_weights()
+    first.set_weights([kernel[:, :, ::-1, :], bias])
+    paths["bgr"] = folder / "bgr.keras"
+    model.save(paths["bgr"])
+    first.set_weights([kernel, bias])
+
+    head = model.layers[-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([np.roll(kernel, 5, axis=1), np.roll(bias, 5)])
+    paths["shuffled"] = folder / "shuffled.keras"
+    model.save(paths["shuffled"])
+
+    paths["random"] = folder / "random.keras"
+    build().save(paths["random"])
+    return paths
