@@ -37,6 +37,7 @@ class ExportResult:
     gate: Gate = field(default_factory=lambda: Gate(False))
     int8: Report | None = None
     int8_written: bool = False
+    int8_proto: Any = None  # the checked int8 onnx.ModelProto waiting to be written
 
     @property
     def passed(self) -> bool:

@@ -170,12 +170,14 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
                 report.stats["int8"] = {"error": str(exc)}
         elif config.quantize == "int8":
             log("int8: skipped, the fp32 model failed its checks")
-        int8 = report.stats.get("int8")
+        metrics = json.dumps(
+            export_metrics(report.stats["accuracy"], run, report.stats.get("int8"))
+        )
         set_metadata(
             proto,
             {
                 "parity": json.dumps(report.summary(), separators=(",", ":")),
-                "metrics": json.dumps(export_metrics(report.stats["accuracy"], run, int8)),
+                "metrics": metrics,
                 "preprocessing": json.dumps(decision, separators=(",", ":")),
             },
         )
@@ -184,6 +186,13 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
             data = proto.SerializeToString()
             write_bytes(paths.onnx, data)
             log(f"wrote {paths.onnx} ({len(data) / 1e6:.2f} MB, version {version})")
+        if result.int8_proto is not None:
+            set_metadata(result.int8_proto, {"metrics": metrics})
+            data = result.int8_proto.SerializeToString()
+            write_bytes(paths.int8, data)
+            result.int8_written = True
+            log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
+        if result.written:
             _write_card(paths, config, spec, run, report, get_metadata(proto), log)
     finally:
         write_json(
@@ -243,15 +252,13 @@ def _int8_step(
     log(report.table())
     result.int8 = report
     write_json(paths.int8_parity, report.to_dict())
-    if not config.verify_only and (report.passed or config.force):
+    written = not config.verify_only and (report.passed or config.force)
+    if written:  # written with the fp32 model, once both carry the final `metrics`
         proto = onnx.load_model_from_string(int8)
         set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})
         check_model(proto, "the int8 model")
-        data = proto.SerializeToString()
-        write_bytes(paths.int8, data)
-        result.int8_written = True
-        log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
-    return {"file": str(paths.int8), "written": result.int8_written, **report.summary()}
+        result.int8_proto = proto
+    return {"file": str(paths.int8), "written": written, **report.summary()}
 
 
 def _write_card(paths, config, spec, run, report: Report, props: dict[str, str], log: Log):

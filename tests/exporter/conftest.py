@@ -1,8 +1,8 @@
 """Fixtures of the exporter tests: a briefly trained model, hand-built Keras models, the CLI.
 
 The trained model is the one `make fixtures` trained on the real subset when it is there
-(FIXTURES/exported/run/model.keras), else one trained here with `cifar-train` (one epoch of
-a narrow network on the subset). Everything TensorFlow is imported lazily, in fixtures.
+(FIXTURES/exported/run/model.keras), else one trained here with `cifar-train` (three epochs
+of a narrow network on the subset). Everything TensorFlow is imported lazily, in fixtures.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ dense_units = 64
 optimizer = "adam"
 learning_rate = 0.003
 batch_size = 64
-epochs = 1
+epochs = 3
 device = "cpu"
 """
 

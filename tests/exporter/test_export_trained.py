@@ -56,7 +56,13 @@ def test_contract_and_metadata(exported, trained_model):
     assert meta["source_sha256"] == sha
     assert meta["model_version"] == f"{trained_model.resolve().parent.name}-{sha[:8]}"
     run_metrics = json.loads((trained_model.parent / "metrics.json").read_text())
-    assert json.loads(meta["metrics"])["test_accuracy"] == run_metrics["test_accuracy"]
+    metrics = json.loads(meta["metrics"])
+    assert metrics["trainer"]["test_accuracy"] == run_metrics["test_accuracy"]
+    report = json.loads(out.with_name("model.parity.json").read_text())
+    assert metrics["accuracy"] == report["accuracy"]["onnx"]["overall"]
+    assert metrics["images"] == 500 and metrics["split"] == "test"
+    # the trainer scored the same 500 test images: the ONNX model must match it
+    assert abs(metrics["accuracy"] - run_metrics["test_accuracy"]) < 1e-6
     versions = json.loads(meta["producer_versions"])
     assert versions["opset"] == 17 and {"tensorflow", "keras", "tf2onnx", "onnx"} <= set(versions)
     assert json.loads(meta["parity"])["passed"] is True
