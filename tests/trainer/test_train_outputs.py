@@ -58,6 +58,34 @@ def test_classification_report() -> None:
     assert report["per_class_accuracy"] == {"0": 0.5, "1": 1.0, "2": 0.0}
 
 
+def test_confusion_matrix_plot_shows_counts_shares_and_names(tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.figure
+
+    figures = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def capture(fig, *args, **kwargs):
+        figures.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    names = ["cat", "dog", "ship"]
+    confusion = [[8, 2, 0], [1, 3, 0], [0, 0, 0]]  # the last class has no test image
+    target = tmp_path / "confusion_matrix.png"
+    outputs.plot_confusion_matrix(target, confusion, names, "run: test split")
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in tmp_path.iterdir()] == ["confusion_matrix.png"]
+    ax = figures[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    cells = [t.get_text() for t in ax.texts]
+    assert cells == [str(c) for row in confusion for c in row]  # counts in every cell
+    shading = np.asarray(ax.images[0].get_array())
+    np.testing.assert_allclose(shading[0], [0.8, 0.2, 0.0])  # row-normalised
+    np.testing.assert_allclose(shading[1], [0.25, 0.75, 0.0])
+    assert "predicted" in ax.get_xlabel() and "true" in ax.get_ylabel()
+
+
 def test_latest_points_at_the_newest_run(tmp_path: Path) -> None:
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

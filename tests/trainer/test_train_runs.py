@@ -50,6 +50,7 @@ def test_all_outputs_present_and_well_formed(real_run: Path) -> None:
         "history.csv",
         "metrics.json",
         "learning_curves.png",
+        "confusion_matrix.png",
         "checkpoint.keras",
         "state.json",
     } <= names
@@ -69,8 +70,9 @@ def test_all_outputs_present_and_well_formed(real_run: Path) -> None:
     assert set(metrics["per_class_accuracy"]) == set(config["data"]["class_names"])
     for key in ("test_loss", "wall_seconds", "train_images_per_s", "device"):
         assert metrics[key], key
-    png = (real_run / "learning_curves.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    for name in ("learning_curves.png", "confusion_matrix.png"):
+        png = (real_run / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
     assert (real_run.parent / "latest").resolve() == real_run.resolve()
 
 
