@@ -10,7 +10,8 @@ Python API (heavy libraries are imported only when used):
 """
 
 from .config import ExportConfig
-from .pipeline import ExportResult, export, verify
+from .pipeline import ExportResult, export
+from .verify import verify
 
 __version__ = "0.1.0"
 __all__ = ["ExportConfig", "ExportResult", "export", "verify", "__version__"]

@@ -7,7 +7,7 @@ ONNX and the accuracy gate -> optional int8 (one call site) -> metadata -> atomi
 OUTPUT only if parity and the gate passed (or --force) -> the model card.
 Every run writes OUTPUT's parity JSON (`model.parity.json`); exports also save their resolved
 config (`model.export.json`); the card (`model.md`) is written beside every OUTPUT written or
-verified.
+verified. `verify` (verify.py) checks an existing export with the same pieces.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_trainer.errors import DataError
@@ -43,7 +45,7 @@ from .metadata import (
 from .parity import Report, check_parity
 from .samples import Samples, load_samples
 
-__all__ = ["ExportResult", "export", "preflight", "verify"]
+__all__ = ["ExportResult", "export", "preflight"]
 
 
 def preflight(config: ExportConfig) -> ArtifactPaths:
@@ -72,7 +74,7 @@ def preflight(config: ExportConfig) -> ArtifactPaths:
     return paths
 
 
-def _prepare(config: ExportConfig, run: Run | None, log: Log, recorded: ModelSpec | None = None):
+def prepare(config: ExportConfig, run: Run | None, log: Log, recorded: ModelSpec | None = None):
     """Keras model, its wrapping spec, the check images and the Keras reference outputs."""
     from .preprocessing import candidates_table, decide
 
@@ -93,12 +95,12 @@ def _prepare(config: ExportConfig, run: Run | None, log: Log, recorded: ModelSpe
             std=config.input_std,
         )
     if spec.scaling_open:
-        labelled = samples.labelled
+        images, labels = samples.labelled_set()
         chosen = decide(
             model,
             spec,
-            samples.images[labelled],
-            samples.labels[labelled] if samples.n_dataset else None,
+            images,
+            labels,
             input_scale=config.input_scale,
             channel_order=config.channel_order,
             mean=config.input_mean,
@@ -114,7 +116,7 @@ def _prepare(config: ExportConfig, run: Run | None, log: Log, recorded: ModelSpe
     return model, spec, samples, decision, keras_reference(model, spec, samples.images)
 
 
-def _parity(config, onnx_bytes: bytes, reference, samples: Samples, paths) -> Report:
+def run_parity(config, onnx_bytes: bytes, reference, samples: Samples, paths) -> Report:
     report = check_parity(
         onnx_bytes,
         reference,
@@ -134,12 +136,14 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     OUTPUT is written only when parity and the accuracy gate pass, or with force=True (and the
     error is still raised). `paths`: preflight's result when the caller already ran it."""
     if config.verify_only:
+        from .verify import verify
+
         return verify(config, log, paths)
     from .convert import convert_to_onnx
 
     paths = paths or preflight(config)
     run = Run.of_model(config.model)
-    model, spec, samples, decision, reference = _prepare(config, run, log)
+    model, spec, samples, decision, reference = prepare(config, run, log)
     log(f"converting with tf2onnx (opset {config.opset})")
     proto = convert_to_onnx(model, spec, config.opset, str(config.model))
     sha = sha256_file(config.model)
@@ -153,7 +157,7 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     )
     set_metadata(proto, meta)
     check_model(proto, "the converted model")
-    report = _parity(config, proto.SerializeToString(), reference, samples, paths)
+    report = run_parity(config, proto.SerializeToString(), reference, samples, paths)
     report.stats["preprocessing"] = decision
     log(report.table())
     verdict = score(config, samples, reference, report, run, log)
@@ -164,7 +168,9 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         if config.quantize == "int8" and ok:
             fp32 = proto.SerializeToString()
             try:
-                report.stats["int8"] = _int8_step(config, paths, fp32, samples, report, result, log)
+                report.stats["int8"] = int8_step(
+                    config, paths, fp32, samples, report.outputs, result, log
+                )
             except CifarError as exc:  # the fp32 model is still good: write it, then fail
                 int8_error = exc
                 report.stats["int8"] = {"error": str(exc)}
@@ -193,7 +199,7 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
             result.int8_written = True
             log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
         if result.written:
-            _write_card(paths, config, spec, run, report, get_metadata(proto), log)
+            write_card(paths, config, spec, run, report, get_metadata(proto), log)
     finally:
         write_json(
             paths.config,
@@ -216,26 +222,27 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     return result
 
 
-def _int8_step(
+def int8_step(
     config: ExportConfig,
     paths: ArtifactPaths,
     fp32: bytes,
     samples: Samples,
-    parity: Report,
+    fp32_probs: np.ndarray | None,
     result: ExportResult,
     log: Log,
     int8: bytes | None = None,
 ) -> dict[str, Any]:
     """The one call into quantize.py: quantize (unless `int8` bytes are given, --verify-only)
-    and check the twin on the labelled check images. Inputs: uint8 images [N,32,32,3], labels
-    (None if unlabelled), the fp32 ONNX probabilities; returns the summary stored under
-    "int8" in .parity.json, the `metrics` metadata and the card."""
+    and check the twin on the labelled check images: `samples.labelled_set()` (uint8
+    [N,32,32,3] and labels, or None) and the fp32 ONNX probabilities on `samples.images`
+    (`fp32_probs`, from parity; today's check_int8 still re-runs fp32 itself). Returns the
+    summary stored under "int8" in .parity.json, the `metrics` metadata and the card; sets
+    result.int8 (its Report) and result.int8_proto (the twin to write, when it passed)."""
     import onnx
 
     from .quantize import check_int8, quantize_int8
     from .samples import calibration_images
 
-    del parity  # today's check re-runs fp32 itself; parity.outputs holds its probabilities
     if int8 is None:
         calibration, where = calibration_images(config, Run.of_model(config.model))
         log(f"int8: quantizing (static QDQ, calibration on {where})")
@@ -261,7 +268,7 @@ def _int8_step(
     return {"file": str(paths.int8), "written": written, **report.summary()}
 
 
-def _write_card(paths, config, spec, run, report: Report, props: dict[str, str], log: Log):
+def write_card(paths, config, spec, run, report: Report, props: dict[str, str], log: Log):
     text = card.render(
         onnx_name=paths.onnx.name,
         model_version=props.get("model_version", "?"),
@@ -279,56 +286,3 @@ def _write_card(paths, config, spec, run, report: Report, props: dict[str, str],
         log(f"note: could not write {paths.card} ({exc.strerror or exc})")
         return
     log(f"wrote {paths.card} (model card)")
-
-
-def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):
-    """Check an existing OUTPUT (and its int8 twin with quantize="int8") against config.model;
-    rewrites the parity JSON and the model card, never the model."""
-    import onnx
-
-    paths = paths or preflight(config)
-    fp32 = paths.onnx.read_bytes()
-    try:
-        check_model(fp32, str(paths.onnx))
-        props = get_metadata(onnx.load_model_from_string(fp32))
-    except Exception as exc:  # protobuf decode errors of non-ONNX files, checker failures
-        if isinstance(exc, CifarError):
-            raise
-        raise ModelError(
-            f"{paths.onnx} is not a readable ONNX model ({type(exc).__name__}); "
-            f"re-export it with cifar-export. Received: OUTPUT={paths.onnx}"
-        ) from exc
-    run = Run.of_model(config.model)
-    recorded = _recorded_spec(props, config)
-    _, spec, samples, decision, reference = _prepare(config, run, log, recorded)
-    report = _parity(config, fp32, reference, samples, paths)
-    report.stats["preprocessing"] = decision or json.loads(props.get("preprocessing") or "{}")
-    report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
-    report.stats["model_version"] = props.get("model_version")
-    log(report.table())
-    verdict = score(config, samples, reference, report, run, log)
-    result = ExportResult(paths, spec, report, written=False, gate=verdict)
-    if config.quantize == "int8":
-        int8 = paths.int8.read_bytes()
-        check_model(int8, str(paths.int8))
-        report.stats["int8"] = _int8_step(
-            config, paths, fp32, samples, report, result, log, int8=int8
-        )
-    try:
-        write_json(paths.parity, report.to_dict())
-    except OSError as exc:
-        log(f"note: could not write {paths.parity} ({exc.strerror or exc})")
-    _write_card(paths, config, spec, run, report, props, log)
-    raise_failures(result, config)
-    return result
-
-
-def _recorded_spec(props: dict[str, str], config: ExportConfig) -> ModelSpec | None:
-    """The wrapper the graph under test was built with, unless flags ask for another."""
-    flags = (config.input_scale, config.channel_order, config.output_kind)
-    if "export_wrapper" not in props or flags != ("auto", "auto", "auto"):
-        return None
-    try:
-        return ModelSpec.from_dict(json.loads(props["export_wrapper"]))
-    except (ValueError, TypeError, KeyError):
-        return None

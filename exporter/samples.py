@@ -46,6 +46,11 @@ class Samples:
     def labelled(self) -> np.ndarray:
         return self.labels >= 0
 
+    def labelled_set(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The dataset images (uint8 [N, 32, 32, 3]) and their labels; None when unlabelled."""
+        keep = self.labelled
+        return self.images[keep], (self.labels[keep] if self.n_dataset else None)
+
 
 def edge_cases(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)

@@ -1,0 +1,74 @@
+"""`--verify-only`: check an existing export against its Keras model, rewrite its reports.
+
+The Keras model is wrapped as the graph under test records (`export_wrapper` metadata), so
+the check is of that file; parity, accuracy and the gate run as in an export, and the parity
+JSON and the model card are regenerated. The model itself is never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cifar10_runtime.errors import CifarError, ModelError
+from cifar10_trainer.outputs import sha256_file, write_json
+from cifar10_trainer.run import Run
+
+from .assess import ExportResult, Log, check_model, raise_failures, score
+from .config import ExportConfig
+from .files import ArtifactPaths
+from .keras_model import ModelSpec
+from .metadata import get_metadata
+from .pipeline import int8_step, preflight, prepare, run_parity, write_card
+
+
+def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):
+    """Check an existing OUTPUT (and its int8 twin with quantize="int8") against config.model;
+    rewrites the parity JSON and the model card, never the model."""
+    import onnx
+
+    paths = paths or preflight(config)
+    fp32 = paths.onnx.read_bytes()
+    try:
+        check_model(fp32, str(paths.onnx))
+        props = get_metadata(onnx.load_model_from_string(fp32))
+    except Exception as exc:  # protobuf decode errors of non-ONNX files, checker failures
+        if isinstance(exc, CifarError):
+            raise
+        raise ModelError(
+            f"{paths.onnx} is not a readable ONNX model ({type(exc).__name__}); "
+            f"re-export it with cifar-export. Received: OUTPUT={paths.onnx}"
+        ) from exc
+    run = Run.of_model(config.model)
+    recorded = _recorded_spec(props, config)
+    _, spec, samples, decision, reference = prepare(config, run, log, recorded)
+    report = run_parity(config, fp32, reference, samples, paths)
+    report.stats["preprocessing"] = decision or json.loads(props.get("preprocessing") or "{}")
+    report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
+    report.stats["model_version"] = props.get("model_version")
+    log(report.table())
+    verdict = score(config, samples, reference, report, run, log)
+    result = ExportResult(paths, spec, report, written=False, gate=verdict)
+    if config.quantize == "int8":
+        int8 = paths.int8.read_bytes()
+        check_model(int8, str(paths.int8))
+        report.stats["int8"] = int8_step(
+            config, paths, fp32, samples, report.outputs, result, log, int8=int8
+        )
+    try:
+        write_json(paths.parity, report.to_dict())
+    except OSError as exc:
+        log(f"note: could not write {paths.parity} ({exc.strerror or exc})")
+    write_card(paths, config, spec, run, report, props, log)
+    raise_failures(result, config)
+    return result
+
+
+def _recorded_spec(props: dict[str, str], config: ExportConfig) -> ModelSpec | None:
+    """The wrapper the graph under test was built with, unless flags ask for another."""
+    flags = (config.input_scale, config.channel_order, config.output_kind)
+    if "export_wrapper" not in props or flags != ("auto", "auto", "auto"):
+        return None
+    try:
+        return ModelSpec.from_dict(json.loads(props["export_wrapper"]))
+    except (ValueError, TypeError, KeyError):
+        return None
