@@ -152,7 +152,9 @@ def test_trainer_run_accuracy_is_the_bar_on_the_same_split(
             }
         )
     )
-    (run / "metrics.json").write_text(json.dumps({"test_accuracy": recorded, "test_loss": 2.0}))
+    (run / "metrics.json").write_text(
+        json.dumps({"test_accuracy": recorded, "test_loss": 2.0, "test_images": 500})
+    )
     out = tmp_path / "model.onnx"
     result = _export(cli, out, run / "model.keras")  # check images: the run's data_dir
     if passes:
