@@ -25,6 +25,8 @@ def build_serving_function(model, spec: ModelSpec):
     def serve(image):
         x = image
         if spec.input_scale == "none":
+            if spec.channel_order == "BGR":
+                x = tf.reverse(x, axis=[-1])
             if spec.input_dtype != "uint8":
                 x = tf.cast(x, spec.input_dtype)
         else:

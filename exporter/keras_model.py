@@ -60,16 +60,12 @@ class ModelSpec:
     @property
     def preprocessing(self) -> str:
         """Short name of what the wrapper feeds the model, e.g. "raw/RGB"."""
-        return (
-            self.input_scale
-            if self.input_scale == "none"
-            else (f"{self.input_scale}/{self.channel_order}")
-        )
+        return f"{self.input_scale}/{self.channel_order}"
 
     def describe(self) -> str:
         order = ", channels reversed to BGR" if self.channel_order == "BGR" else ""
         inp = {
-            "none": f"{self.input_dtype} input fed as is",
+            "none": f"{self.input_dtype} input fed as is{order}",
             "unit": f"{self.input_dtype} input fed image/255 (model takes [0, 1]{order})",
             "raw": f"{self.input_dtype} input fed float(image) (model takes [0, 255]{order})",
             "standardize": f"{self.input_dtype} input fed (image - mean) / std{order}",
@@ -231,6 +227,9 @@ def inspect_model(
     spec = ModelSpec(dtype, shape, "none", False, out_dtype, "forced")
     if dtype.startswith(("float", "bfloat")):
         spec = _float_scaling(model, spec, input_scale, channel_order, mean, std)
+    elif channel_order != "auto":
+        why = f"integer input: the model scales itself, --channel-order={channel_order}"
+        spec = spec.replace(channel_order=channel_order.upper(), scale_decided_by=why)
     else:
         spec = spec.replace(scale_decided_by="integer input: the model scales itself")
     if output_kind != "auto":
@@ -287,7 +286,8 @@ def _with_softmax(spec: ModelSpec, add: bool, why: str) -> ModelSpec:
 def preprocess(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """What the Keras model is fed for uint8 `images` (the ONNX wrapper does the same ops)."""
     if spec.input_scale == "none":
-        return images if spec.input_dtype == "uint8" else images.astype(spec.input_dtype)
+        x = images[..., ::-1] if spec.channel_order == "BGR" else images
+        return x if spec.input_dtype == "uint8" else x.astype(spec.input_dtype)
     dtype = "float32" if spec.input_dtype == "bfloat16" else spec.input_dtype
     x = images.astype(dtype)
     if spec.input_scale == "unit":
