@@ -15,12 +15,10 @@ from typing import Any
 
 from .errors import DataError
 
-CONFIG, METRICS = "config.json", "metrics.json"
-MODEL, LEARNING_CURVES, CONFUSION_MATRIX = (
-    "model.keras",
-    "learning_curves.png",
-    "confusion_matrix.png",
-)
+CONFIG, METRICS, MODEL = "config.json", "metrics.json", "model.keras"
+LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
+# Written by the trainer alone (after every epoch, or at the end): they mark a run folder.
+TRAINER_ONLY = ("state.json", "history.csv", "checkpoint.keras", LEARNING_CURVES)
 
 
 @dataclass(frozen=True)
@@ -109,10 +107,20 @@ class Run:
     @classmethod
     def of_model(cls, model_path: Path) -> Run | None:
         """The run folder holding `model_path` (symlinks such as runs/latest resolved), or None
-        when the model does not sit in one (no config.json beside it)."""
+        when the model does not sit in one. A folder is a run when its config.json holds the
+        trainer's "parameters", or when other files only the trainer writes sit beside it (then
+        a config.json that cannot be read is damage, an error); a config.json of another tool
+        in a folder without them is not a run."""
         folder = Path(model_path).resolve().parent
         if not (folder / CONFIG).exists():
             return None
+        if not any((folder / name).exists() for name in TRAINER_ONLY):
+            try:
+                config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return None
+            if not isinstance(config, dict) or "parameters" not in config:
+                return None
         return cls.load(folder)
 
 

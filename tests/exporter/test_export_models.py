@@ -48,6 +48,11 @@ def test_outside_models_export_and_pass(
     report = json.loads((tmp_path / "model.parity.json").read_text())
     assert report["passed"] and report["max_abs_diff"] <= 1e-4
     assert report["source"].startswith("synthetic test split")
+    accuracy = report["accuracy"]  # synthetic images are labelled too: measured, not gated
+    assert accuracy["measured"] and accuracy["dataset"] == "synthetic" and accuracy["n"] == 64
+    assert accuracy["keras"]["overall"] == accuracy["onnx"]["overall"]
+    assert report["accuracy_gate"]["applied"] is False
+    assert "synthetic check images say nothing" in report["accuracy_gate"]["note"]
     model = onnx.load(out)
     meta = {p.key: p.value for p in model.metadata_props}
     wrapper = json.loads(meta["export_wrapper"])

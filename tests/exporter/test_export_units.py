@@ -126,6 +126,7 @@ def test_metadata_keys_and_run_provenance(tmp_path):
 )
 def test_a_damaged_run_folder_is_an_error_not_a_fallback(tmp_path, config, metrics, needle):
     folder = _run_folder(tmp_path)
+    (folder / "history.csv").write_text("epoch,loss\n1,2.0\n")  # only the trainer writes it
     if config is not None:
         (folder / "config.json").write_text(config)
     if metrics is not None:
@@ -133,6 +134,13 @@ def test_a_damaged_run_folder_is_an_error_not_a_fallback(tmp_path, config, metri
     with pytest.raises(DataError, match="damaged|run config|run metrics") as err:
         Run.of_model(folder / "model.keras")
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_another_tools_config_json_is_not_a_run_folder(tmp_path):
+    folder = _run_folder(tmp_path, config={"model_type": "resnet", "num_labels": 10})
+    assert Run.of_model(folder / "model.keras") is None
+    (folder / "config.json").write_text("{broken")
+    assert Run.of_model(folder / "model.keras") is None
 
 
 def test_compare_counts_ambiguous_top1_separately():
