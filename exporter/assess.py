@@ -108,7 +108,9 @@ def score(
 def _gate_hint(result: ExportResult) -> str:
     pre = result.parity.stats.get("preprocessing", {})
     best = max(pre.get("candidates", []), key=lambda c: c["accuracy"], default=None)
-    measured = f"; best measured {best['name']} {best['accuracy']:.3f}" if best else ""
+    measured = ""
+    if best and best["name"] != result.spec.preprocessing:
+        measured = f"; best measured {best['name']} {best['accuracy']:.3f}"
     return (
         f"Try the preprocessing (built in: {result.spec.preprocessing}{measured}): "
         "--input-scale unit|raw|standardize, --channel-order rgb|bgr, --input-mean/--input-std; "

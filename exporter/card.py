@@ -145,7 +145,11 @@ def render(
     int8 = report.get("int8")
     if int8:
         lines += ["## INT8 twin", ""]
-        lines += [f"- {k}: {v}" for k, v in int8.items() if not isinstance(v, (dict, list))]
+        lines += [
+            f"- {k}: {f'{v:.4g}' if isinstance(v, float) else v}"
+            for k, v in int8.items()
+            if not isinstance(v, (dict, list))
+        ]
         lines += [""]
     lines += ["## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in versions.items()] + [""]
