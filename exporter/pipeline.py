@@ -181,13 +181,9 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         metrics = json.dumps(
             export_metrics(report.stats["accuracy"], run, report.stats.get("int8"))
         )
+        shared = {"metrics": metrics, "preprocessing": json.dumps(decision, separators=(",", ":"))}
         set_metadata(
-            proto,
-            {
-                "parity": json.dumps(report.summary(), separators=(",", ":")),
-                "metrics": metrics,
-                "preprocessing": json.dumps(decision, separators=(",", ":")),
-            },
+            proto, {"parity": json.dumps(report.summary(), separators=(",", ":")), **shared}
         )
         write_json(paths.parity, report.to_dict())
         if result.written:
@@ -195,7 +191,7 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
             write_bytes(paths.onnx, data)
             log(f"wrote {paths.onnx} ({len(data) / 1e6:.2f} MB, version {version})")
         if result.int8_proto is not None:
-            set_metadata(result.int8_proto, {"metrics": metrics})
+            set_metadata(result.int8_proto, shared)
             data = result.int8_proto.SerializeToString()
             write_bytes(paths.int8, data)
             result.int8_written = True

@@ -83,9 +83,6 @@ def build_exported(out: Path) -> None:
             *data_args,
             "--samples",
             "128",
-            # a plumbing fixture trained 2 epochs, not a quality one: no accuracy floor
-            "--min-accuracy",
-            "0",
         ]
     )
     data = load_dataset("cifar10" if real else "synthetic", SHARED_SUBSET if real else None)
