@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
 TIMEOUT_MS = 15_000
+LATENCY = re.compile(r"^\d+\.\d\d ms")
 # Chromium logs every 4xx answer to the console; the refused text file must cause exactly this.
 REFUSED = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
 
@@ -127,9 +129,7 @@ def test_choose_drop_paste_and_refuse_in_chromium(
     def shown(path: Path, label: str) -> None:
         expect(top1).to_have_text(label)
         expect(page.locator("#top5 li")).to_have_count(5)
-        expect(page.get_by_test_id("latency")).to_have_text(
-            __import__("re").compile(r"^\d+\.\d\d ms")
-        )
+        expect(page.get_by_test_id("latency")).to_have_text(LATENCY)
         pixels = page.evaluate(
             "Array.from(document.getElementById('seen').getContext('2d')"
             ".getImageData(0, 0, 32, 32).data)"

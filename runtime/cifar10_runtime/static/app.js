@@ -38,15 +38,19 @@ async function loadMetadata() {
     topK = Math.min(5, info.class_names.length);
     view.version.textContent = info.model_version;
     view.classes.textContent = `Classes: ${info.class_names.join(", ")}.`;
-    const accuracy = info.metrics && info.metrics.accuracy;
-    if (typeof accuracy === "number") {
-      const count = info.metrics.count ? ` on ${info.metrics.count} images` : "";
-      view.modelFacts.textContent = `· accuracy ${percent(accuracy)}${count}`;
-    }
+    view.modelFacts.textContent = accuracyText(info.metrics || {});
   } catch (err) {
     view.version.textContent = "unknown";
     showError(`could not read v1/metadata: ${oneLine(err.message)}`);
   }
+}
+
+function accuracyText(metrics) {
+  const accuracy = metrics.test_accuracy ?? metrics.accuracy;
+  if (typeof accuracy !== "number") return "";
+  const count = metrics.test_images ?? metrics.count;
+  const on = count ? ` on ${count}${metrics.synthetic ? " synthetic" : ""} test images` : "";
+  return `· accuracy ${percent(accuracy)}${on}`;
 }
 
 function showError(message) {
@@ -59,6 +63,8 @@ async function classify(file) {
   const mine = ++latest;
   const name = file.name || "pasted image";
   view.error.hidden = true;
+  view.top1.textContent = ""; // never leave the previous answer readable as this one's
+  view.top1Pct.textContent = "";
   view.status.textContent = `Classifying ${name}…`;
   document.body.classList.add("busy");
   const original = createImageBitmap(file).catch(() => null); // preview only; may not decode
@@ -166,6 +172,8 @@ function drawOriginal(bitmap) {
   const w = bitmap.width * scale;
   const h = bitmap.height * scale;
   context.clearRect(0, 0, canvas.width, canvas.height);
+  // Enlarged small images keep their pixels visible, as the model's view does.
+  context.imageSmoothingEnabled = scale < 1;
   context.imageSmoothingQuality = "high";
   context.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
   bitmap.close();
