@@ -80,7 +80,7 @@ def server_url(exported_dir: Path, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture()
-def browser_page(server_url: str) -> Iterator[tuple]:  # type: ignore[type-arg]
+def browser_page() -> Iterator[tuple]:  # type: ignore[type-arg]
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(
             f"no Chromium at {CHROMIUM}: apt-get install chromium (or set CIFAR10_CHROMIUM)"
@@ -95,14 +95,15 @@ def browser_page(server_url: str) -> Iterator[tuple]:  # type: ignore[type-arg]
         try:
             context = browser.new_context(viewport={"width": 1100, "height": 720})
             context.set_default_timeout(TIMEOUT_MS)
+            sync_api.expect.set_options(timeout=TIMEOUT_MS)
             page = context.new_page()
             yield page, sync_api.expect
         finally:
             browser.close()
 
 
-def _three_different(predictor: Predictor, pngs: list[Path]) -> list[tuple[Path, str]]:
-    """Real test images whose labels differ one to the next, so each answer shows a change."""
+def _changing_labels(predictor: Predictor, pngs: list[Path]) -> list[tuple[Path, str]]:
+    """Five real test images whose labels differ one to the next, so each answer is new."""
     chosen: list[tuple[Path, str]] = []
     for path in pngs:
         label = predictor.predict(path).label
@@ -118,7 +119,7 @@ def test_choose_drop_paste_and_refuse_in_chromium(
 ) -> None:
     page, expect = browser_page
     predictor = Predictor(exported_dir / "model.onnx", threads=1)
-    images = _three_different(predictor, sorted((exported_dir / "png").glob("*.png")))
+    images = _changing_labels(predictor, sorted((exported_dir / "png").glob("*.png")))
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console.append(f"page error: {exc}"))
@@ -178,10 +179,11 @@ def test_choose_drop_paste_and_refuse_in_chromium(
     fake.write_bytes(b"this is not an image, just text\n")
     with pytest.raises(ImageError) as refused:
         load_image(fake.read_bytes(), name=fake.name)
-    file_input.set_input_files(fake)
+    with page.expect_console_message(lambda m: m.text == REFUSED):
+        file_input.set_input_files(fake)
+    console.remove(REFUSED)  # the 400 itself, logged by Chromium; any other error fails
     expect(page.get_by_test_id("error")).to_have_text(str(refused.value))
     expect(top1).to_be_hidden()
-    console.remove(REFUSED)  # the 400 itself, logged by Chromium; anything else is a failure
     path, label = images[0]
     file_input.set_input_files(path)
     shown(path, label)
