@@ -88,7 +88,9 @@ async function classify(file) {
   }
   const roundTrip = performance.now() - started;
   show(answer, response, file, name, roundTrip);
-  drawOriginal(await original);
+  const bitmap = await original;
+  if (mine === latest) drawOriginal(bitmap);
+  else if (bitmap) bitmap.close();
 }
 
 function fail(name, message) {
