@@ -46,7 +46,7 @@ test-runtime: runtime-venv fixtures
 test: lint test-main test-runtime
 
 demo: install
-	$(BIN)/python -m cifar10_trainer.demo $(DEMO_ARGS)
+	$(BIN)/python -m demo $(DEMO_ARGS)
 
 bench: install runtime-venv
 	$(BIN)/python -m benchmarks
