@@ -297,6 +297,9 @@ def _prepare_models(
 
 
 def _configure_tensorflow(threads: int) -> None:
+    from cifar10_trainer.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # its start-up notices are not results
     import tensorflow as tf
 
     try:

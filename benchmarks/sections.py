@@ -89,10 +89,13 @@ def section_summary(key: str, results: dict) -> str | None:
         tf_s = f", TensorFlow path {tf['median_s']:.2f} s" if tf.get("median_s") else ""
         return f"cifar-predict to first prediction {got['runtime']['median_s']:.2f} s{tf_s}"
     if key == "footprint" and got:
+        rt, full = got.get("runtime"), got.get("toolkit")
+        full_mb = f"toolkit venv {full['venv_mb']:.0f} MB" if full else "no toolkit venv"
+        if not rt:
+            return f"{full_mb}; runtime-only venv not built (`make runtime-venv`)"
         ratio = got.get("runtime_over_toolkit_venv")
-        rt = got.get("runtime") or {}
-        share = f" = {ratio:.0%} of the toolkit venv" if ratio else ""
-        return f"runtime venv {rt.get('venv_mb', 0):.0f} MB{share}"
+        share = f" = {ratio:.0%} of the {full_mb}" if ratio else ""
+        return f"runtime-only venv {rt['venv_mb']:.0f} MB{share}"
     if key == "training" and got:
         return (
             f"cifar-train {got['cifar_train']['train_images_per_s']:.0f} images/s, plain "

@@ -48,8 +48,8 @@ def pick_data(data_dir: str | None, subset: Path = SHARED_SUBSET) -> Data:
             raise SystemExit(f"error: {exc}") from None
         return Data(["--data-dir", data_dir], data_dir, False, f"Real CIFAR-10 from {data_dir}.")
     if (subset / "cifar-10-batches-py" / "test_batch").is_file():
-        said = f"Found the real CIFAR-10 subset at {subset}: training on it."
-        return Data(["--data-dir", str(subset)], str(subset), False, said)
+        said = f"Found the real CIFAR-10 subset at {short(subset)}: training on it."
+        return Data(["--data-dir", short(subset)], str(subset), False, said)
     try:
         load_cifar10(None)
     except DataError as exc:
@@ -79,6 +79,12 @@ def child_env(device: str) -> dict[str, str]:
     if device == "cpu" or (device == "auto" and not gpu_visible()):
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     return env
+
+
+def short(path: Path | str) -> str:
+    """`path` relative to the clone when that is shorter (every step runs in the clone)."""
+    rel = os.path.relpath(path, REPO)
+    return rel if len(rel) < len(str(path)) else str(path)
 
 
 def step(title: str, cmd: list[str], env: dict[str, str]) -> None:
@@ -119,14 +125,15 @@ def main(argv: list[str] | None = None) -> None:
     env = child_env(args.device)
     epochs = args.epochs or (SYNTHETIC_EPOCHS if data.synthetic else REAL_EPOCHS)
     stamp = datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
-    run = (args.output_dir or REPO / "runs" / stamp).resolve()
+    run = Path(short((args.output_dir or REPO / "runs" / stamp).resolve()))
     onnx_path = run / "model.onnx"
+    tools = Path(short(BIN))
     steps = 3 if args.skip_benchmark else 4
 
     step(
         f"1/{steps} train ({epochs} epochs)",
         [
-            str(BIN / "cifar-train"),
+            str(tools / "cifar-train"),
             *data.args,
             "--output-dir",
             str(run),
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     step(
         f"2/{steps} export to ONNX and prove parity",
         [
-            str(BIN / "cifar-export"),
+            str(tools / "cifar-export"),
             str(onnx_path),
             "--model",
             str(run / "model.keras"),
@@ -149,17 +156,17 @@ def main(argv: list[str] | None = None) -> None:
         env,
     )
     samples = run / "samples"
-    write_samples(samples, data)
+    write_samples(REPO / samples, data)
     step(
         f"3/{steps} predict with the runtime (no TensorFlow in its code path)",
-        [str(BIN / "cifar-predict"), str(onnx_path), str(samples), "--top-k", "3"],
+        [str(tools / "cifar-predict"), str(onnx_path), str(samples), "--top-k", "3"],
         env,
     )
     if not args.skip_benchmark:
         step(
             f"4/{steps} benchmark (quick)",
             [
-                str(BIN / "python"),
+                str(tools / "python"),
                 "-m",
                 "benchmarks",
                 "--quick",
@@ -172,23 +179,24 @@ def main(argv: list[str] | None = None) -> None:
             ],
             env,
         )
-    print(next_steps(run, data.synthetic))
+    print(next_steps(run, tools, data.synthetic))
 
 
-def next_steps(run: Path, synthetic: bool) -> str:
-    """Where everything is, and the commands to use the model just made."""
+def next_steps(run: Path, tools: Path, synthetic: bool) -> str:
+    """Where everything is, and the commands to use the model just made (run in the clone)."""
     onnx = shlex.quote(str(run / "model.onnx"))
-    sample = min((run / "samples").glob("*.png"), default=run / "samples" / "cat.png")
+    found = sorted((REPO / run / "samples").glob("*.png"))
+    sample = run / "samples" / (found[0].name if found else "00_cat.png")
     tag = " (SYNTHETIC data: the model knows stripes, not photos)" if synthetic else ""
     return "\n".join(
         [
             f"\nDone{tag}. Everything is in {run}/: model.keras, metrics.json, "
             "learning_curves.png, model.onnx, samples/"
-            + ("" if not (run / "benchmark").exists() else ", benchmark/")
+            + ("" if not (REPO / run / "benchmark").exists() else ", benchmark/")
             + ".",
             "Next, with the model just made:",
-            f"  {BIN / 'cifar-predict'} {onnx} YOUR_PHOTOS/ --top-k 3",
-            f"  {BIN / 'cifar-serve'} {onnx} --port 8000",
+            f"  {tools / 'cifar-predict'} {onnx} YOUR_PHOTOS/ --top-k 3",
+            f"  {tools / 'cifar-serve'} {onnx} --port 8000",
             "  curl -s -H 'Content-Type: image/png' --data-binary "
             f"@{shlex.quote(str(sample))} localhost:8000/v1/predict",
         ]
