@@ -166,7 +166,11 @@ def run_all(
         log(f"  best of {peak_reps}: {peak_end['gflops']:.0f} GFLOP/s")
         latency.add_ratios(rows, macs["flops"], results["machine"]["peak"]["gflops"])
         if engines and rows:
-            _section(results, "baseline_drift", lambda: _drift(engines[0], rows, budget))
+            _section(
+                results,
+                "baseline_drift",
+                lambda: sanity.retime_baseline(engines[0], rows, budget, log),
+            )
     results["latency"] = rows
 
     if "profiles" not in args.skip and engines:
@@ -308,27 +312,6 @@ def _configure_tensorflow(threads: int) -> None:
         tf.config.set_visible_devices([], "GPU")
     except RuntimeError:  # already initialised (the environment variables did it)
         pass
-
-
-def _drift(baseline: latency.Engine, rows: list[dict], budget) -> dict:  # noqa: ANN001
-    """Bare onnxruntime timed again after every other row: on a shared machine, a p50 that
-    moved between the start and the end of the latency section says the load changed."""
-    from .timing import summarize, time_calls
-
-    out = {}
-    for batch in (1, 256):
-        before = next(r for r in rows if r["engine"] == baseline.name and r["batch"] == batch)
-        after = summarize(time_calls(baseline.make_call(batch), budget), batch)
-        out[str(batch)] = {
-            "p50_ms_start": before["p50_ms"],
-            "p50_ms_end": after["p50_ms"],
-            "end_over_start": after["p50_ms"] / before["p50_ms"],
-        }
-        log(
-            f"  ort batch {batch}: p50 {before['p50_ms']:.3f} ms at start, "
-            f"{after['p50_ms']:.3f} ms after the other rows"
-        )
-    return out
 
 
 def _rel(path: Path | None) -> str | None:
