@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = 3 if args.skip_benchmark else 4
 
     step(
-        f"1/{steps} train ({epochs} epochs)",
+        f"1/{steps} train ({epochs} epoch{'s' if epochs != 1 else ''})",
         [
             str(tools / "cifar-train"),
             *data.args,
