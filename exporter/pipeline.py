@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar10_runtime.errors import CifarError, ModelError
+from cifar10_runtime.files import sha256_hex as sha256_file
+from cifar10_runtime.files import write_bytes, write_json
 from cifar10_trainer.errors import DataError
-from cifar10_trainer.outputs import sha256_file, write_bytes, write_json
 
 from .config import ExportConfig
 from .files import ArtifactPaths, ensure_writable_dir

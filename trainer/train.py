@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.files import write_json
 
 from . import __version__, outputs
 from .config import TrainConfig, coerce
@@ -95,7 +96,7 @@ class _EpochCheckpoint:
                 outputs.save_keras(self.model, run_dir / CHECKPOINT)
                 outputs.write_history(run_dir / "history.csv", state["history"])
                 # state.json last: it is what says the epoch is finished.
-                outputs.write_json(run_dir / STATE, state)
+                write_json(run_dir / STATE, state)
 
         return EpochCheckpoint()
 
@@ -147,7 +148,7 @@ def train(
 
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(
+        write_json(
             run_dir / "config.json",
             {
                 "parameters": cfg.to_dict(),
@@ -198,6 +199,6 @@ def train(
         state["history"],
         f"{run_dir.name}{label}: test accuracy {test_acc:.3f}, loss {test_loss:.3f}",
     )
-    outputs.write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     outputs.point_latest(run_dir.parent, run_dir)
     return RunResult(run_dir, metrics)
