@@ -9,7 +9,7 @@ FIXTURES ?= build/fixtures
 PIP_FLAGS := --disable-pip-version-check --quiet
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install runtime-venv fixtures lint test test-main test-runtime demo bench clean
+.PHONY: install runtime-venv fixtures lint test test-fast test-main test-runtime demo bench clean
 
 install: $(VENV)/.installed
 
@@ -23,11 +23,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml runtime/pyproject.toml
 # A second venv with only the runtime (not editable: proves `pip install ./runtime` works).
 runtime-venv: $(RT_VENV)/.installed
 
-$(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runtime -name '*.py')
+$(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runtime -type f -not -path '*/__pycache__/*')
 	test -x $(RT_BIN)/python || $(PYTHON) -m venv $(RT_VENV)
 	$(RT_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
-	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1"
+	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" \
+		"playwright>=1.45,<2"
 	touch $@
 
 fixtures: install
@@ -37,16 +38,26 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# -rs: every skip says why; --durations: the slowest tests are named, not guessed at.
+PYTEST := -m pytest -q -rs --durations=15
+
 test-main: install fixtures
-	CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python -m pytest -q tests
+	CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python $(PYTEST) tests
 
 test-runtime: runtime-venv fixtures
-	CIFAR10_RUNTIME_ONLY=1 CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(RT_BIN)/python -m pytest -q tests/runtime
+	CIFAR10_RUNTIME_ONLY=1 CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(RT_BIN)/python $(PYTEST) tests/runtime
 
+# The whole suite, as CI runs it (.ci/run).
 test: lint test-main test-runtime
 
+# Unit tests only: no training, no export (tests marked slow are left out). It builds no
+# fixtures either: tests that need them use build/fixtures if `make fixtures` made it, and
+# otherwise skip, saying so.
+test-fast: install
+	CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(BIN)/python $(PYTEST) -m "not slow" tests
+
 demo: install
-	$(BIN)/python -m cifar10_trainer.demo $(DEMO_ARGS)
+	$(BIN)/python -m demo $(DEMO_ARGS)
 
 bench: install runtime-venv
 	$(BIN)/python -m benchmarks

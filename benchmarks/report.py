@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
+from cifar10_runtime.files import atomic_path, write_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,12 +26,11 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_json(path: Path, results: dict) -> None:
-    text = json.dumps(results, indent=2, default=_jsonable) + "\n"
-    _atomic_write(path, _portable(text).encode())
+    write_text(path, _portable(json.dumps(results, indent=2, default=_jsonable) + "\n"))
 
 
 def write_markdown(path: Path, results: dict, png_name: str) -> None:
-    _atomic_write(path, _portable(markdown(results, png_name)).encode())
+    write_text(path, _portable(markdown(results, png_name)))
 
 
 def _f(value: Any, fmt: str = "{:.2f}", none: str = "n/a") -> str:
@@ -67,6 +52,8 @@ def markdown(results: dict, png_name: str) -> str:
     lines = [
         f"# Benchmark `{run['name']}`: {run['mode']} run, {run['finished_utc']}",
         "",
+        *(f"> **{w}**" for w in results.get("warnings") or []),
+        *([""] if results.get("warnings") else []),
         f"- **Machine**: {cpu.get('lscpu_model') or cpu['model']}, {cpu['usable_cpus']} usable "
         f"cores, {cpu.get('memory_gib')} GiB; flags {flags}"
         f"{' (VM)' if cpu.get('hypervisor') else ''}",
@@ -80,9 +67,9 @@ def markdown(results: dict, png_name: str) -> str:
         f"from the ONNX graph: Conv {model['macs_by_op'].get('Conv', 0) / 1e6:.1f} M MACs, "
         f"dense {_dense(model) / 1e6:.2f} M MACs; {model['parameters']:,} parameters)"
         f"{'; INT8: ' + str(model['int8']) if model.get('int8') else ''}",
-        f"- **Peak**: {peak['gflops']:.0f} GFLOP/s, best of {peak['reps']} float32 "
+        f"- **Peak**: {_peak(peak)}, best of {peak['reps']} float32 "
         f"{peak['size']}x{peak['size']} numpy matmuls ({m.get('blas', {}).get('name')}) in the "
-        "same process with the same threads.",
+        "same process with the same threads, before and after the latency rows.",
         f"- **Timing**: {run['budget']}",
         "",
         "## Targets (reported, not asserted)",
@@ -103,6 +90,15 @@ def markdown(results: dict, png_name: str) -> str:
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def _peak(peak: dict) -> str:
+    text = f"{peak['gflops']:.0f} GFLOP/s"
+    if peak.get("gflops_start") is not None:
+        text += f" ({peak['gflops_start']:.0f} at the start, {peak['gflops_end']:.0f} at the end)"
+    if peak.get("trusted") is False:
+        text += " -- UNDER-MEASURED (an engine beat it): shares of peak withheld"
+    return text
 
 
 def _load(run: dict) -> str:
@@ -349,14 +345,20 @@ def plot(path: Path, results: dict) -> None:
         xs = [r["batch"] for r in rows]
         ax.plot(xs, [r["p50_ms"] for r in rows], style, marker="o", label=name)
         ax_tp.plot(xs, [r["images_per_s"] for r in rows], style, marker="o", label=name)
-    peak = results["machine"]["peak"]["gflops"]
+    peak = results["machine"]["peak"]
     flops = results["model"]["flops_per_image"]
     batches = sorted({r["batch"] for r in results["latency"]})
-    floor = f"compute bound at the {peak:.0f} GFLOP/s matmul peak"
-    ax.plot(
-        batches, [b * flops / (peak * 1e9) * 1e3 for b in batches], ":", color="black", label=floor
-    )
-    ax_tp.axhline(peak * 1e9 / flops, linestyle=":", color="black", label=floor)
+    if peak.get("trusted", True):  # an under-measured peak would draw the bound below the data
+        gflops = peak["gflops"]
+        floor = f"compute bound at the {gflops:.0f} GFLOP/s matmul peak"
+        ax.plot(
+            batches,
+            [b * flops / (gflops * 1e9) * 1e3 for b in batches],
+            ":",
+            color="black",
+            label=floor,
+        )
+        ax_tp.axhline(gflops * 1e9 / flops, linestyle=":", color="black", label=floor)
     run = results["run"]
     data = " (SYNTHETIC data)" if results["data"].get("synthetic") else ""
     for axis, ylabel in (
@@ -372,16 +374,11 @@ def plot(path: Path, results: dict) -> None:
     ax.set_title("Latency against batch size")
     ax_tp.set_title("Throughput against batch size")
     ax.legend(fontsize=8)
-    fig.suptitle(f"CIFAR-10 inference, {run['threads']} threads, {run['name']}{data}")
+    busy = " -- BUSY MACHINE" if results.get("warnings") else ""
+    fig.suptitle(f"CIFAR-10 inference, {run['threads']} threads, {run['name']}{data}{busy}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

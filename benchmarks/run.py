@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import coldstart, latency, machine, report, targets, training
+from . import coldstart, latency, machine, report, sanity, targets, training
 from .flops import count_macs, parameter_count
 from .inputs import DEFAULT_SUBSET, load_images, subset_available, write_mini_dataset
 from .timing import FULL, QUICK
@@ -28,7 +28,11 @@ def log(msg: str) -> None:
 
 
 def _section(results: dict, key: str, fn: Callable[[], object]) -> None:
-    """Run one section; a failure is recorded in the report instead of losing the others."""
+    """Run one section; a failure is recorded in the report instead of losing the others.
+
+    Its header is always followed by a line: what it found, that it had nothing to measure,
+    or why it failed.
+    """
     t0 = time.perf_counter()
     log(f"[{key}]")
     try:
@@ -40,6 +44,11 @@ def _section(results: dict, key: str, fn: Callable[[], object]) -> None:
         )
         log(f"  FAILED: {type(exc).__name__}: {exc}")
         traceback.print_exc()
+    else:
+        from .sections import section_summary
+
+        summary = section_summary(key, results)
+        log(f"  {summary}" if summary else f"  done in {time.perf_counter() - t0:.1f} s")
     results.setdefault("section_seconds", {})[key] = round(time.perf_counter() - t0, 1)
 
 
@@ -104,10 +113,13 @@ def run_all(
         "versions": machine.versions(),
         "blas": machine.blas_info(),
     }
-    log("[peak] float32 matmul")
+    log("[peak] float32 matmul, before the latency rows")
     # 4096 even when quick: smaller squares do not reach OpenBLAS' best kernels on 2 cores.
-    results["machine"]["peak"] = machine.measure_peak(threads, size=4096, reps=1 if quick else 5)
-    log(f"  {results['machine']['peak']['gflops']:.0f} GFLOP/s")
+    # Several repeats even when quick: one product on a busy machine can read half the peak.
+    peak_reps = 3 if quick else 5
+    peak_start = machine.measure_peak(threads, size=4096, reps=peak_reps)
+    results["machine"]["peak"] = peak_start
+    log(f"  best of {peak_reps}: {peak_start['gflops']:.0f} GFLOP/s")
 
     data_dir, results["data"] = _data(args, work)
     onnx_path, int8_path, keras_path = _prepare_models(
@@ -148,9 +160,17 @@ def run_all(
 
             _section(results, "latency_keras", keras_rows)
             rows += results.pop("latency_keras", None) or []
+        log("[peak] float32 matmul, after the latency rows")
+        peak_end = machine.measure_peak(threads, size=4096, reps=peak_reps)
+        results["machine"]["peak"] = machine.combine_peaks(peak_start, peak_end)
+        log(f"  best of {peak_reps}: {peak_end['gflops']:.0f} GFLOP/s")
         latency.add_ratios(rows, macs["flops"], results["machine"]["peak"]["gflops"])
         if engines and rows:
-            _section(results, "baseline_drift", lambda: _drift(engines[0], rows, budget))
+            _section(
+                results,
+                "baseline_drift",
+                lambda: sanity.retime_baseline(engines[0], rows, budget, log),
+            )
     results["latency"] = rows
 
     if "profiles" not in args.skip and engines:
@@ -212,6 +232,9 @@ def run_all(
         _section(results, "training", train_section)
     results.pop("_cifar_train", None)
 
+    results["warnings"] = sanity.check(results)
+    for warning in results["warnings"]:
+        log(warning)
     results["targets"] = targets.evaluate(results)
     results["headlines"] = targets.headlines(results)
     results["run"]["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -278,6 +301,9 @@ def _prepare_models(
 
 
 def _configure_tensorflow(threads: int) -> None:
+    from cifar10_trainer.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # its start-up notices are not results
     import tensorflow as tf
 
     try:
@@ -286,27 +312,6 @@ def _configure_tensorflow(threads: int) -> None:
         tf.config.set_visible_devices([], "GPU")
     except RuntimeError:  # already initialised (the environment variables did it)
         pass
-
-
-def _drift(baseline: latency.Engine, rows: list[dict], budget) -> dict:  # noqa: ANN001
-    """Bare onnxruntime timed again after every other row: on a shared machine, a p50 that
-    moved between the start and the end of the latency section says the load changed."""
-    from .timing import summarize, time_calls
-
-    out = {}
-    for batch in (1, 256):
-        before = next(r for r in rows if r["engine"] == baseline.name and r["batch"] == batch)
-        after = summarize(time_calls(baseline.make_call(batch), budget), batch)
-        out[str(batch)] = {
-            "p50_ms_start": before["p50_ms"],
-            "p50_ms_end": after["p50_ms"],
-            "end_over_start": after["p50_ms"] / before["p50_ms"],
-        }
-        log(
-            f"  ort batch {batch}: p50 {before['p50_ms']:.3f} ms at start, "
-            f"{after['p50_ms']:.3f} ms after the other rows"
-        )
-    return out
 
 
 def _rel(path: Path | None) -> str | None:

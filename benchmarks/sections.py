@@ -72,3 +72,36 @@ def server_section(
     )
     out["venv"] = str(venv)
     return out
+
+
+def section_summary(key: str, results: dict) -> str | None:
+    """One line under a section's header in the log, so no header stands empty."""
+    got = results.get(key)
+    if key == "profiles" and got:
+        ops = got["ort_batch256"]["ops"][:3]
+        top = ", ".join(f"{o['op']} {100 * o['share_of_kernel_time']:.0f}%" for o in ops)
+        return f"onnxruntime kernel time at batch 256: {top}"
+    if key == "cold_start":
+        imports = results.get("import_times") or {}
+        if got is None:
+            return f"no Keras model to compare with; import times measured: {sorted(imports)}"
+        tf = got.get("tensorflow") or {}
+        tf_s = f", TensorFlow path {tf['median_s']:.2f} s" if tf.get("median_s") else ""
+        return f"cifar-predict to first prediction {got['runtime']['median_s']:.2f} s{tf_s}"
+    if key == "footprint" and got:
+        rt, full = got.get("runtime"), got.get("toolkit")
+        full_mb = f"toolkit venv {full['venv_mb']:.0f} MB" if full else "no toolkit venv"
+        if not rt:
+            return f"{full_mb}; runtime-only venv not built (`make runtime-venv`)"
+        ratio = got.get("runtime_over_toolkit_venv")
+        share = f" = {ratio:.0%} of the {full_mb}" if ratio else ""
+        return f"runtime-only venv {rt['venv_mb']:.0f} MB{share}"
+    if key == "training" and got:
+        return (
+            f"cifar-train {got['cifar_train']['train_images_per_s']:.0f} images/s, plain "
+            f"model.fit {got['plain_fit']['train_images_per_s']:.0f} images/s"
+        )
+    if key == "baseline_drift" and got:
+        moved = ", ".join(f"batch {b} {v['end_over_start']:.2f}x" for b, v in got.items())
+        return f"bare onnxruntime p50 end/start: {moved}"
+    return None

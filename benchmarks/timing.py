@@ -62,15 +62,6 @@ def summarize(samples_s: Sequence[float], items_per_call: int = 1) -> dict:
     }
 
 
-def time_calls(fn: Callable[[], object], budget: Budget) -> list[float]:
-    """Seconds per call of `fn`, after warm-up, with the garbage collector paused.
-
-    The collector is paused so a gen-2 collection triggered by unrelated allocations does not
-    land in one engine's p99 and not another's; it runs once before timing starts.
-    """
-    return _time_calls(fn, budget)
-
-
 def split(budget: Budget, rounds: int, first: bool) -> Budget:
     """One round's share of a cell's budget (full warm-up only in the first round)."""
     return Budget(
@@ -84,7 +75,12 @@ def split(budget: Budget, rounds: int, first: bool) -> Budget:
     )
 
 
-def _time_calls(fn: Callable[[], object], budget: Budget) -> list[float]:
+def time_calls(fn: Callable[[], object], budget: Budget) -> list[float]:
+    """Seconds per call of `fn`, after warm-up, with the garbage collector paused.
+
+    The collector is paused so a gen-2 collection triggered by unrelated allocations does not
+    land in one engine's p99 and not another's; it runs once before timing starts.
+    """
     # Collect before the warm-up, not between it and the timed calls: a full collection with
     # TensorFlow loaded takes long enough for onnxruntime's workers to park again.
     gc.collect()

@@ -1,6 +1,6 @@
 """The names of the files an export produces beside OUTPUT, and an early writability check.
 
-Writes themselves go through cifar10_trainer.outputs (temporary file, fsync, rename).
+Writes themselves go through cifar10_runtime.files (temporary file, fsync, rename).
 """
 
 from __future__ import annotations

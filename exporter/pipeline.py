@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from cifar10_runtime.errors import CifarError, ModelError
+from cifar10_runtime.files import sha256_hex as sha256_file
+from cifar10_runtime.files import write_bytes, write_json
 from cifar10_trainer.errors import DataError
-from cifar10_trainer.outputs import sha256_file, write_bytes, write_json
 from cifar10_trainer.run import Run
 
 from . import card

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 from cifar10_runtime.errors import CifarError, ModelError
-from cifar10_trainer.outputs import sha256_file, write_json
+from cifar10_runtime.files import sha256_hex as sha256_file
+from cifar10_runtime.files import write_json
 from cifar10_trainer.run import Run
 
 from .assess import ExportResult, Log, check_model, raise_failures, score

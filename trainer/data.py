@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES as CLASS_NAMES
+from cifar10_runtime.files import sha256_hex
 
 from .errors import DataError
-from .outputs import sha256_file
 
 BATCH_DIR = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -174,7 +174,7 @@ def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
     """Download the official archive once into the Keras cache and verify its SHA-256."""
     cache = cache or keras_cache_dir()
     target = cache / ARCHIVE
-    if target.is_file() and sha256_file(target) == ARCHIVE_SHA256:
+    if target.is_file() and sha256_hex(target) == ARCHIVE_SHA256:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
@@ -185,7 +185,7 @@ def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         partial.unlink(missing_ok=True)
         raise DataError(f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}") from None
-    got = sha256_file(partial)
+    got = sha256_hex(partial)
     if got != ARCHIVE_SHA256:
         partial.unlink(missing_ok=True)
         raise DataError(

@@ -16,11 +16,9 @@ from .config import TrainConfig
 
 @dataclass(frozen=True)
 class Placement:
-    device: str  # "cpu" or "gpu", what actually runs
     replicas: int
     strategy: Any  # a tf.distribute.Strategy (the default one when none was asked for)
-    mixed_precision: bool
-    description: str  # recorded in config.json and metrics.json
+    description: str  # what actually runs, e.g. "cpu x1"; recorded in config.json, metrics.json
 
 
 def configure(cfg: TrainConfig) -> Placement:
@@ -79,4 +77,4 @@ def configure(cfg: TrainConfig) -> Placement:
         desc += f", MirroredStrategy over {replicas} replica(s): {', '.join(devices)}"
     if cfg.mixed_precision:
         desc += ", mixed_float16"
-    return Placement(kind, replicas, strategy, cfg.mixed_precision, desc)
+    return Placement(replicas, strategy, desc)

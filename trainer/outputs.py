@@ -1,62 +1,22 @@
-"""Everything a run writes, each file atomically (temporary file in the same folder, then rename).
+"""Everything a run writes, each file atomically through cifar10_runtime.files.
 
 A crash never leaves a half-written model, metrics or plot where a good one is expected.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import hashlib
 import io
-import json
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cifar10_runtime.files import atomic_path, write_bytes
+
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read it once: mkstemp makes 0600 files, outputs should obey the umask
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target` (same suffix); rename it onto target on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())  # on disk before the rename, or a power cut can expose zeros
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (datasets and models can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_bytes(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_json(target: Path, obj: Any) -> None:
-    write_bytes(target, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def save_keras(model: Any, target: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.files import write_json
 
 from . import __version__, outputs
 from .config import TrainConfig, coerce
@@ -97,7 +98,7 @@ class _EpochCheckpoint:
                 outputs.save_keras(self.model, run_dir / CHECKPOINT)
                 outputs.write_history(run_dir / "history.csv", state["history"])
                 # state.json last: it is what says the epoch is finished.
-                outputs.write_json(run_dir / STATE, state)
+                write_json(run_dir / STATE, state)
 
         return EpochCheckpoint()
 
@@ -149,7 +150,7 @@ def train(
 
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(
+        write_json(
             run_dir / "config.json",
             {
                 "parameters": cfg.to_dict(),
@@ -206,6 +207,6 @@ def train(
         data.class_names,
         f"{run_dir.name}{label}: test split, {len(data.x_test)} images",
     )
-    outputs.write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     outputs.point_latest(run_dir.parent, run_dir)
     return RunResult(run_dir, metrics)

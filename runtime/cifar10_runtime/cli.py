@@ -9,6 +9,7 @@ path and error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -20,7 +21,6 @@ from PIL import Image
 
 from .errors import ImageError, cli_errors
 from .predictor import Prediction, Predictor
-from .progress import ProgressBar
 
 # Below this many files a bar is only noise.
 PROGRESS_MIN_FILES = 20
@@ -118,24 +118,34 @@ def _run(
     batch_size: int,
     progress: bool,
 ) -> int:
-    bar = ProgressBar(len(entries), enabled=progress)
     out = _JsonWriter() if as_json else _TableWriter([p for p, _ in entries], top_k)
     failed = 0
-    for start in range(0, len(entries), batch_size):
-        chunk = entries[start : start + batch_size]
-        paths = [path for path, error in chunk if error is None]
-        results = iter(predictor.predict_batch(paths, len(paths) or 1, top_k, on_error="return"))
-        bar.clear()
-        for path, error in chunk:
-            result: Prediction | ImageError | str = error if error else next(results)
-            if isinstance(result, Prediction):
-                out.prediction(path, result)
-            else:
-                failed += 1
-                out.error(path, str(result))
-        sys.stdout.flush()
-        bar.update(len(chunk))
-    bar.close()
+    # click's bar redraws itself on a terminal and, elsewhere, writes its label once.
+    bar = click.progressbar(
+        length=len(entries),
+        label=f"classifying {len(entries)} images",
+        show_pos=True,
+        file=sys.stderr,
+    )
+    with bar if progress else contextlib.nullcontext() as shown:
+        for start in range(0, len(entries), batch_size):
+            chunk = entries[start : start + batch_size]
+            paths = [path for path, error in chunk if error is None]
+            results = iter(
+                predictor.predict_batch(paths, len(paths) or 1, top_k, on_error="return")
+            )
+            if shown is not None and sys.stderr.isatty():
+                sys.stderr.write("\r\033[K")  # rows go where the bar was; it redraws below
+            for path, error in chunk:
+                result: Prediction | ImageError | str = error if error else next(results)
+                if isinstance(result, Prediction):
+                    out.prediction(path, result)
+                else:
+                    failed += 1
+                    out.error(path, str(result))
+            sys.stdout.flush()
+            if shown is not None:
+                shown.update(len(chunk))
     return failed
 
 

@@ -38,6 +38,16 @@ class ImageError(CifarError):
     exit_code = 5
 
 
+def first_line(exc: BaseException, limit: int = 300, default: str | None = None) -> str:
+    """The first line of `exc`'s message, cut to `limit` characters, for a one-line error.
+
+    Libraries (onnxruntime, tf2onnx, onnx) raise multi-line messages with dumps after the
+    first line; `default` (else the exception's type name) stands in for an empty message.
+    """
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else default or type(exc).__name__)[:limit]
+
+
 @contextlib.contextmanager
 def cli_errors(verbose: bool = False) -> Iterator[None]:
     """Turn a CifarError into `error: <message>` on stderr and its exit code.

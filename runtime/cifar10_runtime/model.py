@@ -9,7 +9,6 @@ names. Everything else is refused here, once, with a message naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -22,7 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import CIFAR10_CLASS_NAMES, IMAGE_SHAPE, JSON_KEYS, NUM_CLASSES
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, first_line
+from .files import sha256_hex
 
 NEEDED = (
     "needed: one uint8 [N,32,32,3] RGB NHWC input (the cifar-export contract) or one "
@@ -117,9 +117,8 @@ def open_session(
     try:
         session = ort.InferenceSession(payload, sess_options=options, providers=names)
     except Exception as exc:  # onnxruntime raises its own pybind classes for each failure
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"cannot load {source} as an ONNX model: {first_line[:300]}. "
+            f"cannot load {source} as an ONNX model: {first_line(exc)}. "
             "Check the file is a complete .onnx model (re-export it with cifar-export)."
         ) from exc
     _check_active_provider(session, names, strict, source)
@@ -197,7 +196,7 @@ def inspect_session(
     metadata["class_names_source"] = names_source
     # A version is echoed by the server with every answer; models without one (foreign
     # ones) get a stable content hash so two different files never look alike.
-    model_version = raw.get("model_version") or f"sha256:{payload_sha256(model)[:12]}"
+    model_version = raw.get("model_version") or f"sha256:{sha256_hex(model)[:12]}"
     metadata["model_version"] = model_version
     return ModelSpec(
         source=source,
@@ -268,15 +267,3 @@ def probe(session: ort.InferenceSession, spec: ModelSpec) -> None:
             f"(row sum {float(sums[0]):.4g}, min {float(y.min()):.4g}). Received logits? "
             "Add a Softmax as the last layer and re-export."
         )
-
-
-def payload_sha256(model: str | os.PathLike[str] | bytes) -> str:
-    """Content hash of the model, the fallback model_version for models without one."""
-    digest = hashlib.sha256()
-    if isinstance(model, bytes | bytearray | memoryview):
-        digest.update(model)
-    else:
-        with open(model, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()

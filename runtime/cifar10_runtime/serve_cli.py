@@ -70,6 +70,7 @@ def app_factory() -> Any:
     type=click.IntRange(min=1),
     help="Requests waiting for inference before new ones get 503.",
 )
+@click.option("--no-ui", is_flag=True, help="Do not serve the try-it page at GET /.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--threads",
@@ -95,6 +96,7 @@ def main(
     no_batching: bool,
     max_body_mb: float,
     max_queue: int,
+    no_ui: bool,
     workers: int,
     threads: int | None,
     providers: str,
@@ -130,6 +132,7 @@ def main(
             "max_queue": max_queue,
             "providers": providers,
             "threads": threads,
+            "ui": not no_ui,
         }
         predictor = Predictor(model, providers=providers, threads=threads)
         click.echo(

@@ -4,6 +4,10 @@
     GET  /v1/metadata   class names, input spec, versions, metrics, batching settings
     GET  /healthz       the process is alive
     GET  /readyz        the model is loaded and the batcher is taking requests (200 / 503)
+    GET  /              the try-it page (cifar10_runtime.ui; create_app(ui=False) leaves it out)
+
+/v1/predict answers carry `Server-Timing: predict;dur=<ms>` (time spent in the handler), and
+with ?include_input=1 each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs).
 
 Every error is JSON `{"error": "..."}`: 400 broken image or bad parameter, 404/405 unknown
 route, 413 body over the limit (Content-Length checked before reading, and counted while
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,6 +39,7 @@ from .batcher import MicroBatcher, UnavailableError
 from .errors import CifarError, ConfigError, ImageError
 from .images import load_image
 from .predictor import Predictor, check_top_k, make_prediction
+from .ui import add_inputs, page_routes, wants_input
 
 log = logging.getLogger("cifar10_runtime.server")
 SINGLE_IMAGE_TYPES = ("image/", "application/octet-stream")
@@ -59,6 +65,7 @@ def create_app(
     max_queue: int = 256,
     providers: str = "auto",
     threads: int | None = None,
+    ui: bool = True,
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
@@ -90,6 +97,8 @@ def create_app(
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/readyz", api.readyz, methods=["GET"]),
     ]
+    if ui:
+        routes += page_routes()
     handlers: dict[Any, Any] = {
         HTTPException: _http_error,
         CifarError: _cifar_error,
@@ -109,6 +118,7 @@ class _Api:
         self.headers = {"X-Model-Version": predictor.model_version}
 
     async def predict(self, request: Request) -> JSONResponse:
+        started = time.perf_counter()
         top_k = _query_top_k(request, self.predictor.num_classes)
         content_type = request.headers.get("content-type", "")
         media = content_type.split(";", 1)[0].strip().lower()
@@ -134,7 +144,11 @@ class _Api:
             "predictions": [make_prediction(row, names, top_k).to_dict() for row in probs],
             "model_version": self.predictor.model_version,
         }
-        return JSONResponse(answer, headers={**self.headers, "X-Batch-Size": str(run_size)})
+        if wants_input(request):
+            add_inputs(answer["predictions"], images)
+        timing = f"predict;dur={(time.perf_counter() - started) * 1000:.3f}"
+        headers = {**self.headers, "X-Batch-Size": str(run_size), "Server-Timing": timing}
+        return JSONResponse(answer, headers=headers)
 
     def _check_length(self, request: Request) -> None:
         declared = request.headers.get("content-length")

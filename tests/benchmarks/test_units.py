@@ -1,4 +1,5 @@
-"""Fast checks of the benchmark's arithmetic: FLOPs from an ONNX graph and percentiles."""
+"""Fast checks of the benchmark's arithmetic (FLOPs from an ONNX graph, percentiles) and of
+what it refuses to report (busy machine, impossible shares of peak)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # bare `pytest` does not put the repository root on sys.path
     sys.path.insert(0, str(REPO))
 
+from benchmarks import report, sanity  # noqa: E402
 from benchmarks.flops import count_macs  # noqa: E402
 from benchmarks.timing import percentile, summarize  # noqa: E402
 
@@ -53,3 +55,38 @@ def test_percentiles_interpolate_and_summary_counts_items() -> None:
     s = summarize(values, items_per_call=8)
     assert s["runs"] == 100 and abs(s["p50_ms"] - 50.5) < 1e-9
     assert abs(s["items_per_s"] - 8 / 0.0505) < 1e-6
+
+
+def _results(share: float, drift: float = 1.0, start: float = 200.0, end: float = 200.0) -> dict:
+    peak = {"gflops": max(start, end), "gflops_start": start, "gflops_end": end}
+    row = {"engine": "ort", "batch": 256, "gflops": share * peak["gflops"], "share_of_peak": share}
+    return {
+        "machine": {"peak": peak},
+        "baseline_drift": {"256": {"end_over_start": drift}},
+        "latency": [row],
+    }
+
+
+def test_a_share_of_peak_over_100_percent_is_withheld_and_flagged() -> None:
+    results = _results(1.7, start=27.0, end=27.0)
+    warnings = sanity.check(results)
+    assert len(warnings) == 1 and "BUSY MACHINE" in warnings[0] and "170%" in warnings[0]
+    assert results["latency"][0]["share_of_peak"] is None
+    assert results["latency"][0]["share_of_peak_untrusted"] == 1.7
+    assert results["machine"]["peak"]["trusted"] is False
+    assert "UNDER-MEASURED" in report._peak(results["machine"]["peak"])
+
+
+def test_a_steady_run_keeps_its_figures_and_has_no_warning() -> None:
+    results = _results(0.86, drift=1.05)
+    assert sanity.check(results) == []
+    assert results["latency"][0]["share_of_peak"] == 0.86
+    assert results["machine"]["peak"]["trusted"] is True
+
+
+def test_a_moved_baseline_marks_the_run_busy() -> None:
+    results = _results(0.4, drift=0.54, start=56.0, end=120.0)
+    warnings = sanity.check(results)
+    assert len(warnings) == 2 and all(w.startswith("BUSY MACHINE") for w in warnings)
+    assert "56" in warnings[0] and "120" in warnings[0] and "0.54x" in warnings[1]
+    assert results["latency"][0]["share_of_peak"] == 0.4  # possible, so still reported

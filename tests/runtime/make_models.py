@@ -19,21 +19,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
+
 OPSET = 17
 # onnxruntime >= 1.20 reads IR 8 models; pinning it keeps the files loadable by older runtimes.
 IR_VERSION = 8
-CIFAR10_NAMES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+CIFAR10_NAMES = list(CIFAR10_CLASS_NAMES)
 
 FULL_METADATA = {
     "class_names": json.dumps(CIFAR10_NAMES),

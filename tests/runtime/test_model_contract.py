@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from cifar10_runtime import ConfigError, ModelError, Predictor
+from cifar10_runtime import CifarError, ConfigError, ImageError, ModelError, Predictor
+from cifar10_runtime.errors import cli_errors
 from cifar10_runtime.model import CIFAR10_CLASS_NAMES
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
 
 
+def gpu_visible() -> bool:
+    """An NVIDIA device node or tool: without one, no CUDA provider can become active."""
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+CUDA_BUILD = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def test_contract_model_loads_with_its_metadata(valid_model: Path) -> None:
-    p = Predictor(valid_model, threads=1)
+    p = Predictor(valid_model, threads=1, providers="cpu")
     assert p.input_name == "image" and p.output_name == "probabilities"
     assert p.input_dtype == np.uint8
     assert p.class_names == CIFAR10_CLASS_NAMES
@@ -103,8 +114,18 @@ def test_missing_and_unreadable_model_files(tmp_path: Path) -> None:
         Predictor(12)  # type: ignore[arg-type]
 
 
-def test_model_error_exit_code_is_distinct() -> None:
-    assert ModelError.exit_code == 4 and ConfigError.exit_code == 2
+@pytest.mark.parametrize(
+    ("error", "code"), [(ConfigError, 2), (ModelError, 4), (ImageError, 5), (CifarError, 1)]
+)
+def test_cli_errors_give_one_line_and_a_distinct_exit_code(
+    error: type[CifarError], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited, cli_errors():
+        raise error("model.onnx: the fix")
+    assert exited.value.code == code
+    assert capsys.readouterr().err == "error: model.onnx: the fix\n"
+    with pytest.raises(error), cli_errors(verbose=True):  # --verbose keeps the traceback
+        raise error("kept")
 
 
 def test_providers_cpu_and_unknown(valid_model: Path) -> None:
@@ -117,11 +138,27 @@ def test_providers_cpu_and_unknown(valid_model: Path) -> None:
         Predictor(valid_model, threads=0)
 
 
-def test_auto_uses_cuda_only_when_available(valid_model: Path) -> None:
-    p = Predictor(valid_model, providers="auto")
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        assert p.providers == ["CPUExecutionProvider"]
+def test_auto_resolves_to_what_this_onnxruntime_can_run(valid_model: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = Predictor(valid_model, providers="auto")
+    fallback = [w for w in caught if "CUDAExecutionProvider was requested" in str(w.message)]
+    if not CUDA_BUILD:
+        assert p.providers == ["CPUExecutionProvider"] and not fallback
         with pytest.raises(ConfigError, match="CUDAExecutionProvider is not available"):
             Predictor(valid_model, providers="cuda")
-    else:  # onnxruntime-gpu: what is active is reported, never silently assumed
-        assert p.providers[0] in ("CUDAExecutionProvider", "CPUExecutionProvider")
+    elif p.providers[0] == "CUDAExecutionProvider":
+        assert p.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"] and not fallback
+    else:  # a CUDA build without a usable GPU: the fallback is announced, never silent
+        assert p.providers == ["CPUExecutionProvider"] and fallback
+
+
+@pytest.mark.skipif(
+    not (CUDA_BUILD and gpu_visible()), reason="needs onnxruntime-gpu and a visible NVIDIA GPU"
+)
+def test_cuda_runs_the_model_when_a_gpu_is_visible(valid_model: Path) -> None:
+    gpu = Predictor(valid_model, providers="cuda")
+    cpu = Predictor(valid_model, providers="cpu")
+    assert gpu.providers[0] == "CUDAExecutionProvider"
+    assert Predictor(valid_model, providers="auto").providers[0] == "CUDAExecutionProvider"
+    np.testing.assert_allclose(gpu.predict_array(IMAGES), cpu.predict_array(IMAGES), atol=1e-4)

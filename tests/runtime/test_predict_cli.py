@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -116,10 +117,47 @@ def test_bad_flags_are_usage_errors(valid_model: Path, folder: Path) -> None:
 
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(folder: Path, valid_model: Path) -> None:
+    # CliRunner is not a terminal: asked for, the bar is only its label, written once.
     code, _, err = _run(str(valid_model), str(folder), "--json", "--progress")
-    assert code == 1 and "11/11 images" in err and "[####" in err
-    code, _, err = _run(str(valid_model), str(folder), "--json")  # CliRunner: not a TTY
-    assert "images" not in err.replace("inputs", "")
+    assert code == 1 and err.count("classifying 11 images") == 1 and "[#" not in err
+    code, _, err = _run(str(valid_model), str(folder), "--json")
+    assert "classifying" not in err
+
+
+def test_progress_bar_is_drawn_on_a_terminal(folder: Path, valid_model: Path) -> None:
+    import pty
+
+    code = "import sys; from cifar10_runtime.cli import main; sys.argv[0] = 'cifar-predict'; main()"
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(valid_model),
+            str(folder),
+            "--batch-size",
+            "4",
+            "--progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    ) as proc:
+        os.close(follower)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        drawn = b""
+        while True:  # until the child has exited and the terminal reports EOF (EIO on Linux)
+            try:
+                block = os.read(leader, 4096)
+            except OSError:
+                break
+            if not block:
+                break
+            drawn += block
+    os.close(leader)
+    assert proc.returncode == 1 and len(out.splitlines()) == 2 + 10
+    text = drawn.decode(errors="replace")
+    assert "11/11" in text and "#" in text and "classifying 11 images" in text
 
 
 @pytest.mark.slow

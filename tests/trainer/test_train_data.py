@@ -194,7 +194,7 @@ def test_download_with_wrong_checksum_is_refused(tmp_path: Path, monkeypatch) ->
 
 def test_cached_archive_with_right_checksum_is_used(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / D.ARCHIVE).write_bytes(b"pretend archive")
-    monkeypatch.setattr(D, "ARCHIVE_SHA256", D.sha256_file(tmp_path / D.ARCHIVE))
+    monkeypatch.setattr(D, "ARCHIVE_SHA256", D.sha256_hex(tmp_path / D.ARCHIVE))
     monkeypatch.setattr(D.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded"))
     assert D.download_archive(tmp_path) == tmp_path / D.ARCHIVE
 

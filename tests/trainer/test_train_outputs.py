@@ -1,36 +1,13 @@
-"""Atomic writes (shared by the trainer and the exporter) and the small report helpers."""
+"""The run's small report helpers (atomic writes are tested in tests/runtime/test_files.py)."""
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from cifar10_trainer import outputs
-
-
-def test_atomic_write_leaves_no_temporary_and_normal_mode(tmp_path: Path) -> None:
-    target = tmp_path / "model.onnx"
-    outputs.write_bytes(target, b"one")
-    outputs.write_bytes(target, b"two")
-    assert target.read_bytes() == b"two"
-    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
-
-
-def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
-    target = tmp_path / "metrics.json"
-    outputs.write_json(target, {"ok": 1})
-    with pytest.raises(RuntimeError), outputs.atomic_path(target) as tmp:
-        tmp.write_text('{"half')
-        raise RuntimeError("crash mid-write")
-    assert target.read_text() == '{\n  "ok": 1\n}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 def test_history_round_trip(tmp_path: Path) -> None:

@@ -1,0 +1,86 @@
+"""Files written whole or not at all, and their SHA-256: the one home of both for every stage.
+
+The trainer, the exporter and the benchmarks write through `atomic_path` (a temporary file
+beside the target, fsync, rename), so a crash never leaves a half-written model, metrics or
+report where a good one is expected, and new files get the usual umask-based mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Read once, at import (os.umask can only be read by setting it): mkstemp makes 0600 files,
+# written outputs should get the mode any other new file would.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `target` (same suffix); rename it onto target on success.
+
+    On an exception the temporary file is removed and `target` keeps its old content.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())  # on disk before the rename, or a power cut can expose zeros
+        os.replace(tmp_path, target)
+        _fsync_dir(target.parent)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; some filesystems refuse to open a folder: best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(
+    target: str | os.PathLike[str], obj: Any, default: Callable[[Any], Any] | None = None
+) -> None:
+    """Indented JSON with a final newline; `default` as for json.dumps (non-JSON types)."""
+    write_text(target, json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def sha256_hex(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks: datasets and models can be large) or bytes."""
+    digest = hashlib.sha256()
+    if isinstance(source, bytes | bytearray | memoryview):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,57 @@
+"""The one atomic write and SHA-256 helper every stage uses (cifar10_runtime.files)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from cifar10_runtime import files
+from cifar10_runtime.errors import first_line
+
+
+def test_atomic_write_leaves_no_temporary_and_follows_the_umask(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    files.write_bytes(target, b"one")
+    files.write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    files.write_json(target, {"ok": 1})
+    with pytest.raises(RuntimeError), files.atomic_path(target) as tmp:
+        tmp.write_text('{"half')
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == '{\n  "ok": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_missing_folders_are_created(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "report.md"
+    files.write_text(target, "héllo\n")
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+
+
+def test_sha256_of_a_file_and_of_bytes_agree(tmp_path: Path) -> None:
+    data = os.urandom(3 << 20 | 17)  # several read blocks and a ragged tail
+    (tmp_path / "blob").write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    assert files.sha256_hex(tmp_path / "blob") == want
+    assert files.sha256_hex(str(tmp_path / "blob")) == want
+    assert files.sha256_hex(data) == want
+    assert files.sha256_hex(b"") == hashlib.sha256(b"").hexdigest()
+
+
+def test_first_line_of_an_exception() -> None:
+    assert first_line(RuntimeError("  bad node\n  dump line 2\n")) == "bad node"
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(ValueError(""), default="invalid model") == "invalid model"
+    assert first_line(ValueError("x" * 400)) == "x" * 300
