@@ -121,3 +121,24 @@ def test_console_script_refuses_28x28_model_without_traceback(keras_models, tmp_
         f"Received: --model={keras_models['mnist_28x28x1']}"
     ]
     assert not out.exists()
+
+
+def test_standardize_bgr_flags_are_built_into_the_graph(keras_models, tmp_path, cli):
+    """softmax(model(reverse_channels((image - mean) / std))), computed here independently."""
+    import tensorflow as tf
+
+    path = keras_models["residual_logits_float"]
+    out = tmp_path / "model.onnx"
+    flags = ["--input-scale", "standardize", "--channel-order", "bgr"]
+    flags += ["--input-mean", "120,121,110", "--input-std", "60,61,62"]
+    result = cli(out, "--model", path, "--dataset", "synthetic", "--samples", 8, *flags)
+    assert result.exit_code == 0, result.stderr
+    model = load_keras_model(path)
+    images = np.random.default_rng(6).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    x = (images.astype(np.float32) - [120, 121, 110]) / np.array([60, 61, 62], np.float32)
+    expected = tf.nn.softmax(model(x[..., ::-1].astype(np.float32), training=False)).numpy()
+    got = Predictor(out, threads=1).predict_array(images)  # uint8 RGB in, as the contract says
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    wrapper = json.loads({p.key: p.value for p in onnx.load(out).metadata_props}["export_wrapper"])
+    assert (wrapper["input_scale"], wrapper["channel_order"]) == ("standardize", "BGR")
+    assert wrapper["mean"] == [120, 121, 110] and wrapper["std"] == [60, 61, 62]
