@@ -27,7 +27,7 @@ $(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runti
 	test -x $(RT_BIN)/python || $(PYTHON) -m venv $(RT_VENV)
 	$(RT_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
-	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1"
+	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" "tritonclient[http]>=2.40,<3"
 	touch $@
 
 fixtures: install
