@@ -38,7 +38,7 @@ class ServeProcess:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self.wait_for(STARTED, count=ready_lines):
+        if not (self.wait_for("Uvicorn running on") and self.wait_for(STARTED, ready_lines)):
             self.stop()
             pytest.fail(f"cifar-serve did not start:\n{self.text()}")
         port = next(int(m.group(1)) for line in self.lines if (m := RUNNING.search(line)))
