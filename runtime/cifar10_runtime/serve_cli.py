@@ -13,6 +13,7 @@ its body within --body-timeout, idle keep-alive connections close after
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -25,6 +26,19 @@ from .errors import ConfigError, cli_errors
 CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
 # Seconds uvicorn waits for in-flight requests on SIGTERM/SIGINT before closing them.
 GRACEFUL_SECONDS = 30
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus this package's loggers, in the same format."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["cifar10_runtime"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def app_factory() -> Any:
@@ -209,6 +223,7 @@ def main(
             "http": PROTOCOL,
             "limit_concurrency": limit_concurrency,
             "timeout_keep_alive": timeout_keep_alive,
+            "log_config": log_config(log_level),
         }
         if workers == 1:
             app = create_app(predictor, **{k: v for k, v in settings.items() if k != "threads"})
