@@ -24,10 +24,9 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from .limits import HEADER_TIMEOUT
+
 log = logging.getLogger("cifar10_runtime.server")
-HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 30.0
-KEEP_ALIVE_TIMEOUT = 5.0
 ACCEPT_ERROR_INTERVAL = 10.0
 PROTOCOL = "cifar10_runtime.guards:GuardedH11Protocol"
 

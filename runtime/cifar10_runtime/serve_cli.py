@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from . import limits
 from .errors import ConfigError, cli_errors
 
 CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
@@ -93,7 +94,7 @@ def app_factory() -> Any:
 )
 @click.option(
     "--max-pixels",
-    default=4_000_000,
+    default=limits.MAX_PIXELS,
     show_default=True,
     type=click.IntRange(min=1024),
     help="Largest image (width x height, after JPEG draft scaling); bigger ones get 400 "
@@ -101,39 +102,45 @@ def app_factory() -> Any:
 )
 @click.option(
     "--model-name",
-    default="cifar10",
+    default=limits.MODEL_NAME,
     show_default=True,
     help="The model's name in the Open Inference Protocol (/v2/models/NAME).",
 )
 @click.option(
     "--limit-concurrency",
-    default=512,
+    default=limits.LIMIT_CONCURRENCY,
     show_default=True,
     type=click.IntRange(min=1),
     help="Most open connections (and tasks) per worker before new requests get 503.",
 )
 @click.option(
     "--header-timeout",
-    default=10.0,
+    default=limits.HEADER_TIMEOUT,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds a connection has to send a complete request head.",
 )
 @click.option(
     "--body-timeout",
-    default=30.0,
+    default=limits.BODY_TIMEOUT,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds a request has to send its whole body (else 408).",
 )
 @click.option(
     "--timeout-keep-alive",
-    default=5.0,
+    default=limits.KEEP_ALIVE_TIMEOUT,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds an idle keep-alive connection stays open.",
 )
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes on one port, each loading its own copy of the model.",
+)
 @click.option(
     "--threads",
     default=None,

@@ -30,7 +30,8 @@ from starlette.routing import Route
 from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
-from .guards import BODY_TIMEOUT, BodyTimeout, limit_accept_errors
+from .guards import BodyTimeout, limit_accept_errors
+from .limits import BODY_TIMEOUT, LARGE_DECODES, MAX_PIXELS, MODEL_NAME
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
@@ -39,10 +40,6 @@ from .v2 import V2Api
 
 log = logging.getLogger("cifar10_runtime.server")
 ENDPOINTS = "POST /v1/predict, GET /v1/metadata, GET /healthz, GET /readyz, /v2/..., GET /metrics"
-MODEL_NAME = "cifar10"
-# 4 megapixels: far above what a 32x32 model needs, far below Pillow's 89 MP bomb limit.
-MAX_PIXELS = 4_000_000
-LARGE_DECODES = 2
 
 
 def create_app(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from typing import Any
 
 import numpy as np
@@ -32,11 +31,19 @@ from starlette.routing import Route
 
 from . import __version__
 from .batcher import MicroBatcher
-from .bodies import BodyReader, BodyTooLarge
+from .bodies import BodyReader
 from .contract import IMAGE_SHAPE
 from .predictor import Predictor
+from .v2_wire import (
+    HEADER_LENGTH,
+    bad_request,
+    decompress,
+    from_json_data,
+    short,
+    split_body,
+    unit_floats_to_uint8,
+)
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
 SERVER_NAME = "cifar10-runtime"
 EXTENSIONS = ["binary_tensor_data"]
 PLATFORM = "onnxruntime_onnx"
@@ -126,8 +133,8 @@ class V2Api:
     # --- inference -----------------------------------------------------------------------
     async def infer(self, request: Request) -> Response:
         self._check_model(request)
-        body = _decompress(request, await self.reader.read(request), self.reader.max_body)
-        header, binary = _split(request, body)
+        body = decompress(request, await self.reader.read(request), self.reader.max_body)
+        header, binary = split_body(request, body)
         images = self._images(header, binary)
         outputs = self._requested_outputs(header)
         probs, run_size = await self.batcher.submit(images)
@@ -136,17 +143,17 @@ class V2Api:
     def _images(self, header: dict[str, Any], binary: memoryview) -> np.ndarray:
         inputs = header.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-            raise _bad(
+            raise bad_request(
                 f"'inputs' must be a list of exactly one tensor, {self.input_name!r}. "
-                f"Received: {_short(inputs)}."
+                f"Received: {short(inputs)}."
             )
         tensor = inputs[0]
         name = tensor.get("name")
         if name != self.input_name:
-            raise _bad(f"unknown input {name!r}. The model's input is {self.input_name!r}.")
+            raise bad_request(f"unknown input {name!r}. The model's input is {self.input_name!r}.")
         datatype = tensor.get("datatype")
         if datatype not in DATATYPES:
-            raise _bad(
+            raise bad_request(
                 f"input {name!r}: datatype must be UINT8 (or FP32 in [0,1]). "
                 f"Received: {datatype!r}."
             )
@@ -158,74 +165,76 @@ class V2Api:
             or shape[0] < 1
             or tuple(shape[1:]) != IMAGE_SHAPE
         ):
-            raise _bad(
+            raise bad_request(
                 f"input {name!r}: shape must be [N, 32, 32, 3] with N >= 1 (NHWC RGB). "
-                f"Received: {_short(shape)}."
+                f"Received: {short(shape)}."
             )
         count = math.prod(shape)
         dtype = DATATYPES[datatype]
         params = tensor.get("parameters") or {}
         if not isinstance(params, dict):
-            raise _bad(f"input {name!r}: 'parameters' must be an object.")
+            raise bad_request(f"input {name!r}: 'parameters' must be an object.")
         size = params.get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise _bad(
+                raise bad_request(
                     f"input {name!r}: binary_data_size must be a byte count. Received: {size!r}."
                 )
             if size != count * dtype.itemsize:
-                raise _bad(
+                raise bad_request(
                     f"input {name!r}: binary_data_size is {size} bytes, but shape {shape} of "
                     f"{datatype} needs {count * dtype.itemsize}."
                 )
             if size != len(binary):
-                raise _bad(
+                raise bad_request(
                     f"binary data after the JSON header is {len(binary)} bytes, but the inputs' "
                     f"binary_data_size add up to {size}. Check {HEADER_LENGTH}."
                 )
             array = np.frombuffer(binary, dtype=dtype, count=count).reshape(shape)
         else:
             if len(binary):
-                raise _bad(
+                raise bad_request(
                     f"{len(binary)} bytes follow the JSON header but no input has "
                     "parameters.binary_data_size."
                 )
-            array = _from_json_data(tensor.get("data"), name, shape, datatype, dtype, count)
+            array = from_json_data(tensor.get("data"), name, shape, datatype, dtype, count)
         if datatype == "FP32":
-            array = _unit_floats_to_uint8(array, name)
+            array = unit_floats_to_uint8(array, name)
         return array
 
     def _requested_outputs(self, header: dict[str, Any]) -> list[bool]:
         """One entry per output to return: whether it goes out as binary data."""
         params = header.get("parameters") or {}
         if not isinstance(params, dict):
-            raise _bad("'parameters' must be an object.")
+            raise bad_request("'parameters' must be an object.")
         default_binary = params.get("binary_data_output", False)
         if not isinstance(default_binary, bool):
-            raise _bad(f"binary_data_output must be true or false. Received: {default_binary!r}.")
+            raise bad_request(
+                f"binary_data_output must be true or false. Received: {default_binary!r}."
+            )
         outputs = header.get("outputs")
         if outputs is None or outputs == []:
             return [default_binary]
         if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-            raise _bad(f"'outputs' must be a list of objects. Received: {_short(outputs)}.")
+            raise bad_request(f"'outputs' must be a list of objects. Received: {short(outputs)}.")
         wanted = []
         for output in outputs:
             if output.get("name") != self.output_name:
-                raise _bad(
+                raise bad_request(
                     f"unknown output {output.get('name')!r}. The model's output is "
                     f"{self.output_name!r}."
                 )
             out_params = output.get("parameters") or {}
             if not isinstance(out_params, dict):
-                raise _bad(f"output {self.output_name!r}: 'parameters' must be an object.")
+                raise bad_request(f"output {self.output_name!r}: 'parameters' must be an object.")
             if out_params.get("classification"):
-                raise _bad(
+                raise bad_request(
                     "the classification extension is not supported: request the probabilities "
                     "(or use POST /v1/predict?top_k=K for labels)."
                 )
             binary = out_params.get("binary_data", default_binary)
             if not isinstance(binary, bool):
-                raise _bad(f"binary_data must be true or false. Received: {binary!r}.")
+                raise bad_request(f"binary_data must be true or false. Received: {binary!r}.")
             wanted.append(binary)
         return wanted[:1]  # the same output asked twice is returned once
 
@@ -252,88 +261,3 @@ class V2Api:
         tensor["data"] = probs.ravel().tolist()
         answer["outputs"] = [tensor]
         return JSONResponse(answer, headers=headers)
-
-
-def _bad(message: str) -> HTTPException:
-    return HTTPException(400, message)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _decompress(request: Request, body: bytes, limit: int) -> bytes:
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding == "identity":
-        return body
-    if encoding not in ("gzip", "deflate"):
-        raise HTTPException(
-            415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none."
-        )
-    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise _bad(f"the {encoding} body cannot be decompressed ({exc}).") from None
-    if len(data) > limit:
-        raise BodyTooLarge(limit, f"a {encoding} body that inflates past the limit")
-    return data
-
-
-def _split(request: Request, body: bytes) -> tuple[dict[str, Any], memoryview]:
-    raw_length = request.headers.get(HEADER_LENGTH)
-    if raw_length is None:
-        head, binary = body, memoryview(b"")
-    else:
-        if not raw_length.strip().isdigit() or int(raw_length) > len(body):
-            raise _bad(
-                f"{HEADER_LENGTH} must be the JSON header's size in bytes, at most the body's "
-                f"{len(body)}. Received: {raw_length!r}."
-            )
-        length = int(raw_length)
-        head, binary = body[:length], memoryview(body)[length:]
-    try:
-        header = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad(f"the request is not valid JSON ({exc}).") from None
-    if not isinstance(header, dict):
-        raise _bad("the request must be a JSON object with 'inputs'.")
-    request_id = header.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise _bad(f"'id' must be a string. Received: {_short(request_id)}.")
-    return header, binary
-
-
-def _from_json_data(
-    data: Any, name: str, shape: list[int], datatype: str, dtype: np.dtype, count: int
-) -> np.ndarray:
-    if not isinstance(data, list):
-        raise _bad(
-            f"input {name!r}: needs 'data' (a flat row-major list) or "
-            "parameters.binary_data_size with the bytes after the JSON header."
-        )
-    try:
-        values = np.asarray(data)
-    except ValueError:
-        raise _bad(f"input {name!r}: 'data' is ragged; send a flat row-major list.") from None
-    allowed = "iub" if datatype == "UINT8" else "iuf"
-    if values.size and values.dtype.kind not in allowed:
-        kind = "integers 0..255" if datatype == "UINT8" else "numbers"
-        raise _bad(f"input {name!r}: {datatype} 'data' must hold {kind} only.")
-    if values.size != count:
-        raise _bad(
-            f"input {name!r}: 'data' has {values.size} values, but shape {shape} needs {count}."
-        )
-    if datatype == "UINT8" and values.size and (values.min() < 0 or values.max() > 255):
-        raise _bad(f"input {name!r}: UINT8 values must be 0..255.")
-    return values.astype(dtype).reshape(shape)
-
-
-def _unit_floats_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
-    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise _bad(
-            f"input {name!r}: FP32 pixels must be in [0, 1] (they become round(x * 255)); "
-            "or send UINT8 0..255."
-        )
-    return np.rint(x * np.float32(255)).astype(np.uint8)
