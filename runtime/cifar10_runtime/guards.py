@@ -7,6 +7,9 @@
 - `BodyTimeout`: the whole body must arrive within `body_timeout` seconds of the request
   head, else 408 and the connection is closed (a body trickled in slowly no longer pins
   a connection and a worker).
+- Closing a connection whose request body was not read (a 413, a 408) first half-closes
+  it and drops what still arrives for up to LINGER_SECONDS (a "lingering close", as nginx
+  does): closing at once would reset the connection and the client could lose the answer.
 - `limit_accept_errors`: when the process runs out of file descriptors asyncio logs
   "socket.accept() out of system resource" on every retry; this keeps one line per
   interval and counts the rest.
@@ -21,6 +24,7 @@ import socket
 import time
 from typing import Any
 
+import h11
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -28,6 +32,7 @@ from .limits import HEADER_TIMEOUT
 
 log = logging.getLogger("cifar10_runtime.server")
 ACCEPT_ERROR_INTERVAL = 10.0
+LINGER_SECONDS = 2.0
 PROTOCOL = "cifar10_runtime.guards:GuardedH11Protocol"
 
 
@@ -36,15 +41,38 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout = HEADER_TIMEOUT  # set per process by `configure` (cifar-serve flags)
     _header_timer: asyncio.TimerHandle | None = None
+    _linger_timer: asyncio.TimerHandle | None = None
+    _lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         _no_delay(transport)
+        self._real_transport = transport
+        # Every close uvicorn makes (the request cycle's too) goes through _close.
+        self.transport = _ClosingProxy(transport, self._close)  # type: ignore[assignment]
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:  # while lingering, the rest of an unwanted upload is dropped
+            super().data_received(data)
+
+    def _close(self) -> None:
+        real = self._real_transport
+        if self._lingering or real.is_closing():
+            return
+        if self.conn.their_state is not h11.SEND_BODY or not real.can_write_eof():
+            real.close()
+            return
+        self._lingering = True
+        real.write_eof()  # after the answer already queued: the client reads it, then EOF
+        real.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, real.close)
 
     def handle_events(self) -> None:
         before = self.cycle
@@ -77,6 +105,25 @@ class GuardedH11Protocol(H11Protocol):
                     self.header_timeout,
                 )
             self.transport.close()
+
+
+class _ClosingProxy:
+    """The transport, with close() replaced and is_closing() true once close() was called."""
+
+    def __init__(self, transport: asyncio.Transport, close: Any) -> None:
+        self._transport = transport
+        self._close = close
+        self._closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._closed = True
+        self._close()
+
+    def is_closing(self) -> bool:
+        return self._closed or self._transport.is_closing()
 
 
 def _no_delay(transport: asyncio.Transport) -> None:
