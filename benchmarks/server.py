@@ -200,3 +200,30 @@ def _maybe_json(raw: bytes) -> object:
         return json.loads(raw)
     except ValueError:
         return raw[:200].decode(errors="replace")
+
+
+def main() -> None:
+    """`python -m benchmarks.server MODEL [SECONDS] [THREADS]`: this section alone."""
+    import io
+    import os
+    import sys
+    import tempfile
+
+    from PIL import Image
+
+    model = Path(sys.argv[1])
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 6.0
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else (os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+    exe = Path(sys.executable).with_name("cifar-serve")
+    with tempfile.TemporaryDirectory() as work:
+        out = bench_server(
+            exe, model, buffer.getvalue(), dict(os.environ), Path(work), seconds, 50_000, threads
+        )
+    print(json.dumps(out["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
