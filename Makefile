@@ -23,11 +23,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml runtime/pyproject.toml
 # A second venv with only the runtime (not editable: proves `pip install ./runtime` works).
 runtime-venv: $(RT_VENV)/.installed
 
-$(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runtime -name '*.py')
+$(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runtime -type f -not -path '*/__pycache__/*')
 	test -x $(RT_BIN)/python || $(PYTHON) -m venv $(RT_VENV)
 	$(RT_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
-	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" "tritonclient[http]>=2.40,<3"
+	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" \
+		"playwright>=1.45,<2" "tritonclient[http]>=2.40,<3"
 	touch $@
 
 fixtures: install

@@ -134,6 +134,7 @@ def app_factory() -> Any:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds an idle keep-alive connection stays open.",
 )
+@click.option("--no-ui", is_flag=True, help="Do not serve the try-it page at GET /.")
 @click.option(
     "--workers",
     default=1,
@@ -171,6 +172,7 @@ def main(
     header_timeout: float,
     body_timeout: float,
     timeout_keep_alive: float,
+    no_ui: bool,
     workers: int,
     threads: int | None,
     providers: str,
@@ -212,6 +214,7 @@ def main(
             "max_pixels": max_pixels,
             "model_name": model_name,
             "body_timeout": body_timeout,
+            "ui": not no_ui,
         }
         predictor = Predictor(model, providers=providers, threads=threads)
         click.echo(

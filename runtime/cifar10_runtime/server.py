@@ -4,6 +4,7 @@
     /v2/...                                        the Open Inference Protocol (v2.py)
     GET /metrics                                   Prometheus text (metrics.py)
     GET /openapi.json                              the API description (openapi.py)
+    GET /                                          the try-it page (ui.py; ui=False leaves it out)
 
 Every error is JSON `{"error": "..."}`: 400 broken image, bad tensor or parameter, 404/405
 unknown route, 408 body too slow, 413 body over the limit (bodies.py), 415 unsupported
@@ -35,6 +36,7 @@ from .limits import BODY_TIMEOUT, LARGE_DECODES, MAX_PIXELS, MODEL_NAME
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
+from .ui import page_routes
 from .v1 import V1Api
 from .v2 import V2Api
 
@@ -54,6 +56,7 @@ def create_app(
     max_pixels: int | None = MAX_PIXELS,
     large_decodes: int = LARGE_DECODES,
     body_timeout: float = BODY_TIMEOUT,
+    ui: bool = True,
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
@@ -99,6 +102,8 @@ def create_app(
         *v2.routes(),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
     ]
+    if ui:
+        routes += page_routes()
     document = openapi_document(routes, model_name, predictor.model_version)
     routes.append(Route("/openapi.json", _static_json(document), methods=["GET"]))
     handlers: dict[Any, Any] = {

@@ -6,13 +6,16 @@
     GET  /readyz        the model is loaded and the batcher is taking requests (200 / 503)
 
 Every prediction names the file it belongs to (`file`: the multipart filename, else the
-field name; "request body" for a single raw image). Decoding runs in Starlette's thread
-pool under the pixel budget, inference on the batcher's thread.
+field name; "request body" for a single raw image). Answers carry
+`Server-Timing: predict;dur=<ms>` (time spent in the handler), and with ?include_input=1
+each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs). Decoding runs in
+Starlette's thread pool under the pixel budget, inference on the batcher's thread.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +29,7 @@ from .contract import IMAGE_SHAPE
 from .errors import ConfigError
 from .images import load_image
 from .predictor import Predictor, check_top_k, make_prediction
+from .ui import add_inputs, wants_input
 
 SINGLE_IMAGE_TYPES = ("image/", "application/octet-stream")
 ACCEPTED = "image/* (one image in the body) or multipart/form-data (one or more image files)"
@@ -50,6 +54,7 @@ class V1Api:
         self.headers = {"X-Model-Version": predictor.model_version}
 
     async def predict(self, request: Request) -> JSONResponse:
+        started = time.perf_counter()
         top_k = _query_top_k(request, self.predictor.num_classes)
         content_type = request.headers.get("content-type", "")
         media = content_type.split(";", 1)[0].strip().lower()
@@ -72,7 +77,11 @@ class V1Api:
             ],
             "model_version": self.predictor.model_version,
         }
-        return JSONResponse(answer, headers={**self.headers, "X-Batch-Size": str(run_size)})
+        if wants_input(request):
+            add_inputs(answer["predictions"], images)
+        timing = f"predict;dur={(time.perf_counter() - started) * 1000:.3f}"
+        headers = {**self.headers, "X-Batch-Size": str(run_size), "Server-Timing": timing}
+        return JSONResponse(answer, headers=headers)
 
     def _decode_all(self, named: list[tuple[str, bytes]]) -> np.ndarray:
         batch = np.empty((len(named), *IMAGE_SHAPE), dtype=np.uint8)
