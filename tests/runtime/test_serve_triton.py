@@ -71,6 +71,9 @@ def test_infer_equals_a_bare_session(client, expected, batch: int, binary: bool)
     # No outputs named: tritonclient asks for binary_data_output, as with Triton.
     default = client.infer("cifar10", [tensor], model_version="tiny-1.0")
     assert np.abs(default.as_numpy("probabilities") - probs).max() <= 1e-6
+    for algorithm in ("gzip", "deflate"):  # compressed request bodies, as the client sends them
+        packed = client.infer("cifar10", [tensor], request_compression_algorithm=algorithm)
+        assert np.abs(packed.as_numpy("probabilities") - probs).max() <= 1e-6
 
 
 def _infer_raises(client, fragment: str, status: str, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
