@@ -41,7 +41,10 @@ from .v1 import V1Api
 from .v2 import V2Api
 
 log = logging.getLogger("cifar10_runtime.server")
-ENDPOINTS = "POST /v1/predict, GET /v1/metadata, GET /healthz, GET /readyz, /v2/..., GET /metrics"
+ENDPOINTS = (
+    "POST /v1/predict, GET /v1/metadata, GET /healthz, GET /readyz, /v2/..., GET /metrics, "
+    "GET /openapi.json"
+)
 
 
 def create_app(
