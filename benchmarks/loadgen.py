@@ -66,6 +66,10 @@ async def _run(port: int, request: bytes, clients: int, seconds: float, max_requ
     )
     wall = time.perf_counter() - t0
     lat = sorted(x for r in results for x in r)
+    return _row(clients, lat, errors, wall)
+
+
+def _row(clients: int, lat: list[float], errors: list[str], wall: float) -> dict:
     return {
         "clients": clients,
         "requests": len(lat),
@@ -75,7 +79,19 @@ async def _run(port: int, request: bytes, clients: int, seconds: float, max_requ
         "requests_per_s": len(lat) / wall if wall else 0.0,
         "p50_ms": percentile(lat, 50) * 1e3 if lat else None,
         "p99_ms": percentile(lat, 99) * 1e3 if lat else None,
+        "latencies": lat,
     }
+
+
+def merge_windows(windows: list[dict]) -> dict:
+    """One row from several windows of the same cell: pooled latencies, total time."""
+    lat = sorted(x for w in windows for x in w["latencies"])
+    errors = [w["first_error"] for w in windows if w["first_error"]]
+    errors += [""] * (sum(w["errors"] for w in windows) - len(errors))
+    row = _row(windows[0]["clients"], lat, errors, sum(w["seconds"] for w in windows))
+    del row["latencies"]  # kept out of the results file
+    row["windows"] = len(windows)
+    return row
 
 
 def load(

@@ -10,7 +10,9 @@ Servers are subprocesses bound to 127.0.0.1 on a free port, run one after the ot
 - a naive per-request server (naive_server.py: same model, same decoding, same uvicorn,
   one `session.run` per request, no batcher), the baseline.
 
-The load comes from loadgen.py: an asyncio client, keep-alive raw sockets, one thread, so
+All servers are up together and every (server, API, clients) cell is measured in
+interleaved rounds (`rounds`, alternating direction), its windows pooled: a change in the
+machine's load then hits every mode alike. The load comes from loadgen.py: an asyncio client, keep-alive raw sockets, one thread, so
 it costs the server at most one of the machine's cores (and little of it). Every loop is
 bounded in both requests and seconds, and each server is stopped (SIGTERM, then SIGKILL)
 whatever happens.
@@ -24,12 +26,12 @@ import signal
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .loadgen import build_request, load
+from .loadgen import build_request, load, merge_windows
 
 HOST = "127.0.0.1"  # loopback only, never another address
 CONCURRENCY = (1, 16, 32)
@@ -115,8 +117,9 @@ def bench_server(
     max_requests: int,
     threads: int,
     log=print,
+    rounds: int = 3,
 ) -> dict:  # noqa: ANN001 - a print-like callable
-    """Each server in turn, each API it speaks, at each concurrency (see the module doc)."""
+    """Every server, each API it speaks, at each concurrency (see the module doc)."""
     from cifar10_runtime.images import load_image
 
     v1 = build_request("/v1/predict", body, {"Content-Type": "image/png"})
@@ -140,32 +143,41 @@ def bench_server(
         "payload_bytes": len(body),
         "threads": threads,
         "load_generator": "benchmarks/loadgen.py: asyncio, keep-alive raw sockets, one thread",
+        "rounds": rounds,
     }
-    for server, (base, apis) in servers.items():
-        port = free_port()
-        if server == "naive_baseline":
-            cmd = [*base, str(port), str(threads)]
-        else:
-            cmd = [*base, "--port", str(port)]
-        with running_server(cmd, port, env, work / f"serve-{server}.log"):
-            status, info = _get(port, "/readyz")
+    cells = []  # (mode, port, request, clients)
+    with ExitStack() as stack:
+        # Every server is up at once and the cells are measured in interleaved rounds, so a
+        # change in the machine's load hits every mode alike instead of whichever ran then.
+        for server, (base, apis) in servers.items():
+            port = free_port()
+            if server == "naive_baseline":
+                cmd = [*base, str(port), str(threads)]
+            else:
+                cmd = [*base, "--port", str(port)]
+            stack.enter_context(running_server(cmd, port, env, work / f"serve-{server}.log"))
+            info = _get(port, "/readyz")[1]
             for api, request in apis.items():
                 mode = f"{server} {api}"
-                rows = []
-                for clients in CONCURRENCY:
-                    row = load(port, request, clients, seconds, max_requests, 2 * clients)
-                    rows.append(row)
-                    log(
-                        f"  server {mode:<20} {clients:>2} clients: "
-                        f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms'] or 0:7.2f} ms, "
-                        f"p99 {row['p99_ms'] or 0:7.2f} ms"
-                        f"{', ' + str(row['errors']) + ' errors' if row['errors'] else ''}"
-                    )
-                out["modes"][mode] = {
-                    "command": " ".join(cmd),
-                    "results": rows,
-                    "readyz": _maybe_json(info),
-                }
+                out["modes"][mode] = {"command": " ".join(cmd), "readyz": _maybe_json(info)}
+                cells += [(mode, port, request, clients) for clients in CONCURRENCY]
+        windows: dict = {(mode, clients): [] for mode, _, _, clients in cells}
+        for round_ in range(rounds):
+            order = cells if round_ % 2 == 0 else cells[::-1]
+            for mode, port, request, clients in order:
+                window = load(
+                    port, request, clients, seconds / rounds, max_requests // rounds, 2 * clients
+                )
+                windows[(mode, clients)].append(window)
+    for (mode, clients), parts in windows.items():
+        row = merge_windows(parts)
+        out["modes"][mode].setdefault("results", []).append(row)
+        log(
+            f"  server {mode:<20} {clients:>2} clients: "
+            f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms'] or 0:7.2f} ms, "
+            f"p99 {row['p99_ms'] or 0:7.2f} ms"
+            f"{', ' + str(row['errors']) + ' errors' if row['errors'] else ''}"
+        )
     out["summary"] = _summary(out["modes"])
     for line in out["summary"]["lines"]:
         log(f"  server {line}")
