@@ -12,8 +12,9 @@ Servers are subprocesses bound to 127.0.0.1 on a free port, run one after the ot
 
 All servers are up together and every (server, API, clients) cell is measured in
 interleaved rounds (`rounds`, alternating direction), its windows pooled: a change in the
-machine's load then hits every mode alike. The load comes from loadgen.py: an asyncio client, keep-alive raw sockets, one thread, so
-it costs the server at most one of the machine's cores (and little of it). Every loop is
+machine's load then hits every mode alike. The load comes from loadgen.py: an asyncio
+client, keep-alive raw sockets, one thread, so it costs the server at most one of the
+machine's cores (and little of it). Every loop is
 bounded in both requests and seconds, and each server is stopped (SIGTERM, then SIGKILL)
 whatever happens.
 """
