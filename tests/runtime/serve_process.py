@@ -1,9 +1,10 @@
 """A real `cifar-serve` process on 127.0.0.1 for the serving tests, driven by its log.
 
 The server binds port 0 (the kernel picks a free port, no race) and the test learns the
-port from uvicorn's "Uvicorn running on" line; every wait is an event (a log line, a
-process exit, a socket read) with a generous bound, never a sleep. Output goes to a file
-for failure messages. (Module name unique across tests/: see runtime_samples.py.)
+port from uvicorn's "Uvicorn running on" line, readiness from the app's own "ready:" line;
+every wait is an event (a log line, a process exit, a socket read) with a generous bound,
+never a sleep. Output goes to a file for failure messages. (Module name unique across
+tests/: see runtime_samples.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-STARTED = "Application startup complete"
+# The app's own line (server.py's lifespan), once per worker: its model is loaded and its
+# batcher runs. uvicorn's "running on" line is the only uvicorn wording relied on (the port).
+STARTED = "ready: Predictor("
 BOUND = 60.0  # seconds: generous, only reached when something is broken
 
 
