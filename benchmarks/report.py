@@ -233,8 +233,9 @@ def _other_sections(results: dict) -> list[str]:
         lines += [
             "## Server (`cifar-serve` on 127.0.0.1, 32x32 PNG per request)",
             "",
-            "Clients are threads in the benchmark process sharing the same cores as the "
-            "server, so these are lower bounds for a server on its own machine.",
+            "Load: benchmarks/loadgen.py (asyncio, keep-alive sockets, one thread) on the same "
+            "cores as the server, so these are lower bounds for a server on its own machine. "
+            "naive_baseline: one session.run per request, no batcher.",
             "",
         ]
         rows = []

@@ -1,9 +1,22 @@
-"""`cifar-serve` on loopback: requests/s and latency at 1, 8 and 32 concurrent clients.
+"""`cifar-serve` on loopback: requests/s and latency, one client alone and 16 and 32 at once.
 
-The server is a subprocess bound to 127.0.0.1 on a free port; clients are threads in this
-process using keep-alive `http.client` connections (the lightest client the stdlib has, so
-client overhead eats as little of the shared CPU as it can). Every loop is bounded in both
-requests and seconds, and the server is stopped (SIGTERM, then SIGKILL) whatever happens.
+Servers are subprocesses bound to 127.0.0.1 on a free port, run one after the other:
+
+- `cifar-serve` with its defaults (adaptive batching: a lone request runs at once, those
+  that arrive during a run form the next one), on /v1/predict (a PNG) and on the Open
+  Inference Protocol with binary tensors (/v2/models/cifar10/infer, uint8 in, float32 out);
+- `cifar-serve --max-batch-size 1` (batching off), the lone-client reference;
+- `cifar-serve --workers 2` (two processes, onnxruntime threads split between them);
+- a naive per-request server (naive_server.py: same model, same decoding, same uvicorn,
+  one `session.run` per request, no batcher), the baseline.
+
+All servers are up together and every (server, API, clients) cell is measured in
+interleaved rounds (`rounds`, alternating direction), its windows pooled: a change in the
+machine's load then hits every mode alike. The load comes from loadgen.py: an asyncio
+client, keep-alive raw sockets, one thread, so it costs the server at most one of the
+machine's cores (and little of it). Every loop is
+bounded in both requests and seconds, and each server is stopped (SIGTERM, then SIGKILL)
+whatever happens.
 """
 
 from __future__ import annotations
@@ -13,15 +26,17 @@ import json
 import signal
 import socket
 import subprocess
-import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from .timing import percentile
+import numpy as np
+
+from .loadgen import build_request, load, merge_windows
 
 HOST = "127.0.0.1"  # loopback only, never another address
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 16, 32)
+NAIVE_SERVER = Path(__file__).with_name("naive_server.py")
 
 
 def free_port() -> int:
@@ -75,82 +90,22 @@ def running_server(
         log.close()
 
 
-def _client(
-    port: int,
-    body: bytes,
-    deadline: list[float],
-    max_requests: int,
-    out: list[float],
-    errors: list[str],
-    start: threading.Barrier,
-) -> None:
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    headers = {"Content-Type": "image/png"}
-    start.wait()
-    stop_at = deadline[0]  # set by the main thread before it joined the barrier
-    try:
-        while len(out) < max_requests and time.monotonic() < stop_at:
-            t0 = time.perf_counter_ns()
-            try:
-                conn.request("POST", "/v1/predict", body=body, headers=headers)
-                resp = conn.getresponse()
-                payload = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-                conn.close()
-                conn = http.client.HTTPConnection(HOST, port, timeout=30)
-                continue
-            dt = (time.perf_counter_ns() - t0) / 1e9
-            if resp.status != 200:
-                errors.append(f"HTTP {resp.status}: {payload[:200]!r}")
-                continue
-            out.append(dt)
-    finally:
-        conn.close()
-
-
-def load_test(
-    port: int, body: bytes, clients: int, seconds: float, max_requests: int, warmup_requests: int
-) -> dict:
-    """`clients` threads send the same PNG back to back for `seconds` (bounded by count)."""
-    # Warm-up: first requests pay for connection setup and the first onnxruntime runs.
-    _run_clients(port, body, min(clients, 4), 5.0, warmup_requests)
-    return _run_clients(port, body, clients, seconds, max_requests)
-
-
-def _run_clients(port: int, body: bytes, clients: int, seconds: float, max_requests: int) -> dict:
-    per_client = max(1, max_requests // clients)
-    results: list[list[float]] = [[] for _ in range(clients)]
-    errors: list[str] = []
-    start = threading.Barrier(clients + 1)
-    deadline = [0.0]
-    threads = [
-        threading.Thread(
-            target=_client,
-            daemon=True,
-            args=(port, body, deadline, per_client, results[i], errors, start),
-        )
-        for i in range(clients)
-    ]
-    for t in threads:
-        t.start()
-    t0 = time.perf_counter()
-    deadline[0] = time.monotonic() + seconds
-    start.wait()
-    for t in threads:
-        t.join(timeout=seconds + 60)
-    wall = time.perf_counter() - t0
-    lat = sorted(x for r in results for x in r)
-    return {
-        "clients": clients,
-        "requests": len(lat),
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-        "seconds": wall,
-        "requests_per_s": len(lat) / wall if wall else 0.0,
-        "p50_ms": percentile(lat, 50) * 1e3 if lat else None,
-        "p99_ms": percentile(lat, 99) * 1e3 if lat else None,
+def _v2_binary_request(image: np.ndarray) -> bytes:
+    raw = np.ascontiguousarray(image[None], dtype=np.uint8).tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "image",
+                "shape": [1, 32, 32, 3],
+                "datatype": "UINT8",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
     }
+    head = json.dumps(header).encode()
+    headers = {"Inference-Header-Content-Length": str(len(head))}
+    return build_request("/v2/models/cifar10/infer", head + raw, headers)
 
 
 def bench_server(
@@ -163,44 +118,93 @@ def bench_server(
     max_requests: int,
     threads: int,
     log=print,
+    rounds: int = 3,
 ) -> dict:  # noqa: ANN001 - a print-like callable
-    """Micro-batching on (max batch 32, 2 ms) and off (max batch 1), at each concurrency."""
-    modes = {
-        "batching_on": ["--max-batch-size", "32", "--max-delay-ms", "2"],
-        "batching_off": ["--no-batching"],
+    """Every server, each API it speaks, at each concurrency (see the module doc)."""
+    from cifar10_runtime.images import load_image
+
+    v1 = build_request("/v1/predict", body, {"Content-Type": "image/png"})
+    v2 = _v2_binary_request(load_image(body))
+    common = ["--host", HOST, "--threads", str(threads), "--no-access-log"]
+    python = serve_exe.with_name("python")
+    servers = {
+        "default": ([str(serve_exe), str(model), *common], {"v1": v1, "v2_binary": v2}),
+        "max_batch_1": (
+            [str(serve_exe), str(model), *common, "--max-batch-size", "1"],
+            {"v1": v1},
+        ),
+        "workers_2": (
+            [str(serve_exe), str(model), "--host", HOST, "--no-access-log", "--workers", "2"],
+            {"v1": v1},
+        ),
+        "naive_baseline": ([str(python), str(NAIVE_SERVER), str(model)], {"v1": v1}),
     }
-    out: dict = {"modes": {}, "payload_bytes": len(body), "threads": threads}
-    for mode, flags in modes.items():
-        port = free_port()
-        cmd = [
-            str(serve_exe),
-            str(model),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--threads",
-            str(threads),
-            *flags,
-        ]
-        rows = []
-        with running_server(cmd, port, env, work / f"serve-{mode}.log"):
-            status, info = _get(port, "/readyz")
-            for clients in CONCURRENCY:
-                row = load_test(
-                    port, body, clients, seconds, max_requests, warmup_requests=2 * clients
+    out: dict = {
+        "modes": {},
+        "payload_bytes": len(body),
+        "threads": threads,
+        "load_generator": "benchmarks/loadgen.py: asyncio, keep-alive raw sockets, one thread",
+        "rounds": rounds,
+    }
+    cells = []  # (mode, port, request, clients)
+    with ExitStack() as stack:
+        # Every server is up at once and the cells are measured in interleaved rounds, so a
+        # change in the machine's load hits every mode alike instead of whichever ran then.
+        for server, (base, apis) in servers.items():
+            port = free_port()
+            if server == "naive_baseline":
+                cmd = [*base, str(port), str(threads)]
+            else:
+                cmd = [*base, "--port", str(port)]
+            stack.enter_context(running_server(cmd, port, env, work / f"serve-{server}.log"))
+            info = _get(port, "/readyz")[1]
+            for api, request in apis.items():
+                mode = f"{server} {api}"
+                out["modes"][mode] = {"command": " ".join(cmd), "readyz": _maybe_json(info)}
+                cells += [(mode, port, request, clients) for clients in CONCURRENCY]
+        windows: dict = {(mode, clients): [] for mode, _, _, clients in cells}
+        for round_ in range(rounds):
+            order = cells if round_ % 2 == 0 else cells[::-1]
+            for mode, port, request, clients in order:
+                window = load(
+                    port, request, clients, seconds / rounds, max_requests // rounds, 2 * clients
                 )
-                rows.append(row)
-                log(
-                    f"  server {mode:<12} {clients:>2} clients: {row['requests_per_s']:7.1f} "
-                    f"req/s, p50 {row['p50_ms'] or 0:7.2f} ms, p99 {row['p99_ms'] or 0:7.2f} ms"
-                    f"{', ' + str(row['errors']) + ' errors' if row['errors'] else ''}"
-                )
-        out["modes"][mode] = {
-            "command": " ".join(cmd),
-            "results": rows,
-            "readyz": _maybe_json(info),
-        }
+                windows[(mode, clients)].append(window)
+    for (mode, clients), parts in windows.items():
+        row = merge_windows(parts)
+        out["modes"][mode].setdefault("results", []).append(row)
+        log(
+            f"  server {mode:<20} {clients:>2} clients: "
+            f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms'] or 0:7.2f} ms, "
+            f"p99 {row['p99_ms'] or 0:7.2f} ms"
+            f"{', ' + str(row['errors']) + ' errors' if row['errors'] else ''}"
+        )
+    out["summary"] = _summary(out["modes"])
+    for line in out["summary"]["lines"]:
+        log(f"  server {line}")
+    return out
+
+
+def _summary(modes: dict) -> dict:
+    def row(mode: str, clients: int) -> dict:
+        return next(r for r in modes[mode]["results"] if r["clients"] == clients)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    lone = ratio(row("default v1", 1)["p50_ms"], row("max_batch_1 v1", 1)["p50_ms"])
+    out: dict = {"lone_p50_default_over_batch1": lone, "lines": []}
+    out["lines"].append(f"lone client p50, default / --max-batch-size 1: {lone or 0:.2f}x")
+    for clients in CONCURRENCY[1:]:
+        rps = row("default v1", clients)["requests_per_s"]
+        vs_off = ratio(rps, row("max_batch_1 v1", clients)["requests_per_s"])
+        vs_naive = ratio(rps, row("naive_baseline v1", clients)["requests_per_s"])
+        out[f"throughput_{clients}_over_batch1"] = vs_off
+        out[f"throughput_{clients}_over_naive"] = vs_naive
+        out["lines"].append(
+            f"{clients} clients req/s, default / --max-batch-size 1: {vs_off or 0:.2f}x, "
+            f"default / naive: {vs_naive or 0:.2f}x"
+        )
     return out
 
 
@@ -209,3 +213,30 @@ def _maybe_json(raw: bytes) -> object:
         return json.loads(raw)
     except ValueError:
         return raw[:200].decode(errors="replace")
+
+
+def main() -> None:
+    """`python -m benchmarks.server MODEL [SECONDS] [THREADS]`: this section alone."""
+    import io
+    import os
+    import sys
+    import tempfile
+
+    from PIL import Image
+
+    model = Path(sys.argv[1])
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 6.0
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else (os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+    exe = Path(sys.executable).with_name("cifar-serve")
+    with tempfile.TemporaryDirectory() as work:
+        out = bench_server(
+            exe, model, buffer.getvalue(), dict(os.environ), Path(work), seconds, 50_000, threads
+        )
+    print(json.dumps(out["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,9 +4,12 @@ Sources: a path, bytes, a binary file object, a `PIL.Image`, or a uint8 HWC arra
 (a 32x32x3 array is used as is, without a copy). Files are decoded with Pillow:
 
 1. the header is read first; anything over `PIL.Image.MAX_IMAGE_PIXELS` is refused as a
-   possible decompression bomb (Pillow itself only warns up to twice that limit);
+   possible decompression bomb (Pillow raises `DecompressionBombError` past twice that
+   limit and only warns below it, so the size is checked here too), and so is anything over
+   the caller's `max_pixels` budget (the server's `--max-pixels`), before any decoding;
 2. JPEGs are decoded at reduced size with `Image.draft` (DCT scaling: 1/2, 1/4, 1/8,
    never below 32x32), which makes a 12-megapixel photo cost about as much as a thumbnail;
+   the pixel budget counts the pixels really decoded, so it applies after that scaling;
 3. the EXIF orientation is applied;
 4. every mode becomes RGB: transparency (RGBA, LA, PA, P with a transparent colour) is
    composited over white, CMYK/L/1/P/YCbCr are converted, 16-bit samples (I;16*, I) are
@@ -20,10 +23,10 @@ Every failure raises ImageError naming the file (or the name passed by the calle
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import threading
-import warnings
+from contextlib import AbstractContextManager as ContextManager
 from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
@@ -36,9 +39,9 @@ RESAMPLE = Image.Resampling.BILINEAR
 BACKGROUND = (255, 255, 255)
 _ORIENTATION_TAG = 0x0112
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-# warnings.catch_warnings swaps process-wide state; the lock keeps two decoding threads from
-# restoring each other's filters. Only the header parse runs under it, so it is cheap.
-_OPEN_LOCK = threading.Lock()
+# Decodes above this many pixels go through the caller's `large_gate` (the server bounds how
+# many run at once); smaller ones, nearly every real upload, never wait.
+LARGE_PIXELS = 1_000_000
 
 ImageSource: TypeAlias = (
     str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
@@ -58,29 +61,64 @@ def source_name(source: Any) -> str:
     return str(getattr(source, "name", "") or f"<{type(source).__name__}>")
 
 
-def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
-    """Decode `source` into a uint8 [32,32,3] RGB array; raise ImageError naming it."""
+def load_image(
+    source: ImageSource,
+    name: str | None = None,
+    max_pixels: int | None = None,
+    large_gate: ContextManager[Any] | None = None,
+) -> np.ndarray:
+    """Decode `source` into a uint8 [32,32,3] RGB array; raise ImageError naming it.
+
+    `max_pixels` refuses files whose decoded size is over it (checked from the header,
+    before decoding); `large_gate` (e.g. a threading.BoundedSemaphore) is held while an
+    image of more than LARGE_PIXELS pixels decodes, to bound how many run at once.
+    """
     name = name or source_name(source)
+    limits = _Limits(max_pixels, large_gate)
     if isinstance(source, np.ndarray):
         return _from_array(source, name)
     if isinstance(source, Image.Image):
-        _check_pixels(source.size, name)
+        limits.check(source.size, name)
         return _guarded(_to_array, source, name)
     if isinstance(source, str | os.PathLike):
-        return _from_path(os.fspath(source), name)
+        return _from_path(os.fspath(source), name, limits)
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise ImageError(f"{name}: empty (0 bytes), not an image. Send the file's content.")
-        return _decode(io.BytesIO(source), name)
+        return _decode(io.BytesIO(source), name, limits)
     if hasattr(source, "read"):
-        return _decode(source, name)
+        return _decode(source, name, limits)
     raise ImageError(
         f"{name}: cannot read an image from a {type(source).__name__}. Pass a path, bytes, "
         "a binary file object, a PIL.Image or a uint8 HxWx3 array."
     )
 
 
-def _from_path(path: str, name: str) -> np.ndarray:
+class _Limits:
+    def __init__(self, max_pixels: int | None, large_gate: ContextManager[Any] | None) -> None:
+        self.max_pixels = max_pixels
+        self.large_gate = large_gate
+
+    def check(self, size: tuple[int, int], name: str, budget: bool = True) -> None:
+        pixels = size[0] * size[1]
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and pixels > limit:
+            found = f"{size[0]}x{size[1]} = {pixels} pixels"
+            raise ImageError(_bomb_message(name, found))
+        if budget and self.max_pixels is not None and pixels > self.max_pixels:
+            raise ImageError(
+                f"{name}: {size[0]}x{size[1]} = {pixels} pixels is over this server's budget "
+                f"of {self.max_pixels} pixels (--max-pixels). The model needs 32x32: "
+                "shrink the image first."
+            )
+
+    def gate(self, size: tuple[int, int]) -> ContextManager[Any]:
+        if self.large_gate is not None and size[0] * size[1] > LARGE_PIXELS:
+            return self.large_gate
+        return contextlib.nullcontext()
+
+
+def _from_path(path: str, name: str, limits: _Limits) -> np.ndarray:
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
@@ -93,16 +131,17 @@ def _from_path(path: str, name: str) -> np.ndarray:
         raise ImageError(f"{name}: empty file (0 bytes), not an image. Replace or remove it.")
     try:
         with open(path, "rb") as handle:
-            return _decode(handle, name)
+            return _decode(handle, name, limits)
     except OSError as exc:
         raise ImageError(f"{name}: cannot read ({exc.strerror or exc}).") from None
 
 
-def _decode(handle: BinaryIO, name: str) -> np.ndarray:
+def _decode(handle: BinaryIO, name: str, limits: _Limits) -> np.ndarray:
     try:
-        with _OPEN_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(handle)
+        # Pillow raises DecompressionBombError past 2x MAX_IMAGE_PIXELS; between 1x and 2x
+        # it only warns, and limits.check below refuses those. The process's warning
+        # filters are left alone: swapping them would race between decoding threads.
+        image = Image.open(handle)
     except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not an image Pillow can read (unknown or damaged format). "
@@ -114,10 +153,12 @@ def _decode(handle: BinaryIO, name: str) -> np.ndarray:
     except Exception as exc:  # Pillow raises many types for damaged headers
         raise ImageError(f"{name}: broken image header ({type(exc).__name__}: {exc}).") from None
     with image:
-        _check_pixels(image.size, name)
         if image.format == "JPEG":
-            image.draft(None, SIZE)
-        return _guarded(_to_array, image, name)
+            limits.check(image.size, name, budget=False)  # the file's size: bomb limit
+            image.draft(None, SIZE)  # only sets the DCT scale: nothing is decoded yet
+        limits.check(image.size, name)
+        with limits.gate(image.size):
+            return _guarded(_to_array, image, name)
 
 
 def _guarded(convert: Any, image: Image.Image, name: str) -> np.ndarray:
@@ -130,12 +171,6 @@ def _guarded(convert: Any, image: Image.Image, name: str) -> np.ndarray:
             f"{name}: broken or truncated image ({type(exc).__name__}: {exc}). "
             "Re-save or replace the file."
         ) from None
-
-
-def _check_pixels(size: tuple[int, int], name: str) -> None:
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and size[0] * size[1] > limit:
-        raise ImageError(_bomb_message(name, f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels"))
 
 
 def _bomb_message(name: str, found: str) -> str:

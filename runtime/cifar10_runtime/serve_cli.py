@@ -3,11 +3,17 @@
 The model is loaded and checked before the port is bound, so a bad model ends with one
 `error:` line instead of a server that never becomes ready. With --workers N, uvicorn
 starts N processes that each load the model (through `app_factory` and an environment
-variable carrying the settings); onnxruntime threads are then split between them.
+variable carrying the settings); onnxruntime threads are then split between them, and
+each worker's /readyz turns 200 only once its own model is loaded.
+
+Connections are guarded (guards.py): a request head must arrive within --header-timeout,
+its body within --body-timeout, idle keep-alive connections close after
+--timeout-keep-alive, and --limit-concurrency caps connections before new ones get 503.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -15,6 +21,7 @@ from typing import Any
 
 import click
 
+from . import limits
 from .errors import ConfigError, cli_errors
 
 CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
@@ -22,14 +29,29 @@ CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
 GRACEFUL_SECONDS = 30
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus this package's loggers, in the same format."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["cifar10_runtime"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 def app_factory() -> Any:
     """Build the app from $CIFAR10_SERVE_CONFIG (used by uvicorn worker processes)."""
+    from .guards import configure
     from .server import create_app
 
     raw = os.environ.get(CONFIG_ENV)
     if not raw:
         raise ConfigError(f"{CONFIG_ENV} is not set; start workers through cifar-serve.")
     config = json.loads(raw)
+    configure(config.pop("header_timeout"))
     return create_app(config.pop("model"), **config)
 
 
@@ -46,10 +68,10 @@ def app_factory() -> Any:
 )
 @click.option(
     "--max-delay-ms",
-    default=2.0,
+    default=0.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="How long the first request of a batch waits for others.",
+    help="Extra wait for a batch formed while the model was busy (a lone request never waits).",
 )
 @click.option(
     "--no-batching",
@@ -70,8 +92,56 @@ def app_factory() -> Any:
     type=click.IntRange(min=1),
     help="Requests waiting for inference before new ones get 503.",
 )
+@click.option(
+    "--max-pixels",
+    default=limits.MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    help="Largest image (width x height, after JPEG draft scaling); bigger ones get 400 "
+    "before decoding.",
+)
+@click.option(
+    "--model-name",
+    default=limits.MODEL_NAME,
+    show_default=True,
+    help="The model's name in the Open Inference Protocol (/v2/models/NAME).",
+)
+@click.option(
+    "--limit-concurrency",
+    default=limits.LIMIT_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most open connections (and tasks) per worker before new requests get 503.",
+)
+@click.option(
+    "--header-timeout",
+    default=limits.HEADER_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a connection has to send a complete request head.",
+)
+@click.option(
+    "--body-timeout",
+    default=limits.BODY_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request has to send its whole body (else 408).",
+)
+@click.option(
+    "--timeout-keep-alive",
+    default=limits.KEEP_ALIVE_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an idle keep-alive connection stays open.",
+)
 @click.option("--no-ui", is_flag=True, help="Do not serve the try-it page at GET /.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes on one port, each loading its own copy of the model.",
+)
 @click.option(
     "--threads",
     default=None,
@@ -96,6 +166,12 @@ def main(
     no_batching: bool,
     max_body_mb: float,
     max_queue: int,
+    max_pixels: int,
+    model_name: str,
+    limit_concurrency: int,
+    header_timeout: float,
+    body_timeout: float,
+    timeout_keep_alive: float,
     no_ui: bool,
     workers: int,
     threads: int | None,
@@ -107,12 +183,15 @@ def main(
     """Serve MODEL (an .onnx file) over HTTP.
 
     POST /v1/predict (an image/* body or multipart files, ?top_k=), GET /v1/metadata,
-    GET /healthz, GET /readyz. Concurrent requests are micro-batched into one run.
+    GET /healthz, GET /readyz; the Open Inference Protocol under /v2 (tritonclient,
+    KServe); GET /metrics (Prometheus), GET /openapi.json. Requests that arrive while
+    the model is busy are micro-batched into its next run.
     """
     with cli_errors(verbose):
         try:
             import uvicorn
 
+            from .guards import PROTOCOL, configure
             from .server import create_app
         except ImportError as exc:
             raise ConfigError(
@@ -132,6 +211,9 @@ def main(
             "max_queue": max_queue,
             "providers": providers,
             "threads": threads,
+            "max_pixels": max_pixels,
+            "model_name": model_name,
+            "body_timeout": body_timeout,
             "ui": not no_ui,
         }
         predictor = Predictor(model, providers=providers, threads=threads)
@@ -148,12 +230,18 @@ def main(
             "access_log": access_log,
             "timeout_graceful_shutdown": GRACEFUL_SECONDS,
             "lifespan": "on",
+            "http": PROTOCOL,
+            "limit_concurrency": limit_concurrency,
+            "timeout_keep_alive": timeout_keep_alive,
+            "log_config": log_config(log_level),
         }
         if workers == 1:
             app = create_app(predictor, **{k: v for k, v in settings.items() if k != "threads"})
+            configure(header_timeout)
             uvicorn.run(app, **common)
         else:
-            os.environ[CONFIG_ENV] = json.dumps({"model": os.path.abspath(model), **settings})
+            config = {"model": os.path.abspath(model), "header_timeout": header_timeout}
+            os.environ[CONFIG_ENV] = json.dumps({**config, **settings})
             del predictor  # each worker loads its own copy
             uvicorn.run(
                 "cifar10_runtime.serve_cli:app_factory", factory=True, workers=workers, **common

@@ -51,10 +51,18 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert results["cold_start"]["runtime"]["median_s"] > 0
     assert results["cold_start"]["tensorflow"]["median_s"] > 0
     assert results["footprint"]["toolkit"]["venv_mb"] > 0
-    for mode in ("batching_on", "batching_off"):
-        server_rows = results["server"]["modes"][mode]["results"]
-        assert [r["clients"] for r in server_rows] == [1, 8, 32]
-        assert all(r["requests"] > 0 and r["errors"] == 0 for r in server_rows)
+    modes = results["server"]["modes"]
+    assert set(modes) == {
+        "default v1",
+        "default v2_binary",
+        "max_batch_1 v1",
+        "workers_2 v1",
+        "naive_baseline v1",
+    }
+    for mode in modes.values():
+        assert [r["clients"] for r in mode["results"]] == [1, 16, 32]
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in mode["results"])
+    assert results["server"]["summary"]["lone_p50_default_over_batch1"] > 0
     assert results["training"]["cifar_train"]["train_images_per_s"] > 0
     assert results["training"]["plain_fit"]["train_images_per_s"] > 0
     assert {t["status"] for t in results["targets"]} <= {"met", "MISSED", "not measured"}

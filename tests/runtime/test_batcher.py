@@ -1,8 +1,13 @@
-"""MicroBatcher on its own: grouping, caps, queue limit, draining on close."""
+"""MicroBatcher on its own: adaptive grouping, caps, queue limit, failures, draining on close.
+
+Event-driven: a gated fake model holds a run open while the test queues requests behind it
+(`await asyncio.sleep(0)` only yields to the loop, it never waits for time to pass).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import numpy as np
@@ -36,11 +41,120 @@ def _images(*values: int) -> np.ndarray:
     return out
 
 
-def test_requests_within_the_delay_share_one_run() -> None:
+async def _entered(model: Recorder) -> None:
+    """Wait (off the loop) until the model is inside a run."""
+    assert await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 10)
+
+
+async def _queue_behind_a_running_request(batcher: MicroBatcher, model: Recorder, *requests):  # type: ignore[no-untyped-def]
+    """Start one request, hold it inside the model, queue `requests` behind it."""
+    model.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(_images(100)))
+    await _entered(model)
+    queued = [asyncio.ensure_future(batcher.submit(r)) for r in requests]
+    await asyncio.sleep(0)  # let each submit() put its request on the queue
+    assert batcher.pending == len(requests)
+    return first, queued
+
+
+def test_a_lone_request_runs_at_once_even_with_a_long_delay() -> None:
+    model = Recorder()
+
+    async def scenario() -> tuple:
+        # Were the lone request to wait for company, it would wait 10 minutes: the bound
+        # below fails the test long before that.
+        batcher = MicroBatcher(model, max_batch_size=32, max_delay_ms=600_000)
+        await batcher.start()
+        result = await asyncio.wait_for(batcher.submit(_images(7)), 30)
+        await batcher.close()
+        return result
+
+    probs, run_size = asyncio.run(scenario())
+    assert model.sizes == [1] and run_size == 1 and probs[0, 0] == 7
+
+
+def test_requests_that_arrive_during_a_run_form_the_next_one() -> None:
     model = Recorder()
 
     async def scenario() -> list:
-        batcher = MicroBatcher(model, max_batch_size=32, max_delay_ms=200)
+        batcher = MicroBatcher(model, max_batch_size=32)  # default max_delay_ms: 0
+        assert batcher.max_delay == 0
+        await batcher.start()
+        first, queued = await _queue_behind_a_running_request(
+            batcher, model, _images(1), _images(2), _images(3, 4)
+        )
+        model.gate.set()
+        results = [await first, *[await q for q in queued]]
+        await batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert model.sizes == [1, 4]
+    assert [size for _, size in results] == [1, 4, 4, 4]
+    assert [list(p[:, 0]) for p, _ in results] == [[100], [1], [2], [3, 4]]
+
+
+def test_a_batch_that_cannot_be_assembled_fails_its_requests_and_serving_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = Recorder()
+    odd = np.zeros((1, 16, 16, 3), np.uint8)  # cannot be concatenated with 32x32 images
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_size=32)
+        await batcher.start()
+        first, (good, bad) = await _queue_behind_a_running_request(batcher, model, _images(1), odd)
+        model.gate.set()
+        await first
+        for request in (good, bad):
+            with pytest.raises(ValueError):
+                await request
+        assert batcher.running and batcher.failed_batches == 1
+        probs, _ = await asyncio.wait_for(batcher.submit(_images(9)), 30)
+        assert probs[0, 0] == 9
+        await batcher.close()
+
+    with caplog.at_level(logging.ERROR, logger="cifar10_runtime.batcher"):
+        asyncio.run(scenario())
+    failures = [r for r in caplog.records if r.name == "cifar10_runtime.batcher"]
+    assert len(failures) == 1 and "a run of 2 images failed" in failures[0].getMessage()
+    assert failures[0].exc_info is None  # one line, no traceback
+
+
+def test_the_observer_sees_queue_waits_runs_and_depth() -> None:
+    model = Recorder()
+    seen: dict[str, list] = {"queued": [], "ran": [], "depth": []}
+
+    class Observer:
+        def queued(self, seconds: float) -> None:
+            seen["queued"].append(seconds)
+
+        def ran(self, images: int, requests: int, seconds: float, ok: bool) -> None:
+            seen["ran"].append((images, requests, ok))
+
+        def depth(self, pending: int) -> None:
+            seen["depth"].append(pending)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, observer=Observer())
+        await batcher.start()
+        first, queued = await _queue_behind_a_running_request(batcher, model, _images(1, 2))
+        model.gate.set()
+        await first
+        await queued[0]
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert seen["ran"] == [(1, 1, True), (2, 1, True)]
+    assert len(seen["queued"]) == 2 and all(s >= 0 for s in seen["queued"])
+    assert max(seen["depth"]) == 1 and seen["depth"][-1] == 0
+
+
+def test_requests_queued_together_share_one_run() -> None:
+    model = Recorder()
+
+    async def scenario() -> list:
+        batcher = MicroBatcher(model, max_batch_size=32)
         await batcher.start()
         results = await asyncio.gather(*(batcher.submit(_images(i)) for i in range(5)))
         await batcher.close()
@@ -95,10 +209,9 @@ def test_full_queue_and_closed_batcher_are_unavailable() -> None:
             await batcher.submit(_images(0))
         await batcher.start()
         first = asyncio.ensure_future(batcher.submit(_images(1)))
-        while not model.entered.is_set():  # taken by the collector, blocked in the run
-            await asyncio.sleep(0.001)
+        await _entered(model)  # taken by the collector, blocked in the run
         queued = [asyncio.ensure_future(batcher.submit(_images(i))) for i in (2, 3)]
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # yield once: both submits queue their request
         assert batcher.pending == 2
         with pytest.raises(UnavailableError, match="max_queue=2"):
             await batcher.submit(_images(4))

@@ -18,10 +18,11 @@ from runtime_samples import (
     gradient,
     left_red_right_blue,
     odd_images,
+    png_header_only,
 )
 
 from cifar10_runtime import ImageError, load_image
-from cifar10_runtime.images import RESAMPLE
+from cifar10_runtime.images import LARGE_PIXELS, RESAMPLE
 
 ODD = odd_images()
 BROKEN = broken_files()
@@ -200,7 +201,7 @@ def test_every_broken_file_is_an_image_error_naming_it(name: str, tmp_path: Path
         ("text.png", "not an image"),
         ("truncated.png", "truncated"),
         ("truncated.jpg", "truncated"),
-        ("bomb_warning_range.png", "decompression bomb: 100000000 pixels"),
+        ("bomb_warning_range.png", "decompression bomb: 10000x10000 = 100000000 pixels"),
         ("bomb_error_range.png", "decompression bomb: 10000000000 pixels"),
     ],
 )
@@ -225,3 +226,50 @@ def test_missing_path_and_folder(tmp_path: Path) -> None:
         load_image(tmp_path / "absent.png")
     with pytest.raises(ImageError, match="is a folder"):
         load_image(tmp_path)
+
+
+# --- the server's pixel budget and large-decode gate -------------------------------------
+
+
+def test_pixel_budget_refuses_before_decoding() -> None:
+    # Only a header: were the pixels decoded, the error would say "truncated".
+    header = png_header_only(3000, 2000)
+    with pytest.raises(ImageError, match=r"^up.png: 3000x2000 = 6000000 pixels is over .* 4000000"):
+        load_image(header, name="up.png", max_pixels=4_000_000)
+    with pytest.raises(ImageError, match="truncated"):  # no budget: decoding starts and fails
+        load_image(header, name="up.png")
+
+
+def test_pixel_budget_counts_jpeg_pixels_after_draft_scaling() -> None:
+    big_jpeg = encode(Image.new("RGB", (2400, 2400), RED), "JPEG", quality=80)
+    _check(load_image(big_jpeg, max_pixels=4_000_000))  # decoded at 1/8: 300x300
+    with pytest.raises(ImageError, match="4200000 pixels is over"):
+        load_image(encode(Image.new("RGB", (2100, 2000), RED)), max_pixels=4_000_000)
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.entered = 0
+
+    def __enter__(self) -> None:
+        self.entered += 1
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_only_large_decodes_pass_the_gate() -> None:
+    gate = Gate()
+    _check(load_image(encode(Image.fromarray(gradient(64, 64))), large_gate=gate))
+    assert gate.entered == 0
+    side = int(LARGE_PIXELS**0.5) + 1
+    _check(load_image(encode(Image.fromarray(gradient(side, side))), large_gate=gate))
+    assert gate.entered == 1
+
+
+def test_decoding_leaves_the_warning_filters_alone() -> None:
+    before = list(warnings.filters)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(BROKEN["bomb_error_range.png"])
+    _check(load_image(ODD["rgb.png"]))
+    assert warnings.filters == before

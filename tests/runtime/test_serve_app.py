@@ -1,9 +1,12 @@
-"""The Starlette app in-process (TestClient over httpx): endpoints, errors, headers, batching."""
+"""The Starlette app in-process (TestClient over httpx): /v1 endpoints, errors, headers, batching.
+
+Images are generated (serve_samples.py); concurrency is arranged with a gated predictor
+(requests pile up while a run is held open), never with timing windows.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from runtime_samples import broken_files, encode, gradient
+from runtime_samples import broken_files, encode, gradient, png_header_only
+from serve_samples import sample_pngs
 
 from cifar10_runtime import ModelError, Predictor
 from cifar10_runtime.server import create_app
@@ -26,8 +30,8 @@ PNG = "image/png"
 
 
 @pytest.fixture(scope="module")
-def pngs(subset_pngs: Path) -> list[bytes]:
-    return [p.read_bytes() for p in sorted(subset_pngs.glob("*.png"))[:8]]
+def pngs() -> list[bytes]:
+    return sample_pngs(8)
 
 
 @pytest.fixture()
@@ -36,8 +40,10 @@ def client(predictor: Predictor) -> Iterator[TestClient]:
         yield c
 
 
-def _expected(predictor: Predictor, data: bytes, top_k: int = 1) -> dict:
-    return predictor.predict(data, top_k=top_k).to_dict()
+def _expected(
+    predictor: Predictor, data: bytes, top_k: int = 1, file: str = "request body"
+) -> dict:
+    return {"file": file, **predictor.predict(data, top_k=top_k).to_dict()}
 
 
 def _assert_json_error(response, status: int, *fragments: str) -> None:  # type: ignore[no-untyped-def]
@@ -97,8 +103,61 @@ def test_predict_multipart_keeps_order(
     files = [("file", (f"{i}.png", data, PNG)) for i, data in enumerate(pngs[:5])]
     response = client.post("/v1/predict?top_k=2", files=files, data={"note": "ignored"})
     assert response.status_code == 200
-    assert response.json()["predictions"] == [_expected(predictor, d, 2) for d in pngs[:5]]
+    assert response.json()["predictions"] == [
+        _expected(predictor, d, 2, f"{i}.png") for i, d in enumerate(pngs[:5])
+    ]
     assert response.headers["x-batch-size"] == "5"
+
+
+def test_every_answer_names_its_file_or_field(client: TestClient, pngs: list[bytes]) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="first"; filename="cat.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + pngs[0] + b"\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="second"; filename=""\r\n'
+        b"Content-Type: image/png\r\n\r\n" + pngs[1] + b"\r\n--B--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    response = client.post("/v1/predict", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert [p["file"] for p in response.json()["predictions"]] == ["cat.png", "second"]
+
+
+def _two_files(pngs: list[bytes]) -> bytes:
+    return (
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="a.png"\r\n\r\n'
+        + pngs[0]
+        + b'\r\n--B\r\nContent-Disposition: form-data; name="f"; filename="b.png"\r\n\r\n'
+        + pngs[1]
+        + b"\r\n--B--\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda body: body[: -len(b"--B--\r\n")], id="no-closing-boundary"),
+        pytest.param(lambda body: body[:-40], id="cut-inside-the-last-file"),
+        pytest.param(lambda body: body[: body.index(b"b.png") + 30], id="cut-in-the-last-head"),
+    ],
+)
+def test_a_cut_multipart_body_is_400(client: TestClient, pngs: list[bytes], cut) -> None:  # type: ignore[no-untyped-def]
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    whole = client.post("/v1/predict", content=_two_files(pngs), headers=headers)
+    assert whole.status_code == 200 and len(whole.json()["predictions"]) == 2
+    response = client.post("/v1/predict", content=cut(_two_files(pngs)), headers=headers)
+    _assert_json_error(response, 400, "malformed multipart")
+    assert response.headers["connection"] == "close"
+    assert client.get("/readyz").status_code == 200
+
+
+def test_images_over_the_pixel_budget_are_400_before_decoding(predictor: Predictor) -> None:
+    with TestClient(create_app(predictor, max_pixels=1_000_000)) as client:
+        # A header claiming 9400x9400 with no pixel data: refused from the header alone.
+        response = client.post(
+            "/v1/predict", content=png_header_only(9400, 9400), headers={"Content-Type": PNG}
+        )
+        _assert_json_error(response, 400, "request body: 9400x9400 = 88360000 pixels", "budget")
+        assert client.get("/v1/metadata").json()["server"]["max_pixels"] == 1_000_000
 
 
 @pytest.mark.parametrize("name", sorted(broken_files()))
@@ -151,6 +210,8 @@ def test_bodies_over_the_limit_are_413(client: TestClient) -> None:
     _assert_json_error(streamed, 413, "more than 52428 bytes streamed")
     multipart = client.post("/v1/predict", files=[("f", ("big.png", big, PNG))])
     _assert_json_error(multipart, 413)
+    for response in (declared, streamed, multipart):  # the rest of the upload is not read
+        assert response.headers["connection"] == "close"
     assert client.get("/readyz").status_code == 200
 
 
@@ -164,6 +225,13 @@ def test_unsupported_content_type_is_415(client: TestClient, content_type: str |
 def test_unknown_routes_and_methods(client: TestClient) -> None:
     _assert_json_error(client.get("/v2/predict"), 404, "no such endpoint", "POST /v1/predict")
     _assert_json_error(client.get("/v1/predict"), 405, "method GET not allowed")
+
+
+@pytest.mark.parametrize("path", ["/readyz/", "/v1/metadata/", "/v2/health/ready/"])
+def test_no_redirect_is_built_from_the_host_header(client: TestClient, path: str) -> None:
+    response = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    _assert_json_error(response, 404, "no such endpoint")
+    assert "location" not in response.headers
 
 
 def test_not_ready_outside_the_lifespan(predictor: Predictor, pngs: list[bytes]) -> None:
@@ -193,53 +261,77 @@ class GatedPredictor(Predictor):
         return super().predict_array(x)
 
 
+def _post_in_thread(client: TestClient, body: bytes, out: dict, key: str) -> threading.Thread:
+    def post() -> None:
+        r = client.post("/v1/predict", content=body, headers={"Content-Type": PNG})
+        out[key] = (r.status_code, r.headers.get("x-batch-size"), r.json())
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+class QueueWatch:
+    """Wraps the batcher's observer: an event set once `count` requests are queued."""
+
+    def __init__(self, app, count: int) -> None:  # type: ignore[no-untyped-def]
+        self.inner = app.state.batcher.observer
+        self.count = count
+        self.reached = threading.Event()
+        app.state.batcher.observer = self
+
+    def queued(self, seconds: float) -> None:
+        self.inner.queued(seconds)
+
+    def ran(self, images: int, requests: int, seconds: float, ok: bool) -> None:
+        self.inner.ran(images, requests, seconds, ok)
+
+    def depth(self, pending: int) -> None:
+        self.inner.depth(pending)
+        if pending >= self.count:
+            self.reached.set()
+
+
 def test_full_queue_is_503_and_the_server_recovers(valid_model: Path, pngs: list[bytes]) -> None:
     gated = GatedPredictor(valid_model, threads=1)
     app = create_app(gated, max_batch_size=1, max_delay_ms=0, max_queue=1)
-    results: dict[str, int] = {}
+    results: dict = {}
     with TestClient(app) as client:
-
-        def post(key: str) -> None:
-            r = client.post("/v1/predict", content=pngs[0], headers={"Content-Type": PNG})
-            results[key] = r.status_code
-
-        running = threading.Thread(target=post, args=("running",))
-        running.start()
+        running = _post_in_thread(client, pngs[0], results, "running")
         assert gated.entered.wait(10)
-        queued = threading.Thread(target=post, args=("queued",))
-        queued.start()
-        deadline = time.monotonic() + 10
-        while app.state.batcher.pending < 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        watch = QueueWatch(app, 1)
+        queued = _post_in_thread(client, pngs[0], results, "queued")
+        assert watch.reached.wait(10)
         rejected = client.post("/v1/predict", content=pngs[0], headers={"Content-Type": PNG})
         _assert_json_error(rejected, 503, "server busy", "max_queue=1")
         assert rejected.headers["retry-after"] == "1"
         gated.gate.set()
         running.join(10)
         queued.join(10)
-        assert results == {"running": 200, "queued": 200}
+        assert {k: v[0] for k, v in results.items()} == {"running": 200, "queued": 200}
         assert client.get("/readyz").status_code == 200
 
 
-def test_concurrent_requests_are_batched(predictor: Predictor, pngs: list[bytes]) -> None:
-    app = create_app(predictor, max_delay_ms=300)
-    answers: list = [None] * len(pngs)
+def test_requests_that_arrive_during_a_run_are_batched(
+    valid_model: Path, predictor: Predictor, pngs: list[bytes]
+) -> None:
+    gated = GatedPredictor(valid_model, threads=1)
+    app = create_app(gated)  # defaults: max 32 images, no extra delay
+    answers: dict = {}
     with TestClient(app) as client:
-
-        def post(i: int) -> None:
-            r = client.post("/v1/predict", content=pngs[i], headers={"Content-Type": PNG})
-            answers[i] = (r.status_code, int(r.headers["x-batch-size"]), r.json())
-
-        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(pngs))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
-    assert all(a[0] == 200 for a in answers)
-    assert max(a[1] for a in answers) > 1
-    assert app.state.batcher.largest_batch > 1
-    for data, (_, _, body) in zip(pngs, answers, strict=True):
-        assert body["predictions"] == [_expected(predictor, data)]
+        first = _post_in_thread(client, pngs[0], answers, "first")
+        assert gated.entered.wait(10)  # the first request runs alone, at once
+        watch = QueueWatch(app, 7)
+        others = [_post_in_thread(client, pngs[i], answers, str(i)) for i in range(1, 8)]
+        assert watch.reached.wait(10)
+        gated.gate.set()
+        for thread in [first, *others]:
+            thread.join(20)
+    assert answers["first"][:2] == (200, "1")
+    assert {answers[str(i)][:2] for i in range(1, 8)} == {(200, "7")}
+    assert app.state.batcher.largest_batch == 7
+    for i in range(1, 8):
+        assert answers[str(i)][2]["predictions"] == [_expected(predictor, pngs[i])]
 
 
 def test_batching_off_runs_each_request_alone(predictor: Predictor, pngs: list[bytes]) -> None:
@@ -258,6 +350,25 @@ def test_batching_off_runs_each_request_alone(predictor: Predictor, pngs: list[b
             t.join(20)
     assert sizes == ["1"] * 4
     assert app.state.batcher.largest_batch == 1
+
+
+def test_a_failed_run_is_500_and_serving_goes_on(valid_model: Path, pngs: list[bytes]) -> None:
+    class FailsOnce(Predictor):
+        calls = 0
+
+        def predict_array(self, x: np.ndarray) -> np.ndarray:
+            self.calls += 1
+            if self.calls == 1:
+                raise ValueError("cannot assemble")
+            return super().predict_array(x)
+
+    app = create_app(FailsOnce(valid_model, threads=1))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = client.post("/v1/predict", content=pngs[0], headers={"Content-Type": PNG})
+        _assert_json_error(failed, 500, "internal server error")
+        ok = client.post("/v1/predict", content=pngs[0], headers={"Content-Type": PNG})
+        assert ok.status_code == 200
+        assert client.get("/readyz").status_code == 200
 
 
 def test_internal_errors_are_json_500(valid_model: Path, pngs: list[bytes]) -> None:

@@ -65,7 +65,7 @@ def test_predict_can_return_the_image_the_model_saw(
     (prediction,) = response.json()["predictions"]
     seen = np.frombuffer(base64.b64decode(prediction.pop("input_rgb")), np.uint8)
     np.testing.assert_array_equal(seen.reshape(32, 32, 3), load_image(data))
-    assert prediction == predictor.predict(data, top_k=5).to_dict()
+    assert prediction == {"file": "cat.png", **predictor.predict(data, top_k=5).to_dict()}
     # Without the flag the answer is unchanged.
     plain = client.post("/v1/predict", content=data, headers={"Content-Type": "image/png"})
     assert "input_rgb" not in plain.json()["predictions"][0]

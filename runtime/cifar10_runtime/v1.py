@@ -1,0 +1,125 @@
+"""The friendly API: image files in, labels out.
+
+    POST /v1/predict    one image (Content-Type: image/*) or multipart/form-data files; ?top_k=
+    GET  /v1/metadata   class names, input spec, versions, metrics, batching settings
+    GET  /healthz       the process is alive
+    GET  /readyz        the model is loaded and the batcher is taking requests (200 / 503)
+
+Every prediction names the file it belongs to (`file`: the multipart filename, else the
+field name; "request body" for a single raw image). Answers carry
+`Server-Timing: predict;dur=<ms>` (time spent in the handler), and with ?include_input=1
+each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs). Decoding runs in
+Starlette's thread pool under the pixel budget, inference on the batcher's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .batcher import MicroBatcher
+from .bodies import BodyReader
+from .contract import IMAGE_SHAPE
+from .errors import ConfigError
+from .images import load_image
+from .predictor import Predictor, check_top_k, make_prediction
+from .ui import add_inputs, wants_input
+
+SINGLE_IMAGE_TYPES = ("image/", "application/octet-stream")
+ACCEPTED = "image/* (one image in the body) or multipart/form-data (one or more image files)"
+RAW_BODY = "request body"
+
+
+class V1Api:
+    def __init__(
+        self,
+        predictor: Predictor,
+        batcher: MicroBatcher,
+        reader: BodyReader,
+        max_pixels: int | None,
+        large_decodes: int,
+    ) -> None:
+        self.predictor = predictor
+        self.batcher = batcher
+        self.reader = reader
+        self.max_pixels = max_pixels
+        # Images over images.LARGE_PIXELS decode at most this many at a time.
+        self.large_gate = threading.BoundedSemaphore(large_decodes)
+        self.headers = {"X-Model-Version": predictor.model_version}
+
+    async def predict(self, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        top_k = _query_top_k(request, self.predictor.num_classes)
+        content_type = request.headers.get("content-type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media.startswith(SINGLE_IMAGE_TYPES):
+            named = [(RAW_BODY, await self.reader.read(request))]
+        elif media == "multipart/form-data":
+            named = await self.reader.read_files(request)
+        else:
+            raise HTTPException(
+                415,
+                f"unsupported Content-Type. Received: {content_type or '(none)'}. Send {ACCEPTED}.",
+            )
+        images = await run_in_threadpool(self._decode_all, named)
+        probs, run_size = await self.batcher.submit(images)
+        names = self.predictor.class_names
+        answer = {
+            "predictions": [
+                {"file": file, **make_prediction(row, names, top_k).to_dict()}
+                for (file, _), row in zip(named, probs, strict=True)
+            ],
+            "model_version": self.predictor.model_version,
+        }
+        if wants_input(request):
+            add_inputs(answer["predictions"], images)
+        timing = f"predict;dur={(time.perf_counter() - started) * 1000:.3f}"
+        headers = {**self.headers, "X-Batch-Size": str(run_size), "Server-Timing": timing}
+        return JSONResponse(answer, headers=headers)
+
+    def _decode_all(self, named: list[tuple[str, bytes]]) -> np.ndarray:
+        batch = np.empty((len(named), *IMAGE_SHAPE), dtype=np.uint8)
+        for i, (name, data) in enumerate(named):
+            batch[i] = load_image(data, name, self.max_pixels, self.large_gate)
+        return batch
+
+    async def metadata(self, request: Request) -> JSONResponse:
+        info = self.predictor.describe()
+        info["server"] = {
+            **self.batcher.stats(),
+            "max_body_bytes": self.reader.max_body,
+            "max_pixels": self.max_pixels,
+        }
+        return JSONResponse(info, headers=self.headers)
+
+    async def healthz(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> JSONResponse:
+        if self.batcher.running:
+            return JSONResponse({"status": "ready", "model_version": self.predictor.model_version})
+        return JSONResponse(
+            {"status": "not ready", "error": "the prediction queue is not running"}, 503
+        )
+
+
+def _query_top_k(request: Request, num_classes: int) -> int:
+    raw = request.query_params.get("top_k")
+    if raw is None:
+        return 1
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPException(
+            400, f"top_k must be an integer from 1 to {num_classes}. Received: {raw!r}."
+        ) from None
+    try:
+        return check_top_k(value, num_classes)
+    except ConfigError as exc:
+        raise HTTPException(400, str(exc)) from None

@@ -1,0 +1,105 @@
+"""The Open Inference Protocol's wire format: the body split at
+`Inference-Header-Content-Length`, optional gzip/deflate, JSON tensor data, FP32 in [0,1]
+to uint8. Every problem is an HTTPException (400, 413 or 415) whose message names the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+import numpy as np
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .bodies import BodyTooLarge
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def bad_request(message: str) -> HTTPException:
+    return HTTPException(400, message)
+
+
+def short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def decompress(request: Request, body: bytes, limit: int) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise HTTPException(
+            415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none."
+        )
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise bad_request(f"the {encoding} body cannot be decompressed ({exc}).") from None
+    if len(data) > limit:
+        raise BodyTooLarge(limit, f"a {encoding} body that inflates past the limit")
+    return data
+
+
+def split_body(request: Request, body: bytes) -> tuple[dict[str, Any], memoryview]:
+    raw_length = request.headers.get(HEADER_LENGTH)
+    if raw_length is None:
+        head, binary = body, memoryview(b"")
+    else:
+        if not raw_length.strip().isdigit() or int(raw_length) > len(body):
+            raise bad_request(
+                f"{HEADER_LENGTH} must be the JSON header's size in bytes, at most the body's "
+                f"{len(body)}. Received: {raw_length!r}."
+            )
+        length = int(raw_length)
+        head, binary = body[:length], memoryview(body)[length:]
+    try:
+        header = json.loads(head)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request is not valid JSON ({exc}).") from None
+    if not isinstance(header, dict):
+        raise bad_request("the request must be a JSON object with 'inputs'.")
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad_request(f"'id' must be a string. Received: {short(request_id)}.")
+    return header, binary
+
+
+def from_json_data(
+    data: Any, name: str, shape: list[int], datatype: str, dtype: np.dtype, count: int
+) -> np.ndarray:
+    if not isinstance(data, list):
+        raise bad_request(
+            f"input {name!r}: needs 'data' (a flat row-major list) or "
+            "parameters.binary_data_size with the bytes after the JSON header."
+        )
+    try:
+        values = np.asarray(data)
+    except ValueError:
+        raise bad_request(
+            f"input {name!r}: 'data' is ragged; send a flat row-major list."
+        ) from None
+    allowed = "iub" if datatype == "UINT8" else "iuf"
+    if values.size and values.dtype.kind not in allowed:
+        kind = "integers 0..255" if datatype == "UINT8" else "numbers"
+        raise bad_request(f"input {name!r}: {datatype} 'data' must hold {kind} only.")
+    if values.size != count:
+        raise bad_request(
+            f"input {name!r}: 'data' has {values.size} values, but shape {shape} needs {count}."
+        )
+    if datatype == "UINT8" and values.size and (values.min() < 0 or values.max() > 255):
+        raise bad_request(f"input {name!r}: UINT8 values must be 0..255.")
+    return values.astype(dtype).reshape(shape)
+
+
+def unit_floats_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise bad_request(
+            f"input {name!r}: FP32 pixels must be in [0, 1] (they become round(x * 255)); "
+            "or send UINT8 0..255."
+        )
+    return np.rint(x * np.float32(255)).astype(np.uint8)
