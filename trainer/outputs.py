@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar10_runtime.errors import ConfigError
+
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read it once: mkstemp makes 0600 files, outputs should obey the umask
@@ -25,10 +28,17 @@ os.umask(_UMASK)  # read it once: mkstemp makes 0600 files, outputs should obey 
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target` (same suffix); rename it onto target on success."""
+    """Yield a temporary path beside `target` (same suffix); rename it onto target on success.
+
+    The temporary name carries our pid, so temporaries a killed process left behind (kill -9
+    skips every `finally`) are recognised and removed by the next write of the same target.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)
@@ -39,6 +49,77 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Delete `atomic_path` temporaries of `target` whose writer is dead; returns them.
+
+    `.NAME.PID.RANDOM.SUFFIX` is stale when PID is not running; `.NAME.RANDOM.SUFFIX` (no pid:
+    written by an older version) always is. A live writer's temporary is left alone.
+    """
+    target = Path(target)
+    prefix = f".{target.name}."
+    removed = []
+    try:
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for path in candidates:
+        middle = path.name[len(prefix) : len(path.name) - len(target.suffix) or None]
+        if not path.name.endswith(target.suffix) or not path.is_file() or path.is_symlink():
+            continue
+        pid, dot, _ = middle.partition(".")
+        if dot and pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def ensure_writable_run_dir(run_dir: Path) -> None:
+    """Fail in one line, before any slow work, when a run folder cannot be written.
+
+    Nothing is created: the folder itself if it exists, else its nearest existing ancestor,
+    must be a folder where a file can be made (probed, since permissions alone lie for root).
+    """
+    run_dir = Path(run_dir)
+    fix = "choose another --output-dir"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; {fix}")
+    probe_in = run_dir
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ConfigError(f"cannot create --output-dir {run_dir}: {probe_in} is a file; {fix}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cifar-train-probe.", dir=probe_in)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write --output-dir {run_dir}: {exc.strerror or exc} in {probe_in}; {fix}"
+        ) from None
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities as null: bare NaN is not JSON, and other tools refuse it."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def sha256_file(path: Path) -> str:
@@ -56,7 +137,7 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 
 def write_json(target: Path, obj: Any) -> None:
-    write_bytes(target, (json.dumps(obj, indent=2) + "\n").encode())
+    write_bytes(target, (json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
 def save_keras(model: Any, target: Path) -> None:
