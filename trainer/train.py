@@ -228,10 +228,11 @@ def train(
             shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         )
     if "diverged" in state:
+        kept = f"keeps epoch {state['epoch']}" if state["epoch"] else "has no finished epoch"
         raise DivergedError(
             f"training diverged: {state['diverged']}; lower --learning-rate "
-            f"(was {cfg.learning_rate:g}) or check the data. {run_dir} keeps the last good "
-            f"epoch ({state['epoch']}) and was not made runs/latest"
+            f"(was {cfg.learning_rate:g}) or check the data. {run_dir} {kept} "
+            "and was not made runs/latest"
         )
 
     with placement.strategy.scope():
