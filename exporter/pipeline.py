@@ -48,6 +48,7 @@ class ExportResult:
     written: bool  # OUTPUT was (re)written by this run
     int8: Report | None = None
     int8_written: bool = False
+    reports: dict[str, Path] | None = None  # report file per check kind, when written
 
     @property
     def passed(self) -> bool:
@@ -66,6 +67,7 @@ def preflight(config: ExportConfig) -> ArtifactPaths:
         )
     if not config.verify_only:
         ensure_writable_dir(paths.onnx)
+        paths.remove_stale()
         return paths
     if not paths.onnx.is_file():
         raise ModelError(
@@ -115,10 +117,10 @@ def _raise_failures(result: ExportResult, config: ExportConfig) -> None:
     report = failed[0]
     if report.kind == "int8":
         subject, written = result.paths.int8, result.int8_written
-        details = result.paths.int8_parity
+        details = (result.reports or {}).get("int8", result.paths.int8_parity)
     else:
         subject, written = result.paths.onnx, result.written
-        details = result.paths.parity
+        details = (result.reports or {}).get("parity", result.paths.parity)
     if config.verify_only:
         fix = "Re-export it with cifar-export (without --verify-only)."
         if result.parity.stats.get("source_sha256_matches") is False:
@@ -179,18 +181,24 @@ def export(config: ExportConfig, log: Log = print) -> ExportResult:
     log(report.table())
     fp32 = proto.SerializeToString()
     result = ExportResult(paths, spec, report, written=report.passed or config.force)
-    write_json(paths.parity, report.to_dict())
+    result.reports = {}
     if result.written:
+        # Side files describe the model beside them: the old ones go before the new model
+        # comes, so a kill at any point never leaves a report of another model behind.
+        for side in paths.describing_onnx:
+            side.unlink(missing_ok=True)
         write_bytes(paths.onnx, fp32)
         log(f"wrote {paths.onnx} ({len(fp32) / 1e6:.2f} MB, version {version})")
+    result.reports["parity"] = paths.report(paths.onnx) if not result.written else paths.parity
+    write_json(result.reports["parity"], report.to_dict())
     try:
         if config.quantize == "int8" and report.passed:
             _quantize(config, paths, fp32, samples, result, log)
         elif config.quantize == "int8":
             log("int8: skipped, the fp32 model failed its parity check")
     finally:
-        write_json(
-            paths.config,
+        _write_settings(
+            result,
             {
                 "config": config.to_dict(),
                 "model_spec": spec.to_dict(),
@@ -205,6 +213,12 @@ def export(config: ExportConfig, log: Log = print) -> ExportResult:
         )
     _raise_failures(result, config)
     return result
+
+
+def _write_settings(result: ExportResult, settings: dict) -> None:
+    """OUTPUT's .export.json, never beside a model this run did not make (a refused export)."""
+    if result.written or not result.paths.onnx.exists():
+        write_json(result.paths.config, settings)
 
 
 def _quantize(
@@ -247,12 +261,15 @@ def _finish_int8(
     _check_model(proto, "the int8 model")
     log(report.table())
     result.int8 = report
-    write_json(paths.int8_parity, report.to_dict())
     if report.passed or config.force:
         data = proto.SerializeToString()
+        paths.int8_parity.unlink(missing_ok=True)
         write_bytes(paths.int8, data)
         result.int8_written = True
         log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
+    where = paths.int8_parity if result.int8_written else paths.report(paths.int8)
+    (result.reports or {})["int8"] = where
+    write_json(where, report.to_dict())
 
 
 def verify(config: ExportConfig, log: Log = print) -> ExportResult:
@@ -282,7 +299,11 @@ def verify(config: ExportConfig, log: Log = print) -> ExportResult:
     _note_provenance(report, fp32, config.model)
     log(report.table())
     result = ExportResult(paths, spec, report, written=False)
-    _try_write_json(paths.parity, report, log)
+    if report.stats.get("source_sha256_matches") is False:
+        # Checked against another Keras file: this verdict is not about how OUTPUT was made.
+        log(f"note: {paths.parity} left as it was: {paths.onnx} was exported from another file")
+    else:
+        _try_write_json(paths.parity, report, log)
     if config.quantize == "int8":
         from .quantize import check_int8
 
