@@ -25,6 +25,8 @@ _HELP = {
     "filters": "Filters per conv block, comma separated, e.g. 32,64.",
     "dropout": "Dropout per block, comma separated, e.g. 0.2,0.3.",
     "cpu_replicas": "Split the CPU into N logical devices for --strategy mirrored.",
+    "threads": "CPU threads per op [default 0: one per core]. A seeded run repeats exactly "
+    "with the same count.",
 }
 
 

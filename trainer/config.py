@@ -57,6 +57,9 @@ class TrainConfig:
     mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
     strategy: str = "none"  # "none" or "mirrored" (tf.distribute.MirroredStrategy)
     cpu_replicas: int = 0  # >1: split the CPU into N logical devices for "mirrored" (tests)
+    # CPU threads per op (intra-op). Float sums are split by thread count, so a seeded CPU run
+    # repeats exactly only with the same count: 0 = one per core, N pins it across machines.
+    threads: int = 0
     seed: int = 0  # seeds data split, shuffling, init and augmentation; CPU runs repeat exactly
 
     def __post_init__(self) -> None:
@@ -87,7 +90,13 @@ class TrainConfig:
                 "dropout, dense_dropout, label_smoothing and momentum must be in [0, 1). "
                 f"Received: {rates}"
             )
-        for name in ("augment_crop_padding", "augment_cutout", "cpu_replicas", "weight_decay"):
+        for name in (
+            "augment_crop_padding",
+            "augment_cutout",
+            "cpu_replicas",
+            "weight_decay",
+            "threads",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative. Received: {getattr(self, name)}")
         if self.cpu_replicas > 1 and self.strategy != "mirrored":

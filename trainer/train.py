@@ -54,6 +54,18 @@ def versions() -> dict[str, str]:
     }
 
 
+def weights_sha256(model: Any) -> str:
+    """SHA-256 of a model's weights (the values, not the file: .keras zips carry timestamps)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
+
+
 def load_run_config(run_dir: Path) -> TrainConfig:
     """The resolved parameters a run saved, so --resume continues with exactly those."""
     path = run_dir / "config.json"
@@ -256,6 +268,7 @@ def train(
         "dataset": data.source,
         "synthetic": data.synthetic,
         "test_images": int(len(data.x_test)),
+        "weights_sha256": weights_sha256(best),  # equal across runs that repeat exactly
     }
     label = " (SYNTHETIC data)" if data.synthetic else ""
     outputs.plot_learning_curves(
