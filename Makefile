@@ -9,7 +9,7 @@ FIXTURES ?= build/fixtures
 PIP_FLAGS := --disable-pip-version-check --quiet
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install runtime-venv fixtures lint test test-main test-runtime demo bench clean
+.PHONY: install runtime-venv fixtures lint test test-main test-runtime test-wheels demo bench clean
 
 install: $(VENV)/.installed
 
@@ -43,7 +43,11 @@ test-main: install fixtures
 test-runtime: runtime-venv fixtures
 	CIFAR10_RUNTIME_ONLY=1 CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(RT_BIN)/python -m pytest -q tests/runtime
 
-test: lint test-main test-runtime
+# Both wheels into a fresh venv, then train + export from an empty folder (minutes: TensorFlow).
+test-wheels:
+	bash tests/wheels/check_wheels.sh
+
+test: lint test-wheels test-main test-runtime
 
 demo: install
 	$(BIN)/python -m cifar10_trainer.demo $(DEMO_ARGS)
