@@ -9,7 +9,7 @@ FIXTURES ?= build/fixtures
 PIP_FLAGS := --disable-pip-version-check --quiet
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install runtime-venv fixtures lint test test-fast test-main test-runtime demo bench clean
+.PHONY: install runtime-venv fixtures lint test test-fast test-main test-runtime test-wheels demo bench clean
 
 install: $(VENV)/.installed
 
@@ -47,8 +47,12 @@ test-main: install fixtures
 test-runtime: runtime-venv fixtures
 	CIFAR10_RUNTIME_ONLY=1 CIFAR10_FIXTURES=$(abspath $(FIXTURES)) $(RT_BIN)/python $(PYTEST) tests/runtime
 
+# Both wheels into a fresh venv, then train + export from an empty folder (minutes: TensorFlow).
+test-wheels:
+	bash tests/wheels/check_wheels.sh
+
 # The whole suite, as CI runs it (.ci/run).
-test: lint test-main test-runtime
+test: lint test-wheels test-main test-runtime
 
 # Unit tests only: no training, no export (tests marked slow are left out). It builds no
 # fixtures either: tests that need them use build/fixtures if `make fixtures` made it, and

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SEED_CONFIG = REPO / "configs" / "seed.toml"
+SEED_CONFIG = REPO / "trainer" / "configs" / "seed.toml"  # package data of cifar10_trainer
 
 
 def _tool(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ class ExportResult:
     int8: Report | None = None
     int8_written: bool = False
     int8_proto: Any = None  # the checked int8 onnx.ModelProto waiting to be written
+    reports: dict[str, Path] = field(default_factory=dict)  # report file per check kind
 
     @property
     def passed(self) -> bool:
@@ -131,9 +133,11 @@ def raise_failures(result: ExportResult, config: ExportConfig) -> None:
         return
     kind = failed[0]
     if kind == "int8":
-        subject, written, details = result.paths.int8, result.int8_written, result.paths.int8_parity
+        subject, written = result.paths.int8, result.int8_written
+        details = result.reports.get("int8", result.paths.int8_parity)
     else:
-        subject, written, details = result.paths.onnx, result.written, result.paths.parity
+        subject, written = result.paths.onnx, result.written
+        details = result.reports.get("parity", result.paths.parity)
     if config.verify_only:
         fix = "Re-export it with cifar-export (without --verify-only)."
         if result.parity.stats.get("source_sha256_matches") is False:

@@ -24,6 +24,28 @@ class ArtifactPaths:
     int8_parity: Path  # dir/model.int8.parity.json
     card: Path  # dir/model.md, the model card
 
+    @property
+    def describing_onnx(self) -> tuple[Path, ...]:
+        """The side files that describe OUTPUT itself: stale once OUTPUT is replaced."""
+        return (self.parity, self.config, self.int8, self.int8_parity, self.card)
+
+    def report(self, model: Path) -> Path:
+        """Where a check report of `model` (OUTPUT or its int8 twin) goes.
+
+        A rejected export of a model whose previous version is still in place writes its
+        report as STEM.rejected.parity.json, so the kept model's report stays true.
+        """
+        target = self.parity if model == self.onnx else self.int8_parity
+        if not model.exists():
+            return target
+        return target.with_name(target.name.replace(".parity.json", ".rejected.parity.json"))
+
+    def remove_stale(self) -> list[Path]:
+        """Temporaries of a killed earlier export (see cifar10_runtime.files.atomic_path)."""
+        from cifar10_runtime.files import remove_stale_temps
+
+        return [p for t in (self.onnx, *self.describing_onnx) for p in remove_stale_temps(t)]
+
     @classmethod
     def for_output(cls, output: Path) -> ArtifactPaths:
         output = Path(output)

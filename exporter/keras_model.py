@@ -21,6 +21,7 @@ The Keras-side reference for the parity check applies the same wrapping in Tenso
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,18 @@ def load_keras_model(path: Path):
     path = Path(path)
     received = f"Received: --model={path}"
     check_model_path(path)
+    # Keras answers "File not found" for a .keras that exists but is no zip: say what it is.
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}. {received}") from None
+    if path.suffix.lower() == ".keras" and not is_zip:
+        size = path.stat().st_size
+        raise ModelError(
+            f"{path} is not a Keras model: a .keras file is a zip archive and this one is not "
+            f"({size} bytes: truncated, or another format); save the model again with "
+            f"model.save(). {received}"
+        )
     import keras  # heavy: only when a model is really loaded
 
     try:

@@ -61,6 +61,7 @@ def preflight(config: ExportConfig) -> ArtifactPaths:
         )
     if not config.verify_only:
         ensure_writable_dir(paths.onnx)
+        paths.remove_stale()  # temporaries a killed earlier export left behind
         return paths
     if not paths.onnx.is_file():
         raise ModelError(
@@ -165,6 +166,13 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     ok = report.passed and verdict.passed
     result = ExportResult(paths, spec, report, written=ok or config.force, gate=verdict)
     int8_error: CifarError | None = None
+    if result.written:
+        # Side files describe the model beside them: the old ones go before the new model
+        # comes, so a kill at any point never leaves a report of another model behind.
+        for side in paths.describing_onnx:
+            side.unlink(missing_ok=True)
+    # A refused export beside a kept model reports to STEM.rejected.parity.json instead.
+    result.reports["parity"] = paths.parity if result.written else paths.report(paths.onnx)
     try:
         # --force (as before the gate existed) still makes the twin of a model that only
         # failed the accuracy gate; a parity failure means the fp32 graph itself is wrong.
@@ -186,11 +194,11 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         set_metadata(
             proto, {"parity": json.dumps(report.summary(), separators=(",", ":")), **shared}
         )
-        write_json(paths.parity, report.to_dict())
         if result.written:
             data = proto.SerializeToString()
             write_bytes(paths.onnx, data)
             log(f"wrote {paths.onnx} ({len(data) / 1e6:.2f} MB, version {version})")
+        write_json(result.reports["parity"], report.to_dict())
         if result.int8_proto is not None:
             set_metadata(result.int8_proto, shared)
             data = result.int8_proto.SerializeToString()
@@ -200,8 +208,8 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         if result.written:
             write_card(paths, config, spec, run, report, get_metadata(proto), log)
     finally:
-        write_json(
-            paths.config,
+        _write_settings(
+            result,
             {
                 "config": config.to_dict(),
                 "model_spec": spec.to_dict(),
@@ -209,7 +217,7 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
                 "outputs": {
                     "onnx": str(paths.onnx) if result.written else None,
                     "int8": str(paths.int8) if result.int8_written else None,
-                    "parity": str(paths.parity),
+                    "parity": str(result.reports["parity"]),
                     "card": str(paths.card) if result.written else None,
                 },
                 "passed": result.passed,
@@ -219,6 +227,12 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         raise int8_error
     raise_failures(result, config)
     return result
+
+
+def _write_settings(result: ExportResult, settings: dict[str, Any]) -> None:
+    """OUTPUT's .export.json, never beside a model this run did not make (a refused export)."""
+    if result.written or not result.paths.onnx.exists():
+        write_json(result.paths.config, settings)
 
 
 def int8_step(
@@ -257,8 +271,11 @@ def int8_step(
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
     log(report.table())
     result.int8 = report
-    write_json(paths.int8_parity, report.to_dict())
     written = not config.verify_only and (report.passed or config.force)
+    # A refused twin beside a kept one reports to STEM.int8.rejected.parity.json instead.
+    where = paths.int8_parity if written or config.verify_only else paths.report(paths.int8)
+    result.reports["int8"] = where
+    write_json(where, report.to_dict())
     if written:  # written with the fp32 model, once both carry the final `metrics`
         proto = onnx.load_model_from_string(int8)
         set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})

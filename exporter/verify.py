@@ -55,11 +55,16 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         report.stats["int8"] = int8_step(
             config, paths, fp32, samples, report.outputs, result, log, int8=int8
         )
-    try:
-        write_json(paths.parity, report.to_dict())
-    except OSError as exc:
-        log(f"note: could not write {paths.parity} ({exc.strerror or exc})")
-    write_card(paths, config, spec, run, report, props, log)
+    if report.stats["source_sha256_matches"] is False:
+        # Checked against another Keras file: this verdict is not about how OUTPUT was made,
+        # so the reports beside OUTPUT (about its own source) are left as they are.
+        log(f"note: {paths.parity} left as it was: {paths.onnx} was exported from another file")
+    else:
+        try:
+            write_json(paths.parity, report.to_dict())
+        except OSError as exc:
+            log(f"note: could not write {paths.parity} ({exc.strerror or exc})")
+        write_card(paths, config, spec, run, report, props, log)
     raise_failures(result, config)
     return result
 

@@ -30,7 +30,6 @@ from make_models import make_all  # noqa: E402
 INPUTS = [
     "trainer",
     "exporter",
-    "configs",
     "tests/make_fixtures.py",
     "tests/runtime/make_models.py",
 ]

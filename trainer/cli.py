@@ -25,6 +25,8 @@ _HELP = {
     "filters": "Filters per conv block, comma separated, e.g. 32,64.",
     "dropout": "Dropout per block, comma separated, e.g. 0.2,0.3.",
     "cpu_replicas": "Split the CPU into N logical devices for --strategy mirrored.",
+    "threads": "CPU threads per op [default 0: one per core]. A seeded run repeats exactly "
+    "with the same count.",
 }
 
 
@@ -89,9 +91,11 @@ def main(
                     "--resume continues with the run's saved parameters; drop "
                     f"{sorted('--' + k.replace('_', '-') for k in given) or ['--config']}"
                 )
-            from .train import load_run_config
+            from .train import STATE, load_run_config, load_run_state
 
             cfg = load_run_config(output_dir)
+            if (output_dir / STATE).is_file():
+                load_run_state(output_dir)  # a damaged one fails here, before TensorFlow
         else:
             cfg = load_config(config_path, **given)
             if output_dir is not None and (output_dir / "state.json").exists():
@@ -99,9 +103,13 @@ def main(
                     f"{output_dir} already holds a run; pass --resume to continue it "
                     "or choose another --output-dir"
                 )
+        from .outputs import ensure_writable_run_dir
+        from .train import default_run_dir, train
+
+        output_dir = output_dir or default_run_dir()
+        ensure_writable_run_dir(output_dir)  # before TensorFlow's import and any slow work
         if not verbose:
             import_tensorflow_quietly()
-        from .train import train
 
         progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
         result = train(cfg, output_dir, resume=resume, verbose=progress)

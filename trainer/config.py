@@ -1,11 +1,16 @@
 """The training parameters: one frozen dataclass, read from a TOML file, overridden by flags.
 
 The defaults here are the reference run (configs/seed.toml spells them out); configs/default.toml
-is our better recipe. Unknown keys and wrong types are errors, never silently ignored.
+is our better recipe. Both ship inside the package (cifar10_trainer/configs, read with
+importlib.resources), so `--config configs/seed.toml` works from a wheel install too.
+Unknown keys, wrong types and non-finite or out-of-range numbers are errors, never silently
+ignored, and are all caught here, before TensorFlow starts.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import math
 import tomllib
 import types
 import typing
@@ -15,7 +20,11 @@ from typing import Any
 
 from cifar10_runtime.errors import ConfigError
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# The one home of the shipped parameters files (package data, also in wheels).
+REPO_CONFIGS = Path(str(importlib.resources.files("cifar10_trainer").joinpath("configs")))
+# Ints reach TensorFlow as int32 (shapes, batch sizes) or numpy seeds (uint32).
+_INT_MAX = 2**31 - 1
+_SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -48,9 +57,13 @@ class TrainConfig:
     mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
     strategy: str = "none"  # "none" or "mirrored" (tf.distribute.MirroredStrategy)
     cpu_replicas: int = 0  # >1: split the CPU into N logical devices for "mirrored" (tests)
+    # CPU threads per op (intra-op). Float sums are split by thread count, so a seeded CPU run
+    # repeats exactly only with the same count: 0 = one per core, N pins it across machines.
+    threads: int = 0
     seed: int = 0  # seeds data split, shuffling, init and augmentation; CPU runs repeat exactly
 
     def __post_init__(self) -> None:
+        self._check_ranges()
         _check_choice("dataset", self.dataset, ("cifar10", "synthetic"))
         _check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         _check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
@@ -77,7 +90,13 @@ class TrainConfig:
                 "dropout, dense_dropout, label_smoothing and momentum must be in [0, 1). "
                 f"Received: {rates}"
             )
-        for name in ("augment_crop_padding", "augment_cutout", "cpu_replicas", "weight_decay"):
+        for name in (
+            "augment_crop_padding",
+            "augment_cutout",
+            "cpu_replicas",
+            "weight_decay",
+            "threads",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} cannot be negative. Received: {getattr(self, name)}")
         if self.cpu_replicas > 1 and self.strategy != "mirrored":
@@ -85,6 +104,26 @@ class TrainConfig:
                 f"cpu_replicas only makes sense with strategy='mirrored'. "
                 f"Received: cpu_replicas={self.cpu_replicas}, strategy={self.strategy!r}"
             )
+
+    def _check_ranges(self) -> None:
+        """NaN/inf floats and ints TensorFlow cannot hold, before any comparison below."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{f.name} must be a finite number. Received: {f.name}={v}")
+                limit = _SEED_MAX if f.name == "seed" else _INT_MAX
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > limit:
+                    raise ConfigError(
+                        f"{f.name} is too large (at most {limit}). Received: {f.name}={v}"
+                    )
+        if not 0.0 < self.validation_split < 1.0:
+            raise ConfigError(
+                "validation_split must be in (0, 1). "
+                f"Received: validation_split={self.validation_split}"
+            )
+        if self.seed < 0:
+            raise ConfigError(f"seed cannot be negative. Received: seed={self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
@@ -104,9 +143,19 @@ def field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
-def coerce(name: str, value: Any, source: str) -> Any:
-    """Check one value against its field's type; ints are accepted where floats are expected."""
-    kind = field_types()[name]
+def coerce(name: str, value: Any, source: str, *, from_text: bool = False) -> Any:
+    """Check one value against its field's type; ints are accepted where floats are expected.
+
+    from_text=True for flags, which arrive as text ("32,64", "true"); values from TOML or JSON
+    files must already have their type: `augment_flip = "true"` is an error, not True.
+    """
+    types_ = field_types()
+    if name not in types_:
+        raise ConfigError(
+            f"{source}: unknown key {name!r} (written by another version?); "
+            f"known keys: {sorted(types_)}"
+        )
+    kind = types_[name]
     optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
     if optional:
         if value is None:
@@ -115,20 +164,24 @@ def coerce(name: str, value: Any, source: str) -> Any:
     origin = typing.get_origin(kind)
     if origin is tuple:
         item = kind.__args__[0]
-        if isinstance(value, str):  # from a flag: "32,64"
+        if isinstance(value, str) and from_text:  # from a flag: "32,64"
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{source}: {name} must be a list. Received: {name}={value!r}")
-        return tuple(coerce_scalar(name, item, v, source) for v in value)
-    return coerce_scalar(name, kind, value, source)
+        return tuple(coerce_scalar(name, item, v, source, from_text=from_text) for v in value)
+    return coerce_scalar(name, kind, value, source, from_text=from_text)
 
 
-def coerce_scalar(name: str, kind: type, value: Any, source: str) -> Any:
-    if isinstance(value, str) and kind is not str:  # flags arrive as text
+def coerce_scalar(
+    name: str, kind: type, value: Any, source: str, *, from_text: bool = False
+) -> Any:
+    if isinstance(value, str) and kind is not str and from_text:  # flags arrive as text
         try:
             value = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
         except (KeyError, ValueError):
             pass
+    if isinstance(value, list | tuple | dict):
+        raise ConfigError(f"{source}: {name} must be {kind.__name__}. Received: {name}={value!r}")
     ok = (
         (kind is bool and isinstance(value, bool))
         or (kind is int and isinstance(value, int) and not isinstance(value, bool))
@@ -137,16 +190,51 @@ def coerce_scalar(name: str, kind: type, value: Any, source: str) -> Any:
     )
     if not ok:
         raise ConfigError(f"{source}: {name} must be {kind.__name__}. Received: {name}={value!r}")
-    return float(value) if kind is float else value
+    limit = _SEED_MAX if name == "seed" else _INT_MAX
+    if kind is int and abs(value) > limit:
+        raise ConfigError(f"{source}: {name} is too large (at most {limit}). Received: {value}")
+    if kind is float:
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float range
+            raise ConfigError(
+                f"{source}: {name} is out of range. Received: {name}={value}"
+            ) from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {name} must be a finite number. Received: {name}={value}")
+    return value
+
+
+def resolve_config_path(path: str | Path | None) -> Path:
+    """An existing file as given; else `configs/NAME.toml` (or `NAME.toml`, `NAME`) names a
+    shipped parameters file, so the README's commands work outside the repository too."""
+    if path is None:
+        return REPO_CONFIGS / "default.toml"
+    path = Path(path)
+    if path.exists() or path.parent not in (Path("."), Path("configs")):
+        return path
+    name = path.name if path.suffix == ".toml" else f"{path.name}.toml"
+    shipped = REPO_CONFIGS / name
+    return shipped if shipped.is_file() else path
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Read a TOML parameters file (default configs/default.toml), then apply flag overrides."""
-    path = Path(path) if path else REPO_CONFIGS / "default.toml"
+    path = resolve_config_path(path)
+    shipped = sorted(p.stem for p in REPO_CONFIGS.glob("*.toml"))
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"parameters file {path} not found; pass --config PATH.toml") from None
+        raise ConfigError(
+            f"parameters file {path} not found; pass --config PATH.toml "
+            f"(shipped: {', '.join(f'configs/{n}.toml' for n in shipped)})"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameters file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     known = {f.name for f in fields(TrainConfig)}
@@ -158,5 +246,5 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
         if key not in known:
             raise ConfigError(f"unknown parameter. Received: {key}={value!r}")
         if value is not None:
-            values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
+            values[key] = coerce(key, value, f"--{key.replace('_', '-')}", from_text=True)
     return TrainConfig(**values)

@@ -93,12 +93,36 @@ def parse_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.ndim != 1 or len(labels) != len(data):
         raise DataError(f"{name} has {labels.size} labels for {len(data)} images")
+    labels = _integer_labels(labels, name)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(
             f"{name} has labels outside 0..9 (found {int(labels.min())}..{int(labels.max())})"
         )
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored CHW, we serve HWC
-    return np.ascontiguousarray(images), labels.astype(np.int64)
+    return np.ascontiguousarray(images), labels
+
+
+def _integer_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """Labels as int64, refusing anything that is not a whole number (never truncating 3.7)."""
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    bad = None
+    if labels.dtype.kind == "f":
+        wrong = ~np.isfinite(labels) | (labels != np.round(labels))
+        if wrong.any():
+            bad = int(np.argmax(wrong))
+    else:  # strings, bools, objects: one element at a time, to name the first bad one
+        for i, v in enumerate(labels.tolist()):
+            whole = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+            if isinstance(v, bool) or not whole:
+                bad = i
+                break
+    if bad is not None:
+        raise DataError(
+            f"{name} has a label that is not a class number 0..9: {labels[bad].item()!r} at index "
+            f"{bad} (dtype {labels.dtype}); re-download the official cifar-10-python.tar.gz"
+        )
+    return labels.astype(np.int64)
 
 
 def _class_names(meta: bytes | None, name: str) -> tuple[str, ...]:

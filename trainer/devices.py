@@ -6,6 +6,7 @@ once, first thing, by the training entry point.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,8 @@ def configure(cfg: TrainConfig) -> Placement:
     else:
         keras.mixed_precision.set_global_policy("float32")
 
+    if cfg.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
     if not use_gpu:
         # Repeatable CPU runs (--seed); GPU kernels stay free to be fast and nondeterministic.
         tf.config.experimental.enable_op_determinism()
@@ -73,6 +76,8 @@ def configure(cfg: TrainConfig) -> Placement:
     kind = "gpu" if use_gpu else "cpu"
     replicas = strategy.num_replicas_in_sync
     desc = f"{kind} x{len(gpus) if use_gpu else 1}"
+    if not use_gpu:  # the thread count decides float rounding: record it with the run
+        desc += f", {cfg.threads or len(os.sched_getaffinity(0))} threads"
     if cfg.strategy == "mirrored":
         desc += f", MirroredStrategy over {replicas} replica(s): {', '.join(devices)}"
     if cfg.mixed_precision:

@@ -8,15 +8,42 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cifar10_runtime.errors import ConfigError
 from cifar10_runtime.files import atomic_path, write_bytes
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+def ensure_writable_run_dir(run_dir: Path) -> None:
+    """Fail in one line, before any slow work, when a run folder cannot be written.
+
+    Nothing is created: the folder itself if it exists, else its nearest existing ancestor,
+    must be a folder where a file can be made (probed, since permissions alone lie for root).
+    """
+    run_dir = Path(run_dir)
+    fix = "choose another --output-dir"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; {fix}")
+    probe_in = run_dir
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ConfigError(f"cannot create --output-dir {run_dir}: {probe_in} is a file; {fix}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cifar-train-probe.", dir=probe_in)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write --output-dir {run_dir}: {exc.strerror or exc} in {probe_in}; {fix}"
+        ) from None
 
 
 def save_keras(model: Any, target: Path) -> None:

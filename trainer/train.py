@@ -9,6 +9,7 @@ points at it. `cifar10_trainer.run.Run` is the one reader of such a folder.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -17,13 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.errors import ConfigError, ModelError
 from cifar10_runtime.files import write_json
 
 from . import __version__, outputs
 from .config import TrainConfig, coerce
 from .data import Dataset, load_dataset, split_validation
 from .devices import configure
+from .errors import DivergedError
 from .model import build_model, compile_model
 from .pipeline import make_dataset
 from .run import CONFUSION_MATRIX, Run
@@ -55,13 +57,60 @@ def versions() -> dict[str, str]:
     }
 
 
+def weights_sha256(model: Any) -> str:
+    """SHA-256 of a model's weights (the values, not the file: .keras zips carry timestamps)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
+
+
 def load_run_config(run_dir: Path) -> TrainConfig:
     """The resolved parameters a run saved, so --resume continues with exactly those."""
     path = run_dir / "config.json"
     if not path.is_file():
         raise ConfigError(f"--resume needs a run folder with config.json. Received: {run_dir}")
-    saved = Run.load(run_dir).parameters
+    saved = _read_run_json(path).get("parameters")
+    if not isinstance(saved, dict):
+        raise ConfigError(
+            f"{path} has no 'parameters' object (damaged, or not written by cifar-train); "
+            "start a new run instead of --resume"
+        )
     return TrainConfig(**{k: coerce(k, v, str(path)) for k, v in saved.items()})
+
+
+def _read_run_json(path: Path) -> dict[str, Any]:
+    """A run's JSON file, or one line saying it is damaged (never a JSONDecodeError)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}); start a new run instead of --resume"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path} is damaged (not a JSON object); start a new run instead")
+    return obj
+
+
+def load_run_state(run_dir: Path) -> dict[str, Any]:
+    """The progress a run saved after its last finished epoch (for --resume), checked."""
+    path = run_dir / STATE
+    state = _read_run_json(path)
+    needed = {"epoch": int, "best_val_accuracy": float, "best_epoch": int, "history": list}
+    for key, kind in needed.items():
+        if not isinstance(state.get(key), kind | int if kind is float else kind):
+            raise ConfigError(
+                f"{path} is damaged or from another version: key {key!r} is missing or not "
+                f"{kind.__name__}; start a new run instead of --resume"
+            )
+    state.setdefault("train_seconds", 0.0)
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"cannot resume {run_dir}: {CHECKPOINT} is missing; start a new run")
+    return state
 
 
 class _EpochCheckpoint:
@@ -72,6 +121,13 @@ class _EpochCheckpoint:
         import keras
 
         class EpochCheckpoint(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                loss = (logs or {}).get("loss")
+                if loss is not None and not math.isfinite(float(loss)):
+                    # Stop now: every later step would only spread NaN through the weights.
+                    state["diverged"] = f"loss became {float(loss)} at batch {batch + 1}"
+                    self.model.stop_training = True
+
             def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
                 self._start = time.perf_counter()
                 self._train_seconds: float | None = None
@@ -82,6 +138,13 @@ class _EpochCheckpoint:
 
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 logs = dict(logs or {})
+                bad = [k for k in ("loss", "val_loss") if not math.isfinite(logs.get(k, 0.0))]
+                if bad or "diverged" in state:
+                    # Nothing from this epoch is saved: the last good epoch stays resumable.
+                    state.setdefault("diverged", f"{bad[0]} became {logs[bad[0]]}")
+                    state["diverged"] += f" in epoch {epoch + 1}"
+                    self.model.stop_training = True
+                    return
                 lr = self.model.optimizer.learning_rate
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
                 row = {k: float(v) for k, v in logs.items() if k in outputs.HISTORY_KEYS}
@@ -127,9 +190,10 @@ def train(
         "history": [],
     }
     if resume and (run_dir / STATE).is_file():
-        state = json.loads((run_dir / STATE).read_text())
+        state = load_run_state(run_dir)
     elif resume:
         raise ConfigError(f"nothing to resume in {run_dir}: no finished epoch (no {STATE})")
+    outputs.ensure_writable_run_dir(run_dir)
     data = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # bad data fails before TF
     placement = configure(cfg)
     x_tr, y_tr, x_val, y_val = split_validation(
@@ -143,7 +207,13 @@ def train(
 
     with placement.strategy.scope():
         if resume:
-            model = keras.models.load_model(run_dir / CHECKPOINT)
+            try:
+                model = keras.models.load_model(run_dir / CHECKPOINT)
+            except Exception as exc:  # zip, h5 and deserialisation errors: all one user error
+                raise ModelError(
+                    f"cannot resume from {run_dir / CHECKPOINT} ({type(exc).__name__}): it is "
+                    "damaged or from another version; start a new run"
+                ) from exc
         else:
             model = build_model(cfg, num_classes=len(data.class_names))
             compile_model(model, cfg, steps)
@@ -172,6 +242,13 @@ def train(
             verbose=verbose,
             shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         )
+    if "diverged" in state:
+        kept = f"keeps epoch {state['epoch']}" if state["epoch"] else "has no finished epoch"
+        raise DivergedError(
+            f"training diverged: {state['diverged']}; lower --learning-rate "
+            f"(was {cfg.learning_rate:g}) or check the data. {run_dir} {kept} "
+            "and was not made runs/latest"
+        )
 
     with placement.strategy.scope():
         best = keras.models.load_model(run_dir / MODEL)
@@ -194,6 +271,7 @@ def train(
         "dataset": data.source,
         "synthetic": data.synthetic,
         "test_images": int(len(data.x_test)),
+        "weights_sha256": weights_sha256(best),  # equal across runs that repeat exactly
     }
     label = " (SYNTHETIC data)" if data.synthetic else ""
     outputs.plot_learning_curves(
@@ -208,5 +286,12 @@ def train(
         f"{run_dir.name}{label}: test split, {len(data.x_test)} images",
     )
     write_json(run_dir / "metrics.json", metrics)
-    outputs.point_latest(run_dir.parent, run_dir)
+    try:
+        outputs.point_latest(run_dir.parent, run_dir)
+    except OSError as exc:  # a read-only runs root: the run itself is complete and kept
+        print(
+            f"note: could not point {run_dir.parent / 'latest'} at {run_dir} "
+            f"({exc.strerror or exc}); the run is complete",
+            file=sys.stderr,
+        )
     return RunResult(run_dir, metrics)

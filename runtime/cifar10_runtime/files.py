@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,11 +27,16 @@ os.umask(_UMASK)
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target` (same suffix); rename it onto target on success.
 
-    On an exception the temporary file is removed and `target` keeps its old content.
+    On an exception the temporary file is removed and `target` keeps its old content. The
+    temporary name carries our pid, so temporaries a killed process left behind (kill -9 skips
+    every `finally`) are recognised and removed by the next write of the same target.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=target.suffix, dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)
@@ -42,6 +48,41 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_dir(target.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Delete `atomic_path` temporaries of `target` whose writer is dead; returns them.
+
+    `.NAME.PID.RANDOM.SUFFIX` is stale when PID is not running; `.NAME.RANDOM.SUFFIX` (no pid:
+    written by an older version) always is. A live writer's temporary is left alone.
+    """
+    target = Path(target)
+    prefix = f".{target.name}."
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for path in candidates:
+        middle = path.name[len(prefix) : len(path.name) - len(target.suffix) or None]
+        if not path.name.endswith(target.suffix) or not path.is_file() or path.is_symlink():
+            continue
+        pid, dot, _ = middle.partition(".")
+        if dot and pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -67,11 +108,26 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities as null: bare NaN is not JSON, and other tools refuse it."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(
     target: str | os.PathLike[str], obj: Any, default: Callable[[Any], Any] | None = None
 ) -> None:
-    """Indented JSON with a final newline; `default` as for json.dumps (non-JSON types)."""
-    write_text(target, json.dumps(obj, indent=2, default=default) + "\n")
+    """Indented JSON with a final newline; `default` as for json.dumps (non-JSON types).
+
+    NaN and infinities are written as null (never bare NaN).
+    """
+    text = json.dumps(_finite(obj), indent=2, default=default, allow_nan=False)
+    write_text(target, text + "\n")
 
 
 def sha256_hex(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> str:

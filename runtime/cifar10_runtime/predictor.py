@@ -200,6 +200,8 @@ class Predictor:
     ) -> list[Prediction] | list[Prediction | ImageError]:
         """Classify many images, `batch_size` per session run, results in input order.
 
+        An array is a batch [N,H,W,C]; one image [H,W,C] (C in 1, 3, 4) is a batch of one.
+
         on_error="raise" stops at the first image that cannot be decoded (ImageError names
         it); on_error="return" puts that ImageError in the image's slot and goes on.
         """
@@ -208,7 +210,9 @@ class Predictor:
             raise ConfigError(f"batch_size must be a positive integer. Received: {batch_size!r}.")
         if on_error not in ("raise", "return"):
             raise ConfigError(f"on_error must be 'raise' or 'return'. Received: {on_error!r}.")
-        if isinstance(images, np.ndarray) and images.ndim == 4:
+        if isinstance(images, np.ndarray):
+            images = _as_image_batch(images)
+        if isinstance(images, np.ndarray) and images.shape[1:] == IMAGE_SHAPE:
             rows = [
                 self.predict_array(images[start : start + batch_size])
                 for start in range(0, len(images), batch_size)
@@ -257,3 +261,19 @@ class Predictor:
             "providers": list(self.providers),
             "runtime_versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
         }
+
+
+def _as_image_batch(images: np.ndarray) -> np.ndarray:
+    """[N,H,W,C] as is, one [H,W,C] image as a batch of one; any other shape is an error.
+
+    Iterating a 3-D array would take each row of one image for a grey image of its own.
+    """
+    if images.ndim == 4:
+        return images
+    if images.ndim == 3 and images.shape[2] in (1, 3, 4):
+        return images[None]
+    raise ImageError(
+        f"predict_batch takes an array of images [N,H,W,C] or one image [H,W,C] with C in "
+        f"1, 3, 4. Received: {images.dtype} {images.shape}. For grey images [N,H,W] add a "
+        "channel axis (x[..., None])."
+    )

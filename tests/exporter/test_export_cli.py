@@ -80,7 +80,9 @@ def test_corrupt_keras_file(tmp_path, cli):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     result = cli(tmp_path / "model.onnx", "--model", tmp_path / "broken.keras")
     assert result.exit_code == ModelError.exit_code
-    assert "cannot load Keras model" in _one_line(result)
+    line = _one_line(result)
+    assert "broken.keras is not a Keras model: a .keras file is a zip archive" in line
+    assert "File not found" not in line  # what Keras itself says of a file that exists
     assert not (tmp_path / "model.onnx").exists()
 
 

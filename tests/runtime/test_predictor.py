@@ -184,3 +184,23 @@ def test_predict_batch_mixed_kinds_and_arrays(
         np.stack([p.probabilities for p in from_array]), predictor.predict_array(subset_images[:10])
     )
     assert predictor.predict_batch([]) == []
+
+
+def test_predict_batch_takes_one_hwc_array_as_one_image(
+    predictor: Predictor, subset_images: np.ndarray
+) -> None:
+    # Iterating a 32x32x3 array would give 32 "grey images" (its rows): issue 8, item 2.
+    one = subset_images[3]
+    (got,) = predictor.predict_batch(one)
+    assert got == predictor.predict(one)
+    big = np.ascontiguousarray(np.kron(one, np.ones((2, 2, 1), np.uint8)))  # 64x64x3
+    assert len(predictor.predict_batch(big)) == 1
+    assert len(predictor.predict_batch(big[None].repeat(3, axis=0))) == 3  # [N,H,W,C] resized
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (5, 32, 32), (3072,), (1, 2, 32, 32, 3), ()])
+def test_predict_batch_refuses_arrays_that_are_not_images(
+    predictor: Predictor, shape: tuple[int, ...]
+) -> None:
+    with pytest.raises(ImageError, match=r"predict_batch takes an array of images \[N,H,W,C\]"):
+        predictor.predict_batch(np.zeros(shape, np.uint8))
