@@ -28,7 +28,7 @@ from .devices import configure
 from .errors import DivergedError
 from .model import build_model, compile_model
 from .pipeline import make_dataset
-from .run import CONFUSION_MATRIX, Run
+from .run import CONFUSION_MATRIX
 
 CHECKPOINT, STATE, MODEL = "checkpoint.keras", "state.json", "model.keras"
 

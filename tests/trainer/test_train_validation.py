@@ -15,10 +15,10 @@ import pytest
 
 import cifar10_trainer
 from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.files import atomic_path, write_json
 from cifar10_trainer.config import REPO_CONFIGS, TrainConfig, load_config
 from cifar10_trainer.data import parse_batch
 from cifar10_trainer.errors import DataError
-from cifar10_runtime.files import atomic_path, write_json
 from cifar10_trainer.outputs import ensure_writable_run_dir
 from cifar10_trainer.train import load_run_config
 
