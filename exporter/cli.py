@@ -120,6 +120,12 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     help="Training images for int8 calibration [default: 300].",
 )
 @click.option(
+    "--int8-recipes",
+    default=None,
+    help="INT8 recipes to try, comma separated; the fastest that passes is kept "
+    "[default: minmax,entropy,percentile and their variants].",
+)
+@click.option(
     "--model-version",
     default=None,
     help="model_version metadata [default: <run folder>-<sha256[:8]>].",
@@ -140,6 +146,7 @@ def main(
     verbose: bool,
     class_names: str | None,
     batch_sizes: str | None,
+    int8_recipes: str | None,
     **flags: object,
 ) -> None:
     """Export a Keras CIFAR-10 classifier to OUTPUT.onnx and check it reproduces Keras.
@@ -154,6 +161,9 @@ def main(
             output=output,
             class_names=parse_class_names(class_names) if class_names else None,
             batch_sizes=_batch_sizes(batch_sizes),
+            int8_recipes=tuple(r.strip() for r in int8_recipes.split(","))
+            if int8_recipes
+            else None,
             **flags,
         )
         from .pipeline import export, preflight

@@ -35,7 +35,7 @@ from .metadata import (
     set_metadata,
 )
 from .parity import Report, check_parity
-from .samples import Samples, calibration_images, load_samples
+from .samples import Samples, load_samples
 
 Log = Callable[[str], None]
 
@@ -215,19 +215,9 @@ def _quantize(
     result: ExportResult,
     log: Log,
 ) -> None:
-    from .quantize import check_int8, quantize_int8
+    from .quantize import quantize_int8
 
-    calibration, where = calibration_images(config)
-    log(f"int8: quantizing (static QDQ, calibration on {where})")
-    int8 = quantize_int8(fp32, calibration, where)
-    report = check_int8(
-        fp32,
-        int8,
-        samples,
-        min_agreement=config.int8_min_agreement,
-        max_accuracy_drop=config.int8_max_accuracy_drop,
-        threads=config.threads,
-    )
+    int8, report = quantize_int8(fp32, samples, config, log)
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
     _finish_int8(report, int8, paths, config, result, log)
 
