@@ -7,9 +7,9 @@ method (MinMax, Entropy, Percentile), in whether the first Conv and the classifi
 float, and in how many calibration images they see. The Softmax always stays float: a
 quantized softmax would not sum to 1, which the contract (and the runtime) refuses.
 
-With `uint8_input`, the uint8 `image` feeds the first quantized Conv directly as its
-quantized input (scale 1/255, zero point 0: exactly the x/255 the graph computed in float),
-replacing Cast, Mul and a QuantizeLinear whose calibrated scale only approximated 1/255.
+By default every recipe also applies the exact rewrites of `int8_graph` (a post-ReLU
+BatchNorm folded into its Conv, the uint8 image as the first Conv's quantized input) and
+quantizes the Mul/Add left between quantized ops; the ablation recipes turn them off.
 """
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ import numpy as np
 from cifar10_runtime.contract import INPUT_NAME
 from cifar10_runtime.errors import ModelError
 
+from .int8_graph import feed_uint8_image, float_nodes, fold_post_relu_scale
+
 # Compute-heavy ops and the ones ORT fuses with them. Quantizing data-movement ops as well
 # (Transpose, Reshape, ...) added error for no speed on the trainer's model: top-1 agreement
 # with fp32 fell from 99.2% to 95.6% on a 67%-accurate model, at the same latency.
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool"]
+# A BatchNorm that stays a Mul/Add between quantized Convs (when it cannot be folded) costs
+# a float round trip; quantizing it too is one requantization more, and much faster.
+ELEMENTWISE_OPS = ["Mul", "Add"]
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 PERCENTILE = 99.999
 MORE_CALIBRATION = 4  # "more calibration images" recipes see this many times --calibration-samples
@@ -40,6 +45,8 @@ class Recipe:
     ends_float: bool = False  # first Conv and the classifier head stay float
     calibration_factor: int = 1  # times config.calibration_samples images
     uint8_input: bool = True  # the uint8 image is the first Conv's quantized input
+    fold: bool = True  # fold a post-ReLU BatchNorm into the Conv before it (int8_graph)
+    elementwise: bool = True  # quantize the Mul/Add left between quantized ops too
 
     def describe(self) -> dict:
         return asdict(self)
@@ -48,7 +55,7 @@ class Recipe:
     def structure(self) -> tuple:
         """Recipes with the same structure build the same graph (only scales differ), so
         they run at the same speed: timing differences between them are noise."""
-        return (self.per_channel, self.ends_float, self.uint8_input)
+        return (self.per_channel, self.ends_float, self.uint8_input, self.fold, self.elementwise)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -58,45 +65,21 @@ RECIPES: dict[str, Recipe] = {
         Recipe("entropy", calibration="Entropy"),
         Recipe("percentile", calibration="Percentile"),
         Recipe("minmax-more-calib", calibration_factor=MORE_CALIBRATION),
-        Recipe("minmax-ends-float", ends_float=True, uint8_input=False),
-        Recipe("entropy-ends-float", calibration="Entropy", ends_float=True, uint8_input=False),
+        Recipe("minmax-ends-float", ends_float=True),
+        Recipe("entropy-ends-float", calibration="Entropy", ends_float=True),
+        Recipe("percentile-ends-float", calibration="Percentile", ends_float=True),
         Recipe(
-            "percentile-ends-float", calibration="Percentile", ends_float=True, uint8_input=False
+            "minmax-ends-float-more-calib", ends_float=True, calibration_factor=MORE_CALIBRATION
         ),
-        Recipe(
-            "minmax-ends-float-more-calib",
-            ends_float=True,
-            uint8_input=False,
-            calibration_factor=MORE_CALIBRATION,
-        ),
+        # Not tried by default: ablations of the speed-ups and per-tensor weights.
         Recipe("minmax-per-tensor", per_channel=False),
         Recipe("minmax-float-input", uint8_input=False),
+        Recipe("minmax-no-fold", fold=False, elementwise=False),
+        Recipe("minmax-plain", uint8_input=False, fold=False, elementwise=False),
     )
 }
 # Tried by default: every calibration method with and without float ends, more images.
 DEFAULT_RECIPES = tuple(list(RECIPES)[:8])
-
-
-def float_nodes(model, ends_float: bool) -> list[str]:
-    """Nodes kept in float: the Softmax always; with `ends_float` also the first Conv and the
-    classifier head (the MatMul/Gemm feeding the Softmax, through a bias Add), the usual
-    precision-sensitive layers, which cost little compute."""
-    nodes = list(model.graph.node)
-    producer = {out: n for n in nodes for out in n.output}
-    keep = [n.name for n in nodes if n.op_type == "Conv"][:1] if ends_float else []
-    for node in nodes:
-        if node.op_type != "Softmax":
-            continue
-        keep.append(node.name)
-        if not ends_float:
-            continue
-        head = producer.get(node.input[0])
-        while head is not None and head.op_type in ("Add", "Identity", "Reshape"):
-            keep.append(head.name)
-            head = producer.get(head.input[0])
-        if head is not None and head.op_type in ("MatMul", "Gemm"):
-            keep.append(head.name)
-    return keep
 
 
 class _Reader:
@@ -118,8 +101,7 @@ class _Reader:
 def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
     """Quantize serialized fp32 ONNX with `recipe`; returns the int8 onnx.ModelProto."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     extra = {"CalibPercentile": PERCENTILE} if recipe.calibration == "Percentile" else {}
@@ -129,16 +111,20 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
         try:
             # Static shapes but the batch: ONNX shape inference suffices (no sympy needed).
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            model = onnx.load_model(str(pre))
+            if recipe.fold:
+                fold_post_relu_scale(model)
+            ops = QUANTIZED_OPS + (ELEMENTWISE_OPS if recipe.elementwise else [])
             quantize_static(
-                str(pre),
+                model,
                 str(out),
                 _Reader(calibration),
                 quant_format=QuantFormat.QDQ,
                 per_channel=recipe.per_channel,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=QUANTIZED_OPS,
-                nodes_to_exclude=float_nodes(onnx.load_model(str(pre)), recipe.ends_float),
+                op_types_to_quantize=ops,
+                nodes_to_exclude=float_nodes(model, recipe.ends_float),
                 calibrate_method=getattr(CalibrationMethod, recipe.calibration),
                 calibration_providers=["CPUExecutionProvider"],
                 extra_options=extra,
@@ -153,8 +139,3 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
     if recipe.uint8_input:
         feed_uint8_image(proto)
     return proto
-
-
-def feed_uint8_image(proto) -> bool:
-    """Placeholder until the rewrite is written."""
-    return False

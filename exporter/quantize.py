@@ -160,7 +160,8 @@ def quantize_int8(
     fp32_speed = images_per_s(fp32_model, check_images, threads=threads)
     log(f"int8: trying {len(recipes)} static QDQ recipes ({cpu['cpu']}; {cpu['summary']})")
     log(
-        f"  {'recipe':<30} {'agree':>7}  {'drop':>6} pts  {'speed':>8}        (fp32 {fp32_speed:.0f})"
+        f"  {'recipe':<30} {'agree':>7}  {'drop':>6} pts  {'speed':>8}"
+        f"        (fp32 {fp32_speed:.0f} img/s)"
     )
     rows, models = [], {}
     for recipe in recipes:
@@ -196,7 +197,8 @@ def quantize_int8(
     report.stats["fp32_images_per_s"] = fp32_speed
     if chosen is not None:
         log(
-            f"int8: chose {pick['recipe']}, the fastest recipe that passes; {report.stats['verdict']}"
+            f"int8: chose {pick['recipe']}, the fastest recipe that passes; "
+            f"{report.stats['verdict']}"
         )
     proto = onnx.load_model_from_string(data)
     recipe = RECIPES[pick["recipe"]]
