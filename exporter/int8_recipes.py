@@ -86,7 +86,10 @@ class _Reader:
     """onnxruntime CalibrationDataReader over uint8 images, in small batches."""
 
     def __init__(self, images: np.ndarray, batch_size: int = 32) -> None:
-        self._images, self._batch = images, batch_size
+        # Equal batches only: the histogram calibrators (Entropy, Percentile) stack each
+        # tensor's batches and fail on a shorter last one.
+        self._batch = min(batch_size, len(images))
+        self._images = images[: len(images) // self._batch * self._batch]
         self.rewind()
 
     def get_next(self):

@@ -21,7 +21,7 @@ from cifar10_runtime.errors import CifarError, ModelError
 
 from .config import ExportConfig
 from .int8_recipes import QUANTIZED_OPS, RECIPES, Recipe, quantize_recipe
-from .int8_speed import FASTER, cpu_int8_features, images_per_s, speed_verdict
+from .int8_speed import FASTER, compare_speed, cpu_int8_features, images_per_s, speed_verdict
 from .metadata import get_metadata, set_metadata
 from .parity import Report, check_versions, contract_checks, make_runner, run_batched
 from .samples import Samples, calibration_images
@@ -216,11 +216,10 @@ def _spread(images: np.ndarray, recipe: Recipe, config: ExportConfig) -> np.ndar
 def _finish_report(report, rows, pick, passed, models, check_images, cpu, threads=None) -> None:
     """Recipe table, choice, speed-up at batch 32 and 256 and the CPU into the Report."""
     fp32_model, data = models
-    speedups = {}
-    for batch in (32, 256):
-        f = images_per_s(fp32_model, check_images, batch=batch, threads=threads)
-        i = images_per_s(data, check_images, batch=batch, threads=threads)
-        speedups[str(batch)] = {"fp32_images_per_s": f, "int8_images_per_s": i, "speedup": i / f}
+    speedups = {
+        str(b): compare_speed(fp32_model, data, check_images, batch=b, threads=threads)
+        for b in (32, 256)
+    }
     verdict = speed_verdict(speedups["256"]["speedup"], cpu)
     table = [{k: v for k, v in r.items() if k != "structure"} for r in rows]
     report.stats.update(
