@@ -14,6 +14,8 @@ quantizes the Mul/Add left between quantized ops; the ablation recipes turn them
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,20 +120,22 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
             if recipe.fold:
                 fold_post_relu_scale(model)
             ops = QUANTIZED_OPS + (ELEMENTWISE_OPS if recipe.elementwise else [])
-            quantize_static(
-                model,
-                str(out),
-                _Reader(calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=recipe.per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=ops,
-                nodes_to_exclude=float_nodes(model, recipe.ends_float),
-                calibrate_method=getattr(CalibrationMethod, recipe.calibration),
-                calibration_providers=["CPUExecutionProvider"],
-                extra_options=extra,
-            )
+            # The histogram calibrators print progress to stdout; the export log has its own.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(
+                    model,
+                    str(out),
+                    _Reader(calibration),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=recipe.per_channel,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    op_types_to_quantize=ops,
+                    nodes_to_exclude=float_nodes(model, recipe.ends_float),
+                    calibrate_method=getattr(CalibrationMethod, recipe.calibration),
+                    calibration_providers=["CPUExecutionProvider"],
+                    extra_options=extra,
+                )
         except Exception as exc:  # the quantizer raises many types for unsupported graphs
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ModelError(

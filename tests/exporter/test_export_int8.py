@@ -244,22 +244,23 @@ def test_int8_search_passes_on_a_bigger_raw_input_network(big_model, subset_dir,
 
 @pytest.fixture(scope="session")
 def outlier_model(tmp_path_factory) -> Path:
-    """Every activation of its conv sits near 1000 and the signal is the small rest: no
-    uint8 scale holds both, so every recipe flips most answers, while fp32 is fine."""
+    """The middle conv's activations all sit near 1000 and the signal is the small rest (the
+    next conv's bias cancels the offset in fp32): no uint8 scale holds both, so every
+    recipe, first conv and head kept float or not, flips most answers."""
     import keras
     from keras import layers
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((32, 32, 3), dtype="uint8")
-    x = layers.Rescaling(1 / 255)(inp)
-    conv = layers.Conv2D(8, 3, strides=4, activation="relu")
-    x = layers.Flatten()(conv(x))
-    dense = layers.Dense(10, activation="softmax")
-    model = keras.Model(inp, dense(x))
-    kernel, _ = conv.get_weights()
-    conv.set_weights([kernel, np.full(8, 1000.0, np.float32)])
-    w, _ = dense.get_weights()
-    dense.set_weights([w, -1000.0 * w.sum(axis=0)])  # cancel the offset in fp32
+    x = layers.Conv2D(8, 3, strides=2, activation="relu")(layers.Rescaling(1 / 255)(inp))
+    offset = layers.Conv2D(8, 3, strides=2, activation="relu")
+    cancel = layers.Conv2D(16, 3)
+    x = layers.Flatten()(cancel(offset(x)))
+    model = keras.Model(inp, layers.Dense(10, activation="softmax")(x))
+    kernel, _ = offset.get_weights()
+    offset.set_weights([kernel, np.full(8, 1000.0, np.float32)])
+    kernel, _ = cancel.get_weights()
+    cancel.set_weights([kernel, -1000.0 * kernel.sum(axis=(0, 1, 2))])
     path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
     model.save(path)
     return path
