@@ -126,6 +126,8 @@ def fold_post_relu_scale(model) -> int:
         for node in consumers.get(mul.output[0], []):
             node.input[:] = [relu.output[0] if n == mul.output[0] else n for n in node.input]
         graph.node.remove(mul)
+        if not any(mul.input[1] in n.input for n in graph.node):
+            graph.initializer.remove(_initializer(graph, mul.input[1]))
         _move_add_after_pool(graph, relu)
         folded += 1
     return folded

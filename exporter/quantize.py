@@ -20,7 +20,7 @@ import numpy as np
 from cifar10_runtime.errors import CifarError, ModelError
 
 from .config import ExportConfig
-from .int8_recipes import QUANTIZED_OPS, RECIPES, Recipe, quantize_recipe
+from .int8_recipes import ELEMENTWISE_OPS, QUANTIZED_OPS, RECIPES, Recipe, quantize_recipe
 from .int8_speed import FASTER, compare_speed, cpu_int8_features, images_per_s, speed_verdict
 from .metadata import get_metadata, set_metadata
 from .parity import Report, check_versions, contract_checks, make_runner, run_batched
@@ -276,7 +276,8 @@ def _copy_metadata(proto, fp32_model: bytes, recipe: Recipe, where: str, stats: 
         "activations": "uint8",
         "recipe": recipe.name,
         "calibration_method": recipe.calibration,
-        "ops": ",".join(QUANTIZED_OPS),
+        "ops": ",".join(QUANTIZED_OPS + (ELEMENTWISE_OPS if recipe.elementwise else [])),
+        "folded_post_relu_batchnorm": recipe.fold,
         "float_nodes": "first Conv, classifier head, Softmax" if recipe.ends_float else "Softmax",
         "uint8_image_input": recipe.uint8_input,
         "calibration": where,
