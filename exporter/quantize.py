@@ -221,7 +221,8 @@ def quantize_int8(
         )
     proto = onnx.load_model_from_string(data)
     recipe = RECIPES[pick["recipe"]]
-    where = f"{len(_spread(images, recipe, config))} evenly spread of {where}"
+    used = len(_spread(images, recipe, config))
+    where = where if used == len(images) else f"{used} evenly spread of the {where}"
     report.stats["calibration"] = where
     _copy_metadata(proto, fp32_model, recipe, where, report.stats)
     return proto.SerializeToString(), report
