@@ -58,26 +58,26 @@ def _input_chain(graph) -> list:
     return [cast]
 
 
-def float_nodes(model, ends_float: bool) -> list[str]:
-    """Nodes kept in float: the image's Cast/Mul (`feed_uint8_image` replaces them), the
-    Softmax; with `ends_float` also the first Conv and the classifier head (the MatMul/Gemm
-    feeding the Softmax, through a bias Add), the usual precision-sensitive layers."""
+def float_nodes(model, first_conv: bool, head: bool) -> list[str]:
+    """Nodes kept in float: the image's Cast/Mul (`feed_uint8_image` replaces them) and the
+    Softmax always; the first Conv with `first_conv`; with `head` the classifier head (the
+    MatMul/Gemm feeding the Softmax, through a bias Add), so the logits are never rounded to
+    256 levels (that flips every answer whose top-2 margin is below a step: 96.4% instead
+    of 98.0% agreement on a 40%-accurate model), for almost no compute."""
     nodes = list(model.graph.node)
     producer = {out: n for n in nodes for out in n.output}
     keep = [n.name for n in _input_chain(model.graph)]
-    keep += [n.name for n in nodes if n.op_type == "Conv"][:1] if ends_float else []
+    keep += [n.name for n in nodes if n.op_type == "Conv"][:1] if first_conv else []
     for node in nodes:
         if node.op_type != "Softmax":
             continue
         keep.append(node.name)
-        if not ends_float:
-            continue
-        head = producer.get(node.input[0])
-        while head is not None and head.op_type in ("Add", "Identity", "Reshape"):
-            keep.append(head.name)
-            head = producer.get(head.input[0])
-        if head is not None and head.op_type in ("MatMul", "Gemm"):
-            keep.append(head.name)
+        layer = producer.get(node.input[0])
+        while head and layer is not None and layer.op_type in ("Add", "Identity", "Reshape"):
+            keep.append(layer.name)
+            layer = producer.get(layer.input[0])
+        if head and layer is not None and layer.op_type in ("MatMul", "Gemm"):
+            keep.append(layer.name)
     return keep
 
 

@@ -44,7 +44,8 @@ class Recipe:
     name: str
     calibration: str = "MinMax"  # one of CALIBRATION_METHODS
     per_channel: bool = True  # int8 weights with one scale per output channel
-    ends_float: bool = False  # first Conv and the classifier head stay float
+    ends_float: bool = False  # the first Conv stays float too ("first and last layers")
+    head_float: bool = True  # the classifier head stays float (logits never rounded)
     calibration_factor: int = 1  # times config.calibration_samples images
     uint8_input: bool = True  # the uint8 image is the first Conv's quantized input
     fold: bool = True  # fold a post-ReLU BatchNorm into the Conv before it (int8_graph)
@@ -57,7 +58,14 @@ class Recipe:
     def structure(self) -> tuple:
         """Recipes with the same structure build the same graph (only scales differ), so
         they run at the same speed: timing differences between them are noise."""
-        return (self.per_channel, self.ends_float, self.uint8_input, self.fold, self.elementwise)
+        return (
+            self.per_channel,
+            self.ends_float,
+            self.head_float,
+            self.uint8_input,
+            self.fold,
+            self.elementwise,
+        )
 
 
 RECIPES: dict[str, Recipe] = {
@@ -77,7 +85,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("minmax-per-tensor", per_channel=False),
         Recipe("minmax-float-input", uint8_input=False),
         Recipe("minmax-no-fold", fold=False, elementwise=False),
-        Recipe("minmax-plain", uint8_input=False, fold=False, elementwise=False),
+        Recipe("minmax-int8-head", head_float=False),
+        Recipe("minmax-plain", uint8_input=False, fold=False, elementwise=False, head_float=False),
     )
 }
 # Tried by default: every calibration method with and without float ends, more images.
@@ -131,7 +140,9 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     op_types_to_quantize=ops,
-                    nodes_to_exclude=float_nodes(model, recipe.ends_float),
+                    nodes_to_exclude=float_nodes(
+                        model, recipe.ends_float, recipe.ends_float or recipe.head_float
+                    ),
                     calibrate_method=getattr(CalibrationMethod, recipe.calibration),
                     calibration_providers=["CPUExecutionProvider"],
                     extra_options=extra,

@@ -89,7 +89,7 @@ def compare_speed(
     *,
     batch: int,
     threads: int | None = None,
-    rounds: int = 3,
+    rounds: int = 2,
 ) -> dict:
     """fp32 and int8 images/s at `batch`, timed in alternation (best of `rounds` each) so
     that a burst of load from other processes hits both alike."""
