@@ -115,7 +115,7 @@ def _row_text(row: dict) -> str:
     )
 
 
-def _time_structures(rows, models, fp32_model, images, threads, rounds: int = 2) -> float:
+def _time_structures(rows, models, fp32_model, images, threads, rounds: int = 3) -> float:
     """images/s at batch 256 of fp32 and of one model per graph structure, timed in
     alternation (best of `rounds`) so that load from other processes hits all alike; every
     row gets its structure's figure. Returns fp32's."""
