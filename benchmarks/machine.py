@@ -24,6 +24,7 @@ FLAGS_OF_INTEREST = (
     "avx512_bf16",
     "avx_vnni",
     "amx_tile",
+    "amx_int8",
 )
 
 PACKAGES = (

@@ -150,7 +150,7 @@ def render(
             for k, v in int8.items()
             if not isinstance(v, (dict, list))
         ]
-        lines += [""]
+        lines += [""] + _recipe_table(int8)
     lines += ["## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in versions.items()] + [""]
     where = (
@@ -170,3 +170,32 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def _recipe_table(int8: dict[str, Any]) -> list[str]:
+    """The INT8 recipes tried, as measured where the export ran (figures from .parity.json)."""
+    rows = int8.get("recipes") or []
+    if not rows:
+        return []
+    out = [
+        "| recipe | top-1 agreement | accuracy drop (points) | images/s (batch 256) | passed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        drop = r.get("accuracy_drop")
+        speed = r.get("images_per_s")
+        out.append(
+            f"| {r.get('recipe')} | {_pct(r.get('top1_agreement'))} | "
+            f"{'n/a' if drop is None else f'{100 * drop:.2f}'} | "
+            f"{'n/a' if not speed else f'{speed:.0f}'} | {'yes' if r.get('passed') else 'no'} |"
+        )
+    cpu = int8.get("cpu") or {}
+    speed = (int8.get("speed") or {}).get("256") or {}
+    if cpu or speed:
+        out += [
+            "",
+            f"CPU: {cpu.get('cpu', '?')} ({cpu.get('summary', 'int8 features unknown')}); "
+            f"speed-up at batch 256: {speed.get('speedup', float('nan')):.2f}x fp32. "
+            f"{int8.get('verdict', '')}",
+        ]
+    return out + [""]

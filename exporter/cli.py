@@ -164,6 +164,12 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     help="Training images for int8 calibration [default: 300].",
 )
 @click.option(
+    "--int8-recipes",
+    default=None,
+    help="INT8 recipes to try, comma separated; the fastest that passes is kept "
+    "[default: minmax,entropy,percentile and their variants].",
+)
+@click.option(
     "--model-version",
     default=None,
     help="model_version metadata [default: <run folder>-<sha256[:8]>].",
@@ -186,6 +192,7 @@ def main(
     batch_sizes: str | None,
     input_mean: str | None,
     input_std: str | None,
+    int8_recipes: str | None,
     **flags: object,
 ) -> None:
     """Export a Keras CIFAR-10 classifier to OUTPUT.onnx and check it reproduces Keras.
@@ -203,6 +210,9 @@ def main(
             batch_sizes=_batch_sizes(batch_sizes),
             input_mean=_rgb("--input-mean", input_mean),
             input_std=_rgb("--input-std", input_std),
+            int8_recipes=tuple(r.strip() for r in int8_recipes.split(","))
+            if int8_recipes
+            else None,
             **flags,
         )
         from .pipeline import export, preflight

@@ -16,6 +16,8 @@ from typing import Any
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
 from cifar10_runtime.errors import ConfigError
 
+from .int8_recipes import DEFAULT_RECIPES, RECIPES
+
 DEFAULT_MODEL = Path("runs/latest/model.keras")
 INPUT_SCALES = ("auto", "unit", "raw", "standardize")
 CHANNEL_ORDERS = ("auto", "rgb", "bgr")
@@ -44,6 +46,7 @@ class ExportConfig:
     calibration_samples: int = 300  # training images for int8 calibration
     int8_min_agreement: float = 0.98  # top-1 agreement of int8 with fp32
     int8_max_accuracy_drop: float = 0.01  # accuracy points (as a fraction) int8 may lose
+    int8_recipes: tuple[str, ...] = DEFAULT_RECIPES  # tried in turn; the fastest passing wins
     verify_only: bool = False
     force: bool = False
     class_names: tuple[str, ...] = CIFAR10_CLASS_NAMES
@@ -76,6 +79,7 @@ class ExportConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in value))
+        object.__setattr__(self, "int8_recipes", tuple(self.int8_recipes))
         self._validate()
 
     def _validate(self) -> None:
@@ -114,6 +118,13 @@ class ExportConfig:
                 "int8 thresholds",
                 (self.int8_min_agreement, self.int8_max_accuracy_drop),
                 "int8 thresholds are fractions in [0, 1]",
+            )
+        unknown = [r for r in self.int8_recipes if r not in RECIPES]
+        if unknown or not self.int8_recipes:
+            raise bad(
+                "--int8-recipes",
+                ",".join(self.int8_recipes),
+                f"--int8-recipes takes names from {', '.join(RECIPES)}, comma separated",
             )
         names = self.class_names
         if (

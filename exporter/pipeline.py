@@ -245,29 +245,28 @@ def int8_step(
     log: Log,
     int8: bytes | None = None,
 ) -> dict[str, Any]:
-    """The one call into quantize.py: quantize (unless `int8` bytes are given, --verify-only)
-    and check the twin on the labelled check images: `samples.labelled_set()` (uint8
-    [N,32,32,3] and labels, or None) and the fp32 ONNX probabilities on `samples.images`
-    (`fp32_probs`, from parity; today's check_int8 still re-runs fp32 itself). Returns the
-    summary stored under "int8" in .parity.json, the `metrics` metadata and the card; sets
-    result.int8 (its Report) and result.int8_proto (the twin to write, when it passed)."""
+    """The one call into quantize.py: search the INT8 recipes (unless `int8` bytes are given,
+    --verify-only, which checks that twin) against the fp32 ONNX probabilities on the check
+    images (`fp32_probs`, from parity). Returns the summary stored under "int8" in
+    .parity.json, the `metrics` metadata and the card; sets result.int8 (its Report) and
+    result.int8_proto (the twin to write, when it passed or with --force)."""
     import onnx
 
     from .quantize import check_int8, quantize_int8
-    from .samples import calibration_images
 
     if int8 is None:
-        calibration, where = calibration_images(config, Run.of_model(config.model))
-        log(f"int8: quantizing (static QDQ, calibration on {where})")
-        int8 = quantize_int8(fp32, calibration, where)
-    report = check_int8(
-        fp32,
-        int8,
-        samples,
-        min_agreement=config.int8_min_agreement,
-        max_accuracy_drop=config.int8_max_accuracy_drop,
-        threads=config.threads,
-    )
+        run = Run.of_model(config.model)
+        int8, report = quantize_int8(fp32, samples, config, log, fp32_probs=fp32_probs, run=run)
+    else:
+        report = check_int8(
+            fp32,
+            int8,
+            samples,
+            min_agreement=config.int8_min_agreement,
+            max_accuracy_drop=config.int8_max_accuracy_drop,
+            threads=config.threads,
+            fp32_probs=fp32_probs,
+        )
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
     log(report.table())
     result.int8 = report
@@ -281,7 +280,11 @@ def int8_step(
         set_metadata(proto, {"parity": json.dumps(report.summary(), separators=(",", ":"))})
         check_model(proto, "the int8 model")
         result.int8_proto = proto
-    return {"file": str(paths.int8), "written": written, **report.summary()}
+    # The recipe search's figures (table, choice, speed-up, CPU) travel with the summary, so
+    # the card and the metrics metadata state them as measured here.
+    keys = ("recipe", "recipes", "speed", "cpu", "verdict", "int8_recommended", "calibration")
+    found = {k: report.stats[k] for k in keys if k in report.stats}
+    return {"file": str(paths.int8), "written": written, **report.summary(), **found}
 
 
 def write_card(paths, config, spec, run, report: Report, props: dict[str, str], log: Log):
