@@ -77,6 +77,7 @@ def test_side_files_follow_the_model(keras_models, tmp_path, cli, monkeypatch) -
 
     monkeypatch.setattr(pipeline, "write_bytes", spy)
     assert cli(out, "--model", good, *args).exit_code == 0
-    assert seen == [(out, [])]
+    # The model lands first, with no side file of the old one beside it; its card comes last.
+    assert seen == [(out, []), (paths.card, [paths.parity.name])]
     assert json.loads(paths.parity.read_text())["passed"] is True
     assert paths.config.is_file()
