@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cifar10_runtime.contract import NUM_CLASSES
-from cifar10_runtime.errors import ModelError
+from cifar10_runtime.errors import ModelError, first_line
 from cifar10_trainer.run import Run
 
 from .accuracy import Gate, gate, measure
@@ -61,7 +61,7 @@ def check_model(proto_or_bytes, what: str) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = (str(exc).strip().splitlines() or ["invalid model"])[0][:300]
+        first = first_line(exc, default="invalid model")
         raise ModelError(f"{what} fails onnx.checker (full check): {first}") from exc
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from cifar10_runtime.contract import BATCH_DIM, INPUT_NAME, OUTPUT_NAME
-from cifar10_runtime.errors import ModelError
+from cifar10_runtime.errors import ModelError, first_line
 
 from .keras_model import ModelSpec
 
@@ -60,7 +60,7 @@ def convert_to_onnx(model, spec: ModelSpec, opset: int, source: str = "model"):
             serve, input_signature=serve.input_signature, opset=opset
         )
     except Exception as exc:  # tf2onnx raises many types for unsupported graphs
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         raise ModelError(
             f"tf2onnx could not convert {source} at opset {opset}: {first}; try another --opset "
             f"or replace the unsupported layer. Received: --model={source} --opset={opset}"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar10_runtime.contract import INPUT_NAME
-from cifar10_runtime.errors import ModelError
+from cifar10_runtime.errors import ModelError, first_line
 
 from .int8_graph import feed_uint8_image, float_nodes, fold_post_relu_scale
 
@@ -148,7 +148,7 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
                     extra_options=extra,
                 )
         except Exception as exc:  # the quantizer raises many types for unsupported graphs
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = first_line(exc)
             raise ModelError(
                 f"onnxruntime could not quantize the model ({recipe.name}): {first}; export "
                 "without --quantize int8. Received: --quantize=int8"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar10_runtime.errors import ModelError
+from cifar10_runtime.errors import ModelError, first_line
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 CONTRACT_INPUT = "one image input of shape (N, 32, 32, 3) (RGB, NHWC)"
@@ -131,7 +131,7 @@ def load_keras_model(path: Path):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         raise ModelError(
             f"cannot load Keras model {path}: {first}; check the file is a complete Keras "
             f"model saved with model.save(). {received}"

@@ -13,6 +13,8 @@ import os
 import sys
 import warnings
 
+from cifar10_runtime.errors import first_line
+
 from .errors import TensorFlowMissing
 
 
@@ -37,7 +39,7 @@ def import_tensorflow_quietly() -> None:
     if failure is not None:
         raise TensorFlowMissing(
             f"TensorFlow/Keras cannot be imported ({type(failure).__name__}: "
-            f"{(str(failure).strip().splitlines() or [''])[0]}); "
+            f"{first_line(failure)}); "
             "install this toolkit's dependencies (pip install cifar10-toolkit, or "
             "'tensorflow>=2.21,<2.22'), and rerun with --verbose for the full traceback"
         )
