@@ -267,7 +267,7 @@ def inspect_model(
 def _float_scaling(model, spec, input_scale, channel_order, mean, std) -> ModelSpec:
     """Scale and channel order of a float-input model, from flags or the model's first layer;
     still open (today's rule: unit RGB, until labelled images decide) otherwise."""
-    from .preprocessing import CIFAR10_MEAN, CIFAR10_STD
+    from .preprocessing import with_preprocessing
 
     first = _first_layer(model)
     rescales = type(first).__name__ == "Rescaling" and abs(float(first.scale)) <= 0.1
@@ -281,14 +281,8 @@ def _float_scaling(model, spec, input_scale, channel_order, mean, std) -> ModelS
     open_ = not rescales and "auto" in (input_scale, channel_order)
     if channel_order != "auto":
         why += f", --channel-order={channel_order}"
-    standardize = scale == "standardize"
-    return spec.replace(
-        input_scale=scale,
-        channel_order=order,
-        mean=tuple(mean or CIFAR10_MEAN) if standardize else None,
-        std=tuple(std or CIFAR10_STD) if standardize else None,
-        scale_decided_by=why,
-        scaling_open=open_,
+    return with_preprocessing(
+        spec, scale, order, mean, std, scale_decided_by=why, scaling_open=open_
     )
 
 

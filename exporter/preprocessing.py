@@ -51,15 +51,23 @@ def paired_z(a: np.ndarray, b: np.ndarray) -> float:
     return (only_a - only_b) / math.sqrt(only_a + only_b) if only_a + only_b else 0.0
 
 
-def _candidate(spec: ModelSpec, scale: str, order: str, mean, std) -> ModelSpec:
+def with_preprocessing(
+    spec: ModelSpec, scale: str, order: str, mean, std, **extra: Any
+) -> ModelSpec:
+    """`spec` with this scaling and channel order (mean/std only for `standardize`, CIFAR-10's
+    published ones unless given), plus any other `extra` fields."""
     standardize = scale == "standardize"
     return spec.replace(
         input_scale=scale,
         channel_order=order,
         mean=tuple(mean or CIFAR10_MEAN) if standardize else None,
         std=tuple(std or CIFAR10_STD) if standardize else None,
-        scaling_open=False,
+        **extra,
     )
+
+
+def _candidate(spec: ModelSpec, scale: str, order: str, mean, std) -> ModelSpec:
+    return with_preprocessing(spec, scale, order, mean, std, scaling_open=False)
 
 
 def decide(
