@@ -7,7 +7,7 @@ import logging
 from cifar10_runtime.contract import BATCH_DIM, INPUT_NAME, OUTPUT_NAME
 from cifar10_runtime.errors import ModelError, first_line
 
-from .keras_model import ModelSpec
+from .keras_model import ModelSpec, feed
 
 
 def build_serving_function(model, spec: ModelSpec):
@@ -23,23 +23,9 @@ def build_serving_function(model, spec: ModelSpec):
 
     @tf.function(input_signature=signature)
     def serve(image):
-        x = image
-        if spec.input_scale == "none":
-            if spec.channel_order == "BGR":
-                x = tf.reverse(x, axis=[-1])
-            if spec.input_dtype != "uint8":
-                x = tf.cast(x, spec.input_dtype)
-        else:
-            dtype = "float32" if spec.input_dtype == "bfloat16" else spec.input_dtype
-            x = tf.cast(x, dtype)
-            if spec.input_scale == "unit":
-                x = x / tf.constant(255, dtype)
-            elif spec.input_scale == "standardize":
-                x = (x - tf.constant(spec.mean, dtype)) / tf.constant(spec.std, dtype)
-            if spec.channel_order == "BGR":
-                x = tf.reverse(x, axis=[-1])
-            if spec.input_dtype == "bfloat16":
-                x = tf.cast(x, tf.bfloat16)
+        x = feed(image, spec, tf.cast, lambda t: tf.reverse(t, axis=[-1]))
+        if spec.input_dtype == "bfloat16":
+            x = tf.cast(x, tf.bfloat16)
         y = tf.cast(model(x, training=False), tf.float32)
         if spec.add_softmax:
             y = tf.nn.softmax(y, axis=-1)

@@ -290,20 +290,27 @@ def _with_softmax(spec: ModelSpec, add: bool, why: str) -> ModelSpec:
     return spec.replace(add_softmax=add, decided_by=why)
 
 
-def preprocess(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """What the Keras model is fed for uint8 `images` (the ONNX wrapper does the same ops)."""
+def feed(x, spec: ModelSpec, cast, reverse):
+    """What the model is fed for uint8 images `x`: the wrapper's steps, written once for both
+    numpy (the Keras reference, `preprocess`) and TensorFlow (the ONNX graph's wrapper,
+    convert.build_serving_function), so the two cannot drift apart. `cast(x, dtype)` and
+    `reverse(x)` (of the channel axis) are the library's; constants are numpy arrays, which
+    TensorFlow takes as graph constants."""
     if spec.input_scale == "none":
-        x = images[..., ::-1] if spec.channel_order == "BGR" else images
-        return x if spec.input_dtype == "uint8" else x.astype(spec.input_dtype)
+        x = reverse(x) if spec.channel_order == "BGR" else x
+        return x if spec.input_dtype == "uint8" else cast(x, spec.input_dtype)
     dtype = "float32" if spec.input_dtype == "bfloat16" else spec.input_dtype
-    x = images.astype(dtype)
+    x = cast(x, dtype)
     if spec.input_scale == "unit":
         x = x / np.asarray(255, dtype=dtype)
     elif spec.input_scale == "standardize":
         x = (x - np.asarray(spec.mean, dtype=dtype)) / np.asarray(spec.std, dtype=dtype)
-    if spec.channel_order == "BGR":
-        x = x[..., ::-1]
-    return x
+    return reverse(x) if spec.channel_order == "BGR" else x
+
+
+def preprocess(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """What the Keras model is fed for uint8 `images` (bfloat16 models: float32 here)."""
+    return feed(images, spec, lambda a, dtype: a.astype(dtype), lambda a: a[..., ::-1])
 
 
 def keras_outputs(model, spec: ModelSpec, images: np.ndarray, batch_size: int = 128):
