@@ -273,8 +273,10 @@ def outlier_model(tmp_path_factory) -> Path:
 def test_no_recipe_passes_exit_1_and_no_int8_file(outlier_model, subset_dir, tmp_path, cli):
     out = tmp_path / "model.onnx"
     recipes = "minmax,percentile,minmax-ends-float"
+    # The outlier model is untrained: --min-accuracy 0 lets its fp32 model past the accuracy
+    # gate, so that the INT8 recipe search itself is what fails.
     args = ("--data-dir", subset_dir, "--samples", 200, "--int8-recipes", recipes)
-    result, report = _export_int8(cli, out, outlier_model, *args)
+    result, report = _export_int8(cli, out, outlier_model, *args, "--min-accuracy", 0)
     assert result.exit_code == 1, result.stdout
     assert not (tmp_path / "model.int8.onnx").exists()
     assert out.is_file()  # the fp32 model passed its own check
