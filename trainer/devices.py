@@ -7,11 +7,14 @@ once, first thing, by the training entry point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar10_runtime.errors import ConfigError
 
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from .distributed import Cluster
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,11 @@ class Placement:
     strategy: Any  # a tf.distribute.Strategy (the default one when none was asked for)
     mixed_precision: bool
     description: str  # recorded in config.json and metrics.json
+    workers: int = 1  # processes training together (multi-worker: the TF_CONFIG cluster size)
+    is_chief: bool = True  # the one worker that writes the run folder
 
 
-def configure(cfg: TrainConfig) -> Placement:
+def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
     import keras
     import tensorflow as tf
 
@@ -59,6 +64,11 @@ def configure(cfg: TrainConfig) -> Placement:
                 )
             devices = [f"/cpu:{i}" for i in range(n)]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
+    elif cfg.strategy == "multi-worker":
+        from .distributed import make_strategy, read_tf_config
+
+        cluster = cluster or read_tf_config()
+        strategy = make_strategy(cluster, cfg.peer_timeout)  # each worker's local GPUs, or CPU
     else:
         strategy = tf.distribute.get_strategy()
 
@@ -77,6 +87,10 @@ def configure(cfg: TrainConfig) -> Placement:
     desc = f"{kind} x{len(gpus) if use_gpu else 1}"
     if cfg.strategy == "mirrored":
         desc += f", MirroredStrategy over {replicas} replica(s): {', '.join(devices)}"
+    if cluster is not None:
+        desc += f", MultiWorkerMirroredStrategy: {cluster.workers} worker(s), {replicas} replica(s)"
     if cfg.mixed_precision:
         desc += ", mixed_float16"
-    return Placement(kind, replicas, strategy, cfg.mixed_precision, desc)
+    workers = cluster.workers if cluster else 1
+    chief = cluster.is_chief if cluster else True
+    return Placement(kind, replicas, strategy, cfg.mixed_precision, desc, workers, chief)

@@ -9,3 +9,9 @@ class DataError(CifarError):
     """A dataset that is missing, truncated, or not CIFAR-10 shaped."""
 
     exit_code = 3
+
+
+class PeerError(CifarError):
+    """Multi-worker training lost (or never reached) another worker of the cluster."""
+
+    exit_code = 6
