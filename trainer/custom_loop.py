@@ -54,6 +54,17 @@ class DistributedLoop:
                 scaled = optimizer.scale_loss(loss)  # identity unless mixed precision
             grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            # Keras 3 creates BatchNorm's moving statistics with aggregation "none", so under
+            # this strategy each worker would keep the statistics of its own shard only; their
+            # mean across replicas keeps every worker's model identical (tf.keras 2's behaviour).
+            stats = [v for v in model.non_trainable_variables if v.dtype.startswith("float")]
+            if stats:
+                ctx = tf.distribute.get_replica_context()
+                mean = ctx.all_reduce(
+                    tf.distribute.ReduceOp.MEAN, [tf.identity(v.value) for v in stats]
+                )
+                for var, value in zip(stats, mean, strict=True):
+                    var.assign(value)
             return self._sums(y, probs, per_example)
 
         per_replica = self.strategy.run(replica_step, args=batch)
@@ -84,6 +95,7 @@ class DistributedLoop:
         epochs: int,
         initial_epoch: int,
         steps: int,
+        val_images: int,
         on_epoch_end: Callable[[int, dict[str, float], float, float], None],
         verbose: int,
     ) -> None:
@@ -106,7 +118,9 @@ class DistributedLoop:
                     values = [("loss", totals[0] / totals[2]), ("accuracy", totals[1] / totals[2])]
                     bar.update(step, values)
             train_seconds = time.perf_counter() - start
-            val_loss, val_acc, _ = self.evaluate(dist_val)
+            val_loss, val_acc, seen = self.evaluate(dist_val)
+            if seen != val_images:  # every image once: a sharding mistake must not go unseen
+                raise RuntimeError(f"validation saw {seen} images, expected {val_images}")
             lr = self.model.optimizer.learning_rate
             row = {
                 "loss": float(totals[0] / totals[2]),

@@ -249,8 +249,9 @@ def _fit(
             epochs=cfg.epochs,
             initial_epoch=state["epoch"],
             steps=steps,
-            on_epoch_end=lambda epoch, row, train_s, wall_s: record_epoch(
-                model, run_dir, state, epoch, row, train_s, wall_s
+            val_images=len(x_val),
+            on_epoch_end=lambda epoch, row, train_s, wall_s: _worker_epoch(
+                model, run_dir, state, epoch, row, train_s, wall_s, placement, verbose
             ),
             verbose=verbose if placement.is_chief else 0,
         )
@@ -270,6 +271,15 @@ def _fit(
         "train_images_per_epoch": images_per_epoch,
         "final_weights_sha256": outputs.weights_sha256(model.get_weights()),
     }
+
+
+def _worker_epoch(model, run_dir, state, epoch, row, train_s, wall_s, placement, verbose):  # noqa: ANN001, ANN202, PLR0913
+    record_epoch(model, run_dir, state, epoch, row, train_s, wall_s)
+    if verbose and not placement.is_chief:  # the chief shows the progress bar instead
+        print(
+            f"epoch {epoch + 1} done: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}",
+            flush=True,
+        )
 
 
 def _check_same_cluster(run_dir: Path, now: dict[str, Any]) -> None:
