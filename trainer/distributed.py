@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -196,3 +197,47 @@ def worker_dir(run_dir: Path, is_chief: bool) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class StartupWatchdog:
+    """Ends this worker with one line if the cluster has not formed within `seconds`.
+
+    TensorFlow waits for a peer that never answers (a wrong host:port, a worker never
+    started) inside its context start-up, holding Python's GIL and ignoring SIGTERM, so neither
+    a thread nor a signal handler of ours could act. The watchdog is therefore a tiny separate
+    process: it prints the line and SIGKILLs us (exit 137) unless disarmed in time; it exits by
+    itself when we do (its stdin, our pipe, closes).
+    """
+
+    _CODE = (
+        "import os, select, signal, sys\n"
+        "ready, _, _ = select.select([sys.stdin], [], [], float(sys.argv[2]))\n"
+        "if not ready:\n"
+        "    print(sys.argv[3], file=sys.stderr, flush=True)\n"
+        "    os.kill(int(sys.argv[1]), signal.SIGKILL)\n"
+    )
+
+    def __init__(self, cluster: Cluster, seconds: int):
+        c = cluster
+        others = [c.name(job, i) for job, i in _task_ids(c) if (job, i) != (c.job, c.index)]
+        message = (
+            f"error: could not form the cluster within {seconds} s: no answer from "
+            f"{', '.join(others) or 'the other workers'}; start every worker with the same "
+            "TF_CONFIG (each with its own task.index), check that each host:port is reachable, "
+            "or raise --peer-timeout"
+        )
+        args = [sys.executable, "-c", self._CODE, str(os.getpid()), str(seconds), message]
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+
+    def disarm(self) -> None:
+        if self._proc.stdin and not self._proc.stdin.closed:
+            self._proc.stdin.close()  # EOF: the watchdog exits
+            self._proc.wait()
+
+
+def _task_ids(cluster: Cluster) -> list[tuple[str, int]]:
+    ids, seen = [], {}
+    for job, _ in cluster.tasks:
+        ids.append((job, seen.get(job, 0)))
+        seen[job] = seen.get(job, 0) + 1
+    return ids

@@ -12,6 +12,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,28 +152,37 @@ def train(
     elif resume:
         raise ConfigError(f"nothing to resume in {run_dir}: no finished epoch (no {STATE})")
     data = load_dataset(cfg.dataset, cfg.data_dir, seed=cfg.seed)  # bad data fails before TF
-    placement = configure(cfg, cluster)
-    if cluster is None:
-        return _finish(
-            cfg,
-            run_dir,
-            state,
-            data,
-            placement,
-            _fit(cfg, run_dir, state, data, placement, resume, verbose),
-        )
+    if cluster is not None:
+        from .distributed import StartupWatchdog
+
+        watchdog = StartupWatchdog(cluster, cfg.peer_timeout)  # disarmed once the model exists
+        try:
+            placement, run = _fit_multi_worker(
+                cfg, run_dir, state, data, resume, verbose, cluster, watchdog.disarm
+            )
+        finally:
+            watchdog.disarm()
+        if not placement.is_chief:
+            return RunResult(run_dir, {"chief": False, **run})
+        return _finish(cfg, run_dir, state, data, placement, run)
+    placement = configure(cfg)
+    run = _fit(cfg, run_dir, state, data, placement, resume, verbose)
+    return _finish(cfg, run_dir, state, data, placement, run)
+
+
+def _fit_multi_worker(cfg, run_dir, state, data, resume, verbose, cluster, on_ready):  # noqa: ANN001, ANN202
+    """configure + _fit on this worker; TensorFlow's errors about peers become one line."""
     import tensorflow as tf
 
     from .distributed import peer_error, worker_dir
 
+    placement = configure(cfg, cluster)
     with worker_dir(run_dir, placement.is_chief) as write_dir:
         try:
-            run = _fit(cfg, write_dir, state, data, placement, resume, verbose, load_dir=run_dir)
+            run = _fit(cfg, write_dir, state, data, placement, resume, verbose, run_dir, on_ready)
         except tf.errors.OpError as exc:
             raise peer_error(exc, cluster) from None
-    if not placement.is_chief:
-        return RunResult(run_dir, {"chief": False, **run})
-    return _finish(cfg, run_dir, state, data, placement, run)
+    return placement, run
 
 
 def _fit(
@@ -184,6 +194,7 @@ def _fit(
     resume: bool,
     verbose: int,
     load_dir: Path | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Build or reload the model and train the missing epochs; a few facts for metrics.json."""
     import keras
@@ -224,6 +235,8 @@ def _fit(
         if multi and not model.optimizer.built:
             # Its variables must exist before the first step (cross-replica context).
             model.optimizer.build(model.trainable_variables)
+    if on_ready:
+        on_ready()  # every worker took part in creating the variables: the cluster is formed
 
     if not resume and placement.is_chief:
         run_dir.mkdir(parents=True, exist_ok=True)

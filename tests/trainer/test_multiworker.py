@@ -238,12 +238,14 @@ def test_killed_worker_stops_the_other_then_resume_finishes(
 
 @pytest.mark.slow
 def test_one_worker_matches_strategy_none(tmp_path: Path, data_slice: Path) -> None:
-    """Same seed, same global batch (24 divides the 360 training images, so the same steps).
+    """Same seed, same global batch (24 divides the 360 training images: the same 15 steps).
 
-    The data order, initial weights, dropout and augmentation draws are the same; what differs
-    is the arithmetic: the custom loop's graph (loss averaged with compute_average_loss,
-    gradients through an all-reduce) against fit's, so float32 rounding differs and grows a
-    little over the steps. Agreement to 1e-3 relative is what we require; measured: see README.
+    Epoch 1 agrees to the printed 6 digits: same shuffle, initial weights, dropout and
+    augmentation draws, and the custom loop's arithmetic (compute_average_loss, gradients
+    through a one-replica all-reduce) rounds like fit's. Not exactly from epoch 2: the input
+    pipeline tf.distribute rewrites (auto-shard, rebatch) reshuffles in another, equally random
+    order than fit's, so the later train losses agree only statistically (measured on this
+    slice: 2.586 vs 2.680, 4%), while validation losses, over fixed images, stay within 0.1%.
     """
     common = ["--data-dir", str(data_slice), *TINY, "--batch-size", "24", "--quiet"]
     none_dir, multi_dir = tmp_path / "none", tmp_path / "multi"
@@ -255,9 +257,25 @@ def test_one_worker_matches_strategy_none(tmp_path: Path, data_slice: Path) -> N
     assert res.returncode == 0, res.stderr[-2000:]
     a = list(csv.DictReader((none_dir / "history.csv").open()))
     b = list(csv.DictReader((multi_dir / "history.csv").open()))
-    for key in ("loss", "val_loss"):
-        x, y = [float(r[key]) for r in a], [float(r[key]) for r in b]
-        print(key, x, y)
-        assert y == pytest.approx(x, rel=1e-3), key
+    assert len(a) == len(b) == 2
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert float(b[0][key]) == pytest.approx(float(a[0][key]), rel=1e-5), key
+    assert float(b[1]["loss"]) == pytest.approx(float(a[1]["loss"]), rel=0.1)
+    assert float(b[1]["val_loss"]) == pytest.approx(float(a[1]["val_loss"]), rel=1e-2)
     m = json.loads((multi_dir / "metrics.json").read_text())
-    assert (m["workers"], m["global_batch"]) == (1, 24)
+    assert (m["strategy"], m["workers"], m["global_batch"]) == ("multi-worker", 1, 24)
+
+
+@pytest.mark.slow
+def test_unreachable_peer_is_one_line_and_no_folder(tmp_path: Path) -> None:
+    """Only worker 0 of 2 is started: it must give up after --peer-timeout, never hang."""
+    out = tmp_path / "run"
+    env = {**ENV, "TF_CONFIG": tf_config(free_ports(2), 0)}
+    cmd = [*CLI, "--dataset", "synthetic", "--strategy", "multi-worker", "--peer-timeout", "5"]
+    res = subprocess.run(
+        [*cmd, "--output-dir", str(out)], capture_output=True, text=True, env=env, timeout=BOUND_S
+    )
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+    assert res.returncode != 0 and len(errors) == 1, res.stderr[-2000:]
+    assert "could not form the cluster within 5 s: no answer from worker 1 (127.0.0.1:" in errors[0]
+    assert not out.exists()
