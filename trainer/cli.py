@@ -132,10 +132,11 @@ def main(
             print(f"error: {exc}", file=sys.stderr)
             hard_exit(exc.exit_code)
         m = result.metrics
+        if m.get("chief") is False:
+            click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
         if m.get("strategy") == "multi-worker":  # equal on every worker: replicas stayed in sync
             click.echo(f"final weights sha256 {m['final_weights_sha256']}")
         if m.get("chief") is False:
-            click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
             return
         tag = " [SYNTHETIC data]" if m["synthetic"] else ""
         click.echo(
