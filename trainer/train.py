@@ -205,8 +205,11 @@ def _fit(
     x_tr, y_tr, x_val, y_val = split_validation(
         data.x_train, data.y_train, cfg.validation_split, cfg.seed
     )
-    if multi:
-        steps = len(x_tr) // global_batch  # the last partial batch is dropped, see pipeline
+    # Over several replicas the last partial batch is dropped: one that leaves a replica no
+    # rows crashes MirroredStrategy's convolutions and would make BatchNorm NaN (see pipeline).
+    drop = multi or placement.replicas > 1
+    if drop:
+        steps = len(x_tr) // global_batch
         if steps < 1:
             raise ConfigError(
                 f"the global batch ({cfg.batch_size} x {placement.replicas} replicas = "
@@ -215,7 +218,7 @@ def _fit(
     else:
         steps = -(-len(x_tr) // cfg.batch_size)
     train_ds = make_dataset(
-        x_tr, y_tr, cfg, training=True, batch_size=global_batch, drop_remainder=multi
+        x_tr, y_tr, cfg, training=True, batch_size=global_batch, drop_remainder=drop
     )
     val_ds = make_dataset(x_val, y_val, cfg, training=False, batch_size=global_batch)
     distributed = {
@@ -278,7 +281,7 @@ def _fit(
             verbose=verbose,
             shuffle=False,  # the tf.data pipeline already reshuffles every epoch
         )
-    images_per_epoch = steps * global_batch if multi else len(x_tr)
+    images_per_epoch = steps * global_batch if drop else len(x_tr)
     return {
         **distributed,
         "train_images_per_epoch": images_per_epoch,
