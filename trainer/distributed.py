@@ -170,7 +170,8 @@ def peer_error(exc: BaseException, cluster: Cluster, *, starting: bool = False) 
 
 
 def _reason(text: str) -> str:
-    for pattern in ("Connection reset by peer", "Connection refused", "heartbeat", "timed out"):
+    patterns = ("Connection reset by peer", "Socket closed", "Connection refused", "heartbeat")
+    for pattern in (*patterns, "timed out", "deadline exceeded"):
         if pattern.lower() in text.lower():
             return pattern.lower() if pattern != "heartbeat" else "no heartbeat"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
