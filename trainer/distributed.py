@@ -162,6 +162,8 @@ def peer_error(exc: BaseException, cluster: Cluster, *, starting: bool = False) 
             f"could not form the cluster: {missing} not reachable ({reason}); start every "
             "worker with the same TF_CONFIG (each with its own task.index), or raise --peer-timeout"
         )
+    if not peers and cluster.workers == 2:  # a timeout names no task; with two, it is the other
+        peers = [t for t in _task_ids(cluster) if t != (cluster.job, cluster.index)]
     who = f"lost peer {cluster.name(*peers[0])}" if peers else "lost contact with the cluster"
     return PeerError(
         f"{who} ({reason}); restart every worker with --resume --output-dir RUN_FOLDER "

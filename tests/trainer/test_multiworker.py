@@ -68,6 +68,9 @@ def test_peer_error_names_the_lost_peer_not_ourselves() -> None:
     msg = str(peer_error(RuntimeError(text), me))
     assert msg.startswith("lost peer worker 1 (127.0.0.1:2) (connection reset by peer)")
     assert "--resume" in msg and "\n" not in msg
+    # A frozen peer only makes the collective time out, naming nobody: with two, it is the other.
+    msg = str(peer_error(RuntimeError("Collective ops timed out"), me))
+    assert msg.startswith("lost peer worker 1 (127.0.0.1:2) (timed out)")
 
 
 def test_free_ports_are_distinct() -> None:
