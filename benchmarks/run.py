@@ -230,6 +230,11 @@ def run_all(
             return training.compare(best["toolkit"], best["plain"], best.get("det"))
 
         _section(results, "training", train_section)
+        _section(
+            results,
+            "training_strategies",
+            lambda: training.strategies(data_dir, 1 if quick else epochs, work, env),
+        )
     results.pop("_cifar_train", None)
 
     results["warnings"] = sanity.check(results)

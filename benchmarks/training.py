@@ -41,7 +41,9 @@ def data_args(data_dir: Path | None) -> list[str]:
     return ["--data-dir", str(data_dir)] if data_dir else ["--dataset", "synthetic"]
 
 
-def cifar_train(data_dir: Path | None, epochs: int, out: Path, env: dict[str, str]) -> dict:
+def cifar_train(
+    data_dir: Path | None, epochs: int, out: Path, env: dict[str, str], extra: tuple[str, ...] = ()
+) -> dict:
     """`cifar-train` with the reference recipe; returns its metrics plus our wall time.
 
     `out` is this benchmark's own scratch folder: a previous run's output there is removed,
@@ -59,6 +61,7 @@ def cifar_train(data_dir: Path | None, epochs: int, out: Path, env: dict[str, st
         "--output-dir",
         str(out),
         "--quiet",
+        *extra,
     ]
     wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -73,7 +76,35 @@ def cifar_train(data_dir: Path | None, epochs: int, out: Path, env: dict[str, st
         "dataset": metrics.get("dataset"),
         "device": metrics.get("device"),
         "model": str(out / "model.keras"),
+        "workers": metrics.get("workers", 1),
+        "replicas": metrics.get("replicas", 1),
+        "global_batch": metrics.get("global_batch"),
     }
+
+
+# One global batch (the seed recipe's 32) three ways. --batch-size is the global batch for
+# none/mirrored and the per-replica batch for multi-worker (tf.distribute's convention).
+STRATEGIES = (
+    ("none", ()),
+    ("mirrored_2_logical_cpus", ("--strategy", "mirrored", "--cpu-replicas", "2")),
+    ("multi_worker_2_local", ("--local-workers", "2", "--batch-size", "16")),
+)
+
+
+def strategies(data_dir: Path | None, epochs: int, work: Path, env: dict[str, str]) -> dict:
+    """Training images/s with no strategy, MirroredStrategy over 2 logical CPUs and 2 local
+    MultiWorkerMirroredStrategy workers, same recipe and global batch.
+
+    On a 2-core machine this is a correctness figure (all three run, and what distribution
+    costs), not a speed-up: the replicas share the same two cores.
+    """
+    rows = {}
+    for name, extra in STRATEGIES:
+        rows[name] = cifar_train(data_dir, epochs, work / f"strategy-{name}", env, extra)
+    base = rows["none"]["train_images_per_s"]
+    for row in rows.values():
+        row["relative_to_none"] = row["train_images_per_s"] / base if base else None
+    return rows
 
 
 def reference_fit(

@@ -69,6 +69,13 @@ def _config_options(func):  # noqa: ANN001, ANN202 - decorator
     help="Continue the run in --output-dir from its last "
     "finished epoch, with its saved parameters.",
 )
+@click.option(
+    "--local-workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Run N --strategy multi-worker processes here on 127.0.0.1 (free ports, one TF_CONFIG "
+    "each): shows the chief's output, returns the worst exit code.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar, only the final summary.")
 @click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
 @_config_options
@@ -76,6 +83,7 @@ def main(
     config_path: Path | None,
     output_dir: Path | None,
     resume: bool,
+    local_workers: int | None,
     quiet: bool,
     verbose: bool,
     **overrides: object,
@@ -83,6 +91,8 @@ def main(
     """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
     with cli_errors(verbose):
         given = {k: v for k, v in overrides.items() if v is not None}
+        if local_workers and not resume:
+            given.setdefault("strategy", "multi-worker")
         if resume:
             if output_dir is None:
                 raise ConfigError("--resume needs --output-dir RUN_FOLDER (the run to continue)")
@@ -103,17 +113,38 @@ def main(
                     f"{output_dir} already holds a run; pass --resume to continue it "
                     "or choose another --output-dir"
                 )
+        if local_workers or cfg.strategy == "multi-worker":
+            _multi_worker_checks(cfg, local_workers)
         from .outputs import ensure_writable_run_dir
         from .train import default_run_dir, train
 
         output_dir = output_dir or default_run_dir()
         ensure_writable_run_dir(output_dir)  # before TensorFlow's import and any slow work
+        if local_workers:
+            from .launcher import launch
+
+            sys.exit(launch(local_workers, _worker_args(output_dir)))
         if not verbose:
             import_tensorflow_quietly()
+        from .errors import PeerError
 
         progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-        result = train(cfg, output_dir, resume=resume, verbose=progress)
+        try:
+            result = train(cfg, output_dir, resume=resume, verbose=progress)
+        except PeerError as exc:
+            if verbose:
+                raise
+            from .distributed import hard_exit
+
+            print(f"error: {exc}", file=sys.stderr)
+            hard_exit(exc.exit_code)
         m = result.metrics
+        if m.get("chief") is False:
+            click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
+        if m.get("strategy") == "multi-worker":  # equal on every worker: replicas stayed in sync
+            click.echo(f"final weights sha256 {m['final_weights_sha256']}")
+        if m.get("chief") is False:
+            return
         tag = " [SYNTHETIC data]" if m["synthetic"] else ""
         click.echo(
             f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f} "
@@ -121,6 +152,35 @@ def main(
             f"{m['train_images_per_s']:.0f} images/s on {m['device']}; "
             f"outputs in {result.run_dir}"
         )
+
+
+def _multi_worker_checks(cfg: object, local_workers: int | None) -> None:
+    """Refuse what cannot work before TensorFlow is imported or any process is started."""
+    if cfg.strategy != "multi-worker":
+        raise ConfigError(
+            f"--local-workers runs --strategy multi-worker; this run's strategy is {cfg.strategy!r}"
+        )
+    if not local_workers:
+        from .distributed import read_tf_config
+
+        read_tf_config()
+
+
+def _worker_args(output_dir: Path) -> list[str]:
+    """This command line for each worker: without --local-workers, with one run folder."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--local-workers":
+            skip = True
+        elif not arg.startswith("--local-workers="):
+            args.append(arg)
+    if "--resume" not in args and not any(a.startswith("--strategy") for a in args):
+        args += ["--strategy", "multi-worker"]
+    if not any(a == "--output-dir" or a.startswith("--output-dir=") for a in args):
+        args += ["--output-dir", str(output_dir)]
+    return args
 
 
 if __name__ == "__main__":

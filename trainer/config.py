@@ -47,7 +47,13 @@ class TrainConfig:
     label_smoothing: float = 0.0
     weight_decay: float = 0.0  # decoupled (AdamW-style) decay; 0 is the reference
     epochs: int = 50
-    batch_size: int = 32  # global batch, split across replicas under a strategy
+    # none/mirrored: the global batch, split across replicas. multi-worker: the batch of EACH
+    # replica (tf.distribute's convention), so the global batch is batch_size x replicas over all
+    # workers and is recorded in metrics.json. Learning-rate rule when the global batch grows
+    # k-fold: keep the number of epochs and scale learning_rate by k for SGD (linear scaling,
+    # Goyal et al. 2017; add a few warm-up epochs beyond k~8) and by about sqrt(k) for Adam;
+    # the trainer applies none of this by itself, set learning_rate explicitly.
+    batch_size: int = 32
     # --- augmentation (training batches only; never in the saved model)
     augment_flip: bool = False  # random horizontal flip
     augment_crop_padding: int = 0  # pad by N pixels then crop 32x32 back: random translation
@@ -55,11 +61,16 @@ class TrainConfig:
     # --- execution
     device: str = "auto"  # "auto" (a GPU if visible), "cpu", "gpu"
     mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
-    strategy: str = "none"  # "none" or "mirrored" (tf.distribute.MirroredStrategy)
+    # "none", "mirrored" (tf.distribute.MirroredStrategy, one machine) or "multi-worker"
+    # (MultiWorkerMirroredStrategy over the hosts in TF_CONFIG, or `cifar-train --local-workers N`)
+    strategy: str = "none"
     cpu_replicas: int = 0  # >1: split the CPU into N logical devices for "mirrored" (tests)
     # CPU threads per op (intra-op). Float sums are split by thread count, so a seeded CPU run
     # repeats exactly only with the same count: 0 = one per core, N pins it across machines.
     threads: int = 0
+    # multi-worker: seconds a worker waits for a silent peer (collective ops and the
+    # coordination service's heartbeat) before it exits non-zero naming that peer.
+    peer_timeout: int = 60
     seed: int = 0  # seeds data split, shuffling, init and augmentation; CPU runs repeat exactly
 
     def __post_init__(self) -> None:
@@ -68,7 +79,7 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         _check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         _check_choice("device", self.device, ("auto", "cpu", "gpu"))
-        _check_choice("strategy", self.strategy, ("none", "mirrored"))
+        _check_choice("strategy", self.strategy, ("none", "mirrored", "multi-worker"))
         if not self.filters or any(f <= 0 for f in self.filters):
             raise ConfigError(f"filters must be positive. Received: filters={list(self.filters)}")
         if len(self.dropout) != len(self.filters):
@@ -76,7 +87,7 @@ class TrainConfig:
                 f"dropout needs one rate per block ({len(self.filters)}). "
                 f"Received: dropout={list(self.dropout)}"
             )
-        for name in ("epochs", "batch_size", "dense_units"):
+        for name in ("epochs", "batch_size", "dense_units", "peer_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(
                     f"{name} must be at least 1. Received: {name}={getattr(self, name)}"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar10_runtime.errors import ConfigError
 
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from .distributed import Cluster
 
 
 @dataclass(frozen=True)
@@ -20,9 +23,11 @@ class Placement:
     replicas: int
     strategy: Any  # a tf.distribute.Strategy (the default one when none was asked for)
     description: str  # what actually runs, e.g. "cpu x1"; recorded in config.json, metrics.json
+    workers: int = 1  # processes training together (multi-worker: the TF_CONFIG cluster size)
+    is_chief: bool = True  # the one worker that writes the run folder
 
 
-def configure(cfg: TrainConfig) -> Placement:
+def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
     import keras
     import tensorflow as tf
 
@@ -58,6 +63,11 @@ def configure(cfg: TrainConfig) -> Placement:
                 )
             devices = [f"/cpu:{i}" for i in range(n)]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
+    elif cfg.strategy == "multi-worker":
+        from .distributed import make_strategy, read_tf_config
+
+        cluster = cluster or read_tf_config()
+        strategy = make_strategy(cluster, cfg.peer_timeout)  # each worker's local GPUs, or CPU
     else:
         strategy = tf.distribute.get_strategy()
 
@@ -80,6 +90,10 @@ def configure(cfg: TrainConfig) -> Placement:
         desc += f", {cfg.threads or len(os.sched_getaffinity(0))} threads"
     if cfg.strategy == "mirrored":
         desc += f", MirroredStrategy over {replicas} replica(s): {', '.join(devices)}"
+    if cluster is not None:
+        desc += f", MultiWorkerMirroredStrategy: {cluster.workers} worker(s), {replicas} replica(s)"
     if cfg.mixed_precision:
         desc += ", mixed_float16"
-    return Placement(replicas, strategy, desc)
+    workers = cluster.workers if cluster else 1
+    chief = cluster.is_chief if cluster else True
+    return Placement(replicas, strategy, desc, workers, chief)

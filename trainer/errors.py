@@ -21,3 +21,9 @@ class TensorFlowMissing(CifarError):
     """TensorFlow (or Keras) is not installed, or fails to import."""
 
     exit_code = 1
+
+
+class PeerError(CifarError):
+    """Multi-worker training lost (or never reached) another worker of the cluster."""
+
+    exit_code = 6

@@ -6,6 +6,7 @@ A crash never leaves a half-written model, metrics or plot where a good one is e
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import tempfile
@@ -159,3 +160,13 @@ def point_latest(runs_root: Path, run_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(run_dir, runs_root), tmp)
     os.replace(tmp, link)
+
+
+def weights_sha256(weights: Sequence[np.ndarray]) -> str:
+    """Checksum of a model's weights (values, shapes and order), to compare workers' replicas."""
+    digest = hashlib.sha256()
+    for w in weights:
+        arr = np.ascontiguousarray(w)
+        digest.update(str((arr.shape, arr.dtype.str)).encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()

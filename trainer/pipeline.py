@@ -51,6 +51,8 @@ def make_dataset(
     *,
     training: bool,
     num_classes: int = 10,
+    batch_size: int | None = None,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """uint8 images in, one-hot float labels out (what categorical cross-entropy wants)."""
     import tensorflow as tf
@@ -61,7 +63,9 @@ def make_dataset(
         ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
         if cfg.augment_flip or cfg.augment_crop_padding or cfg.augment_cutout:
             ds = ds.map(_augment(cfg), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(cfg.batch_size)
+    # multi-worker passes the global batch (cfg.batch_size is then per replica) and drops the
+    # last partial one when training: a replica left with no rows would make BatchNorm NaN.
+    ds = ds.batch(batch_size or cfg.batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     # Sharding by data, not by file: arrays in memory have no files to shard.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
