@@ -196,7 +196,7 @@ def next_steps(run: Path, tools: Path, synthetic: bool) -> str:
             + ".",
             "Next, with the model just made:",
             f"  {tools / 'cifar-predict'} {onnx} YOUR_PHOTOS/ --top-k 3",
-            f"  {tools / 'cifar-serve'} {onnx} --port 8000",
+            f"  {tools / 'cifar-serve'} {onnx} --port 8000   # then open http://127.0.0.1:8000/",
             "  curl -s -H 'Content-Type: image/png' --data-binary "
             f"@{shlex.quote(str(sample))} localhost:8000/v1/predict",
         ]
