@@ -63,7 +63,14 @@ test-fast: install
 demo: install
 	$(BIN)/python -m demo $(DEMO_ARGS)
 
-bench: install runtime-venv
+# The runtime as a user installs it, nothing else: what the footprint benchmark measures.
+BARE_VENV := build/venv-runtime-bare
+$(BARE_VENV)/.installed: runtime/pyproject.toml
+	test -x $(BARE_VENV)/bin/python || $(PYTHON) -m venv $(BARE_VENV)
+	$(BARE_VENV)/bin/pip install $(PIP_FLAGS) "./runtime[serve]"
+	touch $@
+
+bench: install runtime-venv $(BARE_VENV)/.installed
 	$(BIN)/python -m benchmarks
 
 clean:

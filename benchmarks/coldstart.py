@@ -16,6 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FULL_VENV = REPO / ".venv"
 RUNTIME_VENV = REPO / ".venv-runtime"
+# What a user installs (`pip install "./runtime[serve]"`, nothing else): `make bench` builds it.
+# .venv-runtime also carries the test tools (pytest, playwright, tritonclient), so it would
+# overstate the footprint; it is measured only when this one is absent.
+BARE_RUNTIME_VENV = REPO / "build" / "venv-runtime-bare"
 
 # The TensorFlow path a user would write: load the .keras file, decode the image, one direct
 # call (quicker than model.predict for one image, so the comparison favours TensorFlow).
@@ -203,7 +207,8 @@ def _largest(site: Path, top: int = 6) -> list[dict]:
 def footprint() -> dict:
     """Installed size (apparent bytes) of the runtime-only venv against the full toolkit venv."""
     out: dict = {}
-    for label, venv in (("runtime", RUNTIME_VENV), ("toolkit", FULL_VENV)):
+    bare = BARE_RUNTIME_VENV if _site_packages(BARE_RUNTIME_VENV) else RUNTIME_VENV
+    for label, venv in (("runtime", bare), ("toolkit", FULL_VENV)):
         site = _site_packages(venv)
         if site is None:
             out[label] = None

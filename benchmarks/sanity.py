@@ -35,7 +35,13 @@ def check(results: dict) -> list[str]:
                 f"BUSY MACHINE: bare onnxruntime at batch {batch} took {ratio:.2f}x its start "
                 "p50 when re-timed at the end of the latency rows."
             )
-    over = [r for r in results.get("latency") or [] if (r.get("share_of_peak") or 0) > 1.0]
+    # INT8 rows are shown against the float32 peak for scale, but integer dot products (VNNI)
+    # can legitimately beat it: only float32 rows above 100% prove the peak under-measured.
+    over = [
+        r
+        for r in results.get("latency") or []
+        if (r.get("share_of_peak") or 0) > 1.0 and not r["engine"].endswith("_int8")
+    ]
     if over:
         worst = max(over, key=lambda r: r["share_of_peak"])
         warnings.append(

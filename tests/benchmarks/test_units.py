@@ -90,3 +90,11 @@ def test_a_moved_baseline_marks_the_run_busy() -> None:
     assert len(warnings) == 2 and all(w.startswith("BUSY MACHINE") for w in warnings)
     assert "56" in warnings[0] and "120" in warnings[0] and "0.54x" in warnings[1]
     assert results["latency"][0]["share_of_peak"] == 0.4  # possible, so still reported
+
+
+def test_int8_above_the_float32_peak_is_possible_and_not_flagged() -> None:
+    results = _results(0.8)
+    int8 = {"engine": "ort_int8", "batch": 256, "gflops": 300.0, "share_of_peak": 1.5}
+    results["latency"].append(int8)
+    assert sanity.check(results) == []  # VNNI integer dot products can beat a float32 matmul
+    assert int8["share_of_peak"] == 1.5 and results["machine"]["peak"]["trusted"] is True
