@@ -5,12 +5,11 @@ Writes themselves go through cifar10_runtime.files (temporary file, fsync, renam
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.files import probe_writable
 
 
 @dataclass(frozen=True)
@@ -74,19 +73,15 @@ def ensure_writable_dir(output: Path) -> None:
             f"cannot write {output}: it is a folder; give a file name such as "
             f"{output / 'model.onnx'}. Received: OUTPUT={output}"
         )
-    ancestor = output.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConfigError(
-            f"cannot write {output}: {ancestor} is not a folder; {fix}. Received: OUTPUT={output}"
-        )
     try:
-        fd, probe = tempfile.mkstemp(prefix=".cifar-export-probe.", dir=ancestor)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(output.parent)
+    except NotADirectoryError as exc:
+        raise ConfigError(
+            f"cannot write {output}: {exc.filename} is not a folder; {fix}. "
+            f"Received: OUTPUT={output}"
+        ) from exc
     except OSError as exc:
         raise ConfigError(
-            f"cannot write {output}: {exc.strerror or exc} in {ancestor}; {fix}. "
+            f"cannot write {output}: {exc.strerror or exc} in {output.parent}; {fix}. "
             f"Received: OUTPUT={output}"
         ) from exc

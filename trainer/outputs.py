@@ -9,7 +9,6 @@ import csv
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cifar10_runtime.errors import ConfigError
-from cifar10_runtime.files import atomic_path, write_bytes
+from cifar10_runtime.files import atomic_path, probe_writable, write_bytes
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
@@ -32,18 +31,15 @@ def ensure_writable_run_dir(run_dir: Path) -> None:
     fix = "choose another --output-dir"
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; {fix}")
-    probe_in = run_dir
-    while not probe_in.exists() and probe_in != probe_in.parent:
-        probe_in = probe_in.parent
-    if not probe_in.is_dir():
-        raise ConfigError(f"cannot create --output-dir {run_dir}: {probe_in} is a file; {fix}")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".cifar-train-probe.", dir=probe_in)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(run_dir)
+    except NotADirectoryError as exc:
+        raise ConfigError(
+            f"cannot create --output-dir {run_dir}: {exc.filename} is a file; {fix}"
+        ) from None
     except OSError as exc:
         raise ConfigError(
-            f"cannot write --output-dir {run_dir}: {exc.strerror or exc} in {probe_in}; {fix}"
+            f"cannot write --output-dir {run_dir}: {exc.strerror or exc}; {fix}"
         ) from None
 
 

@@ -99,6 +99,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def probe_writable(folder: str | os.PathLike[str]) -> Path:
+    """The nearest existing folder at or above `folder`, proven writable; nothing is left behind.
+
+    A file is made and removed there, since permission bits alone lie for root. Raises
+    NotADirectoryError (its `filename` the offending path) when that nearest existing path is
+    a file, and OSError when no file can be created in it.
+    """
+    here = Path(folder)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise NotADirectoryError(20, "not a folder", str(here))
+    fd, probe = tempfile.mkstemp(prefix=".cifar10-probe.", dir=here)
+    os.close(fd)
+    os.unlink(probe)
+    return here
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

@@ -55,3 +55,15 @@ def test_first_line_of_an_exception() -> None:
     assert first_line(ValueError("")) == "ValueError"
     assert first_line(ValueError(""), default="invalid model") == "invalid model"
     assert first_line(ValueError("x" * 400)) == "x" * 300
+
+
+def test_probe_writable_finds_the_nearest_folder_and_leaves_nothing(tmp_path: Path) -> None:
+    from cifar10_runtime.files import probe_writable
+
+    assert probe_writable(tmp_path / "new" / "deeper") == tmp_path
+    assert sorted(tmp_path.iterdir()) == []  # probed, nothing created
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(NotADirectoryError) as err:
+        probe_writable(blocker / "run")
+    assert err.value.filename == str(blocker)
