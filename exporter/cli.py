@@ -23,6 +23,7 @@ from .config import (
     ExportConfig,
     parse_class_names,
 )
+from .thresholds import ACCURACY_FLOOR
 
 
 def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
@@ -148,8 +149,8 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     "--min-accuracy",
     type=float,
     default=None,
-    help="Fail when ONNX top-1 accuracy on labelled check images is below this [default: 0.2, "
-    "2x chance].",
+    help="Fail when ONNX top-1 accuracy on labelled check images is below this [default: "
+    f"{ACCURACY_FLOOR:g}, 2x chance].",
 )
 @click.option(
     "--output-kind",
@@ -215,12 +216,19 @@ def main(
             else None,
             **flags,
         )
-        from .pipeline import export, preflight
+        from .steps import preflight
 
         paths = preflight(config)  # cheap checks before TensorFlow's slow import
         if not verbose:
             import_tensorflow_quietly()
-        export(config, log=click.echo, paths=paths)  # verify_only=True: checks OUTPUT
+        if config.verify_only:
+            from .verify import verify
+
+            verify(config, log=click.echo, paths=paths)
+        else:
+            from .pipeline import export
+
+            export(config, log=click.echo, paths=paths)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the contract holds; the metadata of the fp32 model is copied over.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import numpy as np
@@ -23,9 +22,10 @@ from cifar10_trainer.run import Run
 from .config import ExportConfig
 from .int8_recipes import ELEMENTWISE_OPS, QUANTIZED_OPS, RECIPES, Recipe, quantize_recipe
 from .int8_speed import FASTER, compare_speed, cpu_int8_features, images_per_s, speed_verdict
-from .metadata import get_metadata, set_metadata
+from .metadata import get_metadata, set_int8_metadata
 from .parity import Report, check_versions, contract_checks, make_runner, run_batched
 from .samples import Samples, calibration_images
+from .thresholds import INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
 
 Log = Callable[[str], None]
 
@@ -83,8 +83,8 @@ def check_int8(
     int8_model: bytes,
     samples: Samples,
     *,
-    min_agreement: float = 0.98,
-    max_accuracy_drop: float = 0.01,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    max_accuracy_drop: float = INT8_MAX_ACCURACY_DROP,
     threads: int | None = None,
     fp32_probs: np.ndarray | None = None,
 ) -> Report:
@@ -208,7 +208,11 @@ def quantize_int8(
     for row in rows:
         log(_row_text(row))
     if not models:
-        raise ModelError(rows[0]["error"])
+        raise ModelError(
+            f"no int8 recipe could be built ({rows[0]['recipe']}: {rows[0]['error']}); try "
+            f"other --int8-recipes, or export without --quantize. "
+            f"Received: --int8-recipes={','.join(config.int8_recipes)}"
+        )
     chosen = _choose(rows)
     pick = chosen or _best_failed(rows)
     data, report = models[pick["recipe"]]
@@ -277,9 +281,6 @@ def _finish_report(report, rows, pick, passed, models, check_images, cpu, thread
 def _copy_metadata(proto, fp32_model: bytes, recipe: Recipe, where: str, stats: dict) -> None:
     import onnx
 
-    props = get_metadata(onnx.load_model_from_string(fp32_model))
-    props.pop("parity", None)  # replaced by the int8 check's own summary
-    props["model_version"] = props.get("model_version", "model") + "+int8"
     settings = {
         "format": "QDQ",
         "weights": "int8 " + ("per-channel" if recipe.per_channel else "per-tensor"),
@@ -298,5 +299,4 @@ def _copy_metadata(proto, fp32_model: bytes, recipe: Recipe, where: str, stats: 
         "speedup_vs_fp32": {b: round(s["speedup"], 3) for b, s in stats["speed"].items()},
         "cpu": f"{stats['cpu']['cpu']}; {stats['cpu']['summary']}",
     }
-    props["quantization"] = json.dumps(settings, separators=(",", ":"))
-    set_metadata(proto, props)
+    set_int8_metadata(proto, get_metadata(onnx.load_model_from_string(fp32_model)), settings)
