@@ -9,7 +9,6 @@ counts as "ambiguous", not as a failure.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from cifar10_runtime.contract import INPUT_NAME, OUTPUT_NAME
 from cifar10_runtime.errors import CifarError
+from cifar10_runtime.versions import python_version
 
 from .errors import ParityError
 from .metadata import producer_versions
@@ -116,9 +116,8 @@ class Report:
 
 
 def check_versions() -> dict[str, Any]:
-    versions = producer_versions(0)
-    versions.pop("opset")
-    versions.update(numpy=np.__version__, python=platform.python_version())
+    versions = producer_versions(None)
+    versions.update(numpy=np.__version__, python=python_version())
     return versions
 
 
