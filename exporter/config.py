@@ -119,12 +119,13 @@ class ExportConfig:
             )
         if self.calibration_samples < 1:
             raise bad("calibration_samples", self.calibration_samples, "need at least 1 image")
-        if not 0 <= self.int8_min_agreement <= 1 or not 0 <= self.int8_max_accuracy_drop <= 1:
-            raise bad(
-                "int8 thresholds",
-                (self.int8_min_agreement, self.int8_max_accuracy_drop),
-                "int8 thresholds are fractions in [0, 1]",
-            )
+        for arg, value in (
+            ("--int8-min-agreement", self.int8_min_agreement),
+            ("--int8-max-accuracy-drop", self.int8_max_accuracy_drop),
+            ("--max-drop-vs-trainer", self.max_drop_vs_trainer),
+        ):
+            if not 0 <= value <= 1:
+                raise bad(arg, value, f"{arg} is a fraction in [0, 1] such as 0.05")
         unknown = [r for r in self.int8_recipes if r not in RECIPES]
         if unknown or not self.int8_recipes:
             raise bad(
@@ -164,8 +165,6 @@ class ExportConfig:
                 self.min_accuracy,
                 f"--min-accuracy is a fraction in [0, 1] such as {ACCURACY_FLOOR:g} (2x chance)",
             )
-        if not 0 <= self.max_drop_vs_trainer <= 1:
-            raise bad("max_drop_vs_trainer", self.max_drop_vs_trainer, "need a fraction in [0, 1]")
         if self.output_kind not in OUTPUT_KINDS:
             raise bad("--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}")
         if self.threads is not None and self.threads < 1:
