@@ -1,8 +1,8 @@
 """What an export run concludes about its model: accuracy, the gate, and the one-line verdict.
 
-Shared by `export` and `verify` (pipeline.py): both score the Keras reference and the ONNX
-outputs on the labelled check images, apply the accuracy gate, log the figures, and end with
-one ParityError line naming every failure and what to try.
+Shared by `export` (pipeline.py) and `verify` (verify.py): both score the Keras reference and
+the ONNX outputs on the labelled check images, apply the accuracy gate, log the figures, and
+end with one ParityError line naming every failure and what to try.
 """
 
 from __future__ import annotations
