@@ -20,7 +20,7 @@ from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_trainer.run import Run
 
 from .config import ExportConfig
-from .int8_recipes import ELEMENTWISE_OPS, QUANTIZED_OPS, RECIPES, Recipe, quantize_recipe
+from .int8_recipes import RECIPES, Recipe, quantize_recipe
 from .int8_speed import FASTER, compare_speed, cpu_int8_features, images_per_s, speed_verdict
 from .metadata import get_metadata, set_int8_metadata
 from .parity import Report, check_versions, contract_checks, make_runner, run_batched
@@ -105,6 +105,26 @@ def check_int8(
     return report
 
 
+def check_twin(
+    fp32_model: bytes,
+    int8_model: bytes,
+    samples: Samples,
+    config: ExportConfig,
+    fp32_probs: np.ndarray | None = None,
+) -> Report:
+    """`check_int8` with the export's thresholds and threads (the recipe search and
+    --verify-only check a twin the same way)."""
+    return check_int8(
+        fp32_model,
+        int8_model,
+        samples,
+        min_agreement=config.int8_min_agreement,
+        max_accuracy_drop=config.int8_max_accuracy_drop,
+        threads=config.threads,
+        fp32_probs=fp32_probs,
+    )
+
+
 def _row_text(row: dict) -> str:
     if "error" in row:
         return f"  {row['recipe']:<30} error: {row['error']}"
@@ -186,15 +206,7 @@ def quantize_int8(
         try:
             proto = quantize_recipe(fp32_model, _spread(images, recipe, config), recipe)
             data = proto.SerializeToString()
-            report = check_int8(
-                fp32_model,
-                data,
-                samples,
-                min_agreement=config.int8_min_agreement,
-                max_accuracy_drop=config.int8_max_accuracy_drop,
-                threads=threads,
-                fp32_probs=fp32_probs,
-            )
+            report = check_twin(fp32_model, data, samples, config, fp32_probs)
             row.update(report.stats, passed=report.passed)
             models[recipe.name] = (data, report)
             log(f"  [{i}/{len(recipes)}] {recipe.name}: {100 * row['top1_agreement']:.2f}% agree")
@@ -282,19 +294,7 @@ def _copy_metadata(proto, fp32_model: bytes, recipe: Recipe, where: str, stats: 
     import onnx
 
     settings = {
-        "format": "QDQ",
-        "weights": "int8 " + ("per-channel" if recipe.per_channel else "per-tensor"),
-        "activations": "uint8",
-        "recipe": recipe.name,
-        "calibration_method": recipe.calibration,
-        "ops": ",".join(QUANTIZED_OPS + (ELEMENTWISE_OPS if recipe.elementwise else [])),
-        "folded_post_relu_batchnorm": recipe.fold,
-        "float_nodes": ", ".join(
-            (["first Conv"] if recipe.ends_float else [])
-            + (["classifier head"] if recipe.ends_float or recipe.head_float else [])
-            + ["Softmax"]
-        ),
-        "uint8_image_input": recipe.uint8_input,
+        **recipe.settings(),
         "calibration": where,
         "speedup_vs_fp32": {b: round(s["speedup"], 3) for b, s in stats["speed"].items()},
         "cpu": f"{stats['cpu']['cpu']}; {stats['cpu']['summary']}",

@@ -135,21 +135,13 @@ def int8_step(
     result.int8_proto (the twin to write, when it passed or with --force)."""
     import onnx
 
-    from .quantize import check_int8, quantize_int8
+    from .quantize import check_twin, quantize_int8
 
     if int8 is None:
         run = Run.of_model(config.model)
         int8, report = quantize_int8(fp32, samples, config, log, fp32_probs=fp32_probs, run=run)
     else:
-        report = check_int8(
-            fp32,
-            int8,
-            samples,
-            min_agreement=config.int8_min_agreement,
-            max_accuracy_drop=config.int8_max_accuracy_drop,
-            threads=config.threads,
-            fp32_probs=fp32_probs,
-        )
+        report = check_twin(fp32, int8, samples, config, fp32_probs)
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
     log(report.table())
     result.int8 = report
