@@ -7,18 +7,15 @@ made from them, so every row of the table classifies the same pictures.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SUBSET = Path(
-    os.environ.get("CIFAR10_SUBSET", REPO.parent / "shared" / "data" / "cifar-10-subset")
-)
-BATCH_DIR = "cifar-10-batches-py"
+from .subset import BATCH_DIR, DEFAULT_SUBSET, subset_available
+
+__all__ = ["BATCH_DIR", "DEFAULT_SUBSET", "Images", "load_images", "subset_available"]
 
 
 @dataclass(frozen=True)
@@ -26,10 +23,6 @@ class Images:
     arrays: np.ndarray  # uint8 [N, 32, 32, 3]
     source: str
     synthetic: bool
-
-
-def subset_available(path: Path = DEFAULT_SUBSET) -> bool:
-    return (path / BATCH_DIR / "test_batch").is_file()
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, list[int]]:

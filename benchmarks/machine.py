@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import sys
 import time
-from importlib import metadata
 
 FLAGS_OF_INTEREST = (
     "avx2",
@@ -95,13 +93,9 @@ def _memory_gib() -> float | None:
 
 def versions() -> dict:
     """Python and the versions of the packages the engines use (None when not installed)."""
-    out = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    from cifar10_runtime.versions import package_versions, python_version
+
+    return {"python": python_version(), **package_versions(PACKAGES)}
 
 
 def blas_info() -> dict:

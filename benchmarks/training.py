@@ -64,7 +64,9 @@ def cifar_train(
         *extra,
     ]
     wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
-    metrics = json.loads((out / "metrics.json").read_text())
+    from cifar10_trainer.run import Run  # the one reader of a run folder
+
+    metrics = Run.load(out).metrics or {}
     return {
         "command": " ".join(cmd),
         "process_wall_s": wall,

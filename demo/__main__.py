@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET
+from benchmarks.subset import subset_available
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SHARED_SUBSET = Path(
-    os.environ.get("CIFAR10_SUBSET", REPO.parent / "shared" / "data" / "cifar-10-subset")
-)
 # Enough to show the flow in a few minutes; the configs' full recipes train for 50 epochs.
 SYNTHETIC_EPOCHS = 5  # the synthetic classes are learnt in a few epochs
 REAL_EPOCHS = 10
@@ -47,7 +47,7 @@ def pick_data(data_dir: str | None, subset: Path = SHARED_SUBSET) -> Data:
         except DataError as exc:
             raise SystemExit(f"error: {exc}") from None
         return Data(["--data-dir", data_dir], data_dir, False, f"Real CIFAR-10 from {data_dir}.")
-    if (subset / "cifar-10-batches-py" / "test_batch").is_file():
+    if subset_available(subset):
         said = f"Found the real CIFAR-10 subset at {short(subset)}: training on it."
         return Data(["--data-dir", short(subset)], str(subset), False, said)
     try:

@@ -18,6 +18,7 @@ from cifar10_trainer.outputs import classification_report
 from cifar10_trainer.run import Run
 
 from .samples import Samples
+from .thresholds import accuracy_floor
 
 NOT_MEASURED = "accuracy not measured"
 
@@ -103,7 +104,6 @@ def gate(
     *,
     min_accuracy: float | None,
     max_drop: float,
-    chance: float,
 ) -> Gate:
     """Refuse ONNX accuracy below min_accuracy (default 2x chance), or max_drop below the run's.
 
@@ -119,7 +119,7 @@ def gate(
             note="synthetic check images say nothing about a CIFAR-10 model: the accuracy "
             "gate was not applied (pass --data-dir, or --min-accuracy to apply it)",
         )
-    floor = 2 * chance if min_accuracy is None else min_accuracy
+    floor = accuracy_floor(min_accuracy)
     got, n = accuracy["onnx"]["overall"], accuracy["n"]
     result = Gate(True)
     where = f"{n} labelled images of the {accuracy['dataset']} {accuracy['split']} split"

@@ -1,8 +1,8 @@
 """What an export run concludes about its model: accuracy, the gate, and the one-line verdict.
 
-Shared by `export` and `verify` (pipeline.py): both score the Keras reference and the ONNX
-outputs on the labelled check images, apply the accuracy gate, log the figures, and end with
-one ParityError line naming every failure and what to try.
+Shared by `export` (pipeline.py) and `verify` (verify.py): both score the Keras reference and
+the ONNX outputs on the labelled check images, apply the accuracy gate, log the figures, and
+end with one ParityError line naming every failure and what to try.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from cifar10_runtime.contract import NUM_CLASSES
 from cifar10_runtime.errors import ModelError, first_line
 from cifar10_trainer.run import Run
 
@@ -22,9 +21,10 @@ from .accuracy import Gate, gate, measure
 from .config import ExportConfig
 from .errors import ParityError
 from .files import ArtifactPaths
-from .keras_model import ModelSpec
 from .parity import Report
 from .samples import Samples
+from .thresholds import accuracy_floor
+from .wrapper import WrapperSpec
 
 Log = Callable[[str], None]
 
@@ -32,7 +32,7 @@ Log = Callable[[str], None]
 @dataclass
 class ExportResult:
     paths: ArtifactPaths
-    spec: ModelSpec
+    spec: WrapperSpec
     parity: Report
     written: bool  # OUTPUT was (re)written by this run
     gate: Gate = field(default_factory=lambda: Gate(False))
@@ -52,7 +52,8 @@ class ExportResult:
 
 
 def check_model(proto_or_bytes, what: str) -> None:
-    """onnx.checker with full_check (shape inference included); ModelError if it fails."""
+    """onnx.checker with full_check (shape inference included); ModelError if it fails.
+    `what`: the file checked, or a phrase for a model still in memory."""
     import onnx
 
     proto = proto_or_bytes
@@ -62,7 +63,10 @@ def check_model(proto_or_bytes, what: str) -> None:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = first_line(exc, default="invalid model")
-        raise ModelError(f"{what} fails onnx.checker (full check): {first}") from exc
+        raise ModelError(
+            f"{what} fails onnx.checker (full check): {first}; re-export it with cifar-export "
+            f"(another --opset if this export made it). Received: {what}"
+        ) from exc
 
 
 def score(
@@ -81,7 +85,6 @@ def score(
         run,
         min_accuracy=config.min_accuracy,
         max_drop=config.max_drop_vs_trainer,
-        chance=1 / NUM_CLASSES,
     )
     report.stats["accuracy"] = accuracy
     report.stats["accuracy_gate"] = verdict.to_dict()
@@ -148,17 +151,21 @@ def raise_failures(result: ExportResult, config: ExportConfig) -> None:
     else:
         state = "written anyway (--force)" if written else "not written"
         fix = f"{subject} was {state}; details in {details}."
-    if kind == "accuracy":
-        listed = "; ".join(result.gate.failures)
-        err = ParityError(
-            f"accuracy gate failed for {subject}: {listed}. {_gate_hint(result)} {fix}"
-        )
-    else:
-        report = result.parity if kind == "parity" else result.int8
-        fix += f" Received: --atol={config.atol:g}" if kind == "parity" else ""
-        err = report.error(f"{subject} against {config.model}", fix)
     names = {"accuracy": "the accuracy gate", "int8": "the int8 check"}
     if failed[1:]:
         named = " and ".join(names[k] for k in failed[1:])
-        err.args = (f"{err.args[0]} {named[0].upper()}{named[1:]} failed too.",)
-    raise err
+        fix += f" {named[0].upper()}{named[1:]} failed too."
+    received = {
+        "parity": f"--atol={config.atol:g}",
+        "accuracy": f"--min-accuracy={accuracy_floor(config.min_accuracy):g}",
+        "int8": f"int8_min_agreement={config.int8_min_agreement:g} "
+        f"int8_max_accuracy_drop={config.int8_max_accuracy_drop:g}",
+    }[kind]
+    fix += f" Received: --model={config.model} {received}"
+    if kind == "accuracy":
+        listed = "; ".join(result.gate.failures)
+        raise ParityError(
+            f"accuracy gate failed for {subject}: {listed}. {_gate_hint(result)} {fix}"
+        )
+    report = result.parity if kind == "parity" else result.int8
+    raise report.error(f"{subject} against {config.model}", fix)

@@ -11,7 +11,7 @@ from typing import Any
 
 from cifar10_trainer.run import Run
 
-from .keras_model import ModelSpec
+from .wrapper import WrapperSpec
 
 
 def _pct(value: float | None) -> str:
@@ -104,7 +104,7 @@ def render(
     model_version: str,
     source: str,
     source_sha256: str,
-    spec: ModelSpec,
+    spec: WrapperSpec,
     class_names,
     run: Run | None,
     report: dict[str, Any],

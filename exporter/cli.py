@@ -23,6 +23,12 @@ from .config import (
     ExportConfig,
     parse_class_names,
 )
+from .thresholds import (
+    ACCURACY_FLOOR,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    MAX_DROP_VS_TRAINER,
+)
 
 
 def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
@@ -148,8 +154,15 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     "--min-accuracy",
     type=float,
     default=None,
-    help="Fail when ONNX top-1 accuracy on labelled check images is below this [default: 0.2, "
-    "2x chance].",
+    help="Fail when ONNX top-1 accuracy on labelled check images is below this [default: "
+    f"{ACCURACY_FLOOR:g}, 2x chance].",
+)
+@click.option(
+    "--max-drop-vs-trainer",
+    type=float,
+    default=None,
+    help="Fail when ONNX accuracy is more than this fraction below the trainer run's recorded "
+    f"test accuracy on the same split [default: {MAX_DROP_VS_TRAINER:g}].",
 )
 @click.option(
     "--output-kind",
@@ -162,6 +175,20 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     type=int,
     default=None,
     help="Training images for int8 calibration [default: 300].",
+)
+@click.option(
+    "--int8-min-agreement",
+    type=float,
+    default=None,
+    help="int8 gate: top-1 agreement with the fp32 model needed, a fraction "
+    f"[default: {INT8_MIN_AGREEMENT:g}].",
+)
+@click.option(
+    "--int8-max-accuracy-drop",
+    type=float,
+    default=None,
+    help="int8 gate: accuracy (a fraction) the twin may lose against fp32 "
+    f"[default: {INT8_MAX_ACCURACY_DROP:g}].",
 )
 @click.option(
     "--int8-recipes",
@@ -215,12 +242,19 @@ def main(
             else None,
             **flags,
         )
-        from .pipeline import export, preflight
+        from .steps import preflight
 
         paths = preflight(config)  # cheap checks before TensorFlow's slow import
         if not verbose:
             import_tensorflow_quietly()
-        export(config, log=click.echo, paths=paths)  # verify_only=True: checks OUTPUT
+        if config.verify_only:
+            from .verify import verify
+
+            verify(config, log=click.echo, paths=paths)
+        else:
+            from .pipeline import export
+
+            export(config, log=click.echo, paths=paths)
 
 
 if __name__ == "__main__":

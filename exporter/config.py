@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
+from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, NUM_CLASSES, valid_class_names
 from cifar10_runtime.errors import ConfigError
 
 from .int8_recipes import DEFAULT_RECIPES, RECIPES
+from .thresholds import (
+    ACCURACY_FLOOR,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    MAX_DROP_VS_TRAINER,
+)
 
 DEFAULT_MODEL = Path("runs/latest/model.keras")
 INPUT_SCALES = ("auto", "unit", "raw", "standardize")
@@ -44,8 +50,8 @@ class ExportConfig:
     batch_sizes: tuple[int, ...] = (1, 0)
     quantize: str | None = None
     calibration_samples: int = 300  # training images for int8 calibration
-    int8_min_agreement: float = 0.98  # top-1 agreement of int8 with fp32
-    int8_max_accuracy_drop: float = 0.01  # accuracy points (as a fraction) int8 may lose
+    int8_min_agreement: float = INT8_MIN_AGREEMENT  # top-1 agreement of int8 with fp32
+    int8_max_accuracy_drop: float = INT8_MAX_ACCURACY_DROP  # accuracy (a fraction) int8 may lose
     int8_recipes: tuple[str, ...] = DEFAULT_RECIPES  # tried in turn; the fastest passing wins
     verify_only: bool = False
     force: bool = False
@@ -61,7 +67,7 @@ class ExportConfig:
     # The accuracy gate: ONNX top-1 on labelled check images below this fails (None: 2x
     # chance); more than max_drop_vs_trainer below the run's recorded test accuracy fails too.
     min_accuracy: float | None = None
-    max_drop_vs_trainer: float = 0.05
+    max_drop_vs_trainer: float = MAX_DROP_VS_TRAINER
     # "auto": softmax output is kept, a linear last layer (logits) gets a softmax appended.
     output_kind: str = "auto"
     model_version: str | None = None  # default: <run folder>-<sha256[:8]> or sha256[:12]
@@ -113,12 +119,13 @@ class ExportConfig:
             )
         if self.calibration_samples < 1:
             raise bad("calibration_samples", self.calibration_samples, "need at least 1 image")
-        if not 0 <= self.int8_min_agreement <= 1 or not 0 <= self.int8_max_accuracy_drop <= 1:
-            raise bad(
-                "int8 thresholds",
-                (self.int8_min_agreement, self.int8_max_accuracy_drop),
-                "int8 thresholds are fractions in [0, 1]",
-            )
+        for arg, value in (
+            ("--int8-min-agreement", self.int8_min_agreement),
+            ("--int8-max-accuracy-drop", self.int8_max_accuracy_drop),
+            ("--max-drop-vs-trainer", self.max_drop_vs_trainer),
+        ):
+            if not 0 <= value <= 1:
+                raise bad(arg, value, f"{arg} is a fraction in [0, 1] such as 0.05")
         unknown = [r for r in self.int8_recipes if r not in RECIPES]
         if unknown or not self.int8_recipes:
             raise bad(
@@ -126,16 +133,12 @@ class ExportConfig:
                 ",".join(self.int8_recipes),
                 f"--int8-recipes takes names from {', '.join(RECIPES)}, comma separated",
             )
-        names = self.class_names
-        if (
-            len(names) != 10
-            or len(set(names)) != 10
-            or not all(isinstance(n, str) and n.strip() for n in names)
-        ):
+        if not valid_class_names(self.class_names):
             raise bad(
                 "--class-names",
-                ",".join(map(str, names)),
-                "--class-names needs 10 distinct non-empty names (comma-separated or a file)",
+                ",".join(map(str, self.class_names)),
+                f"--class-names needs {NUM_CLASSES} distinct non-empty names (comma-separated "
+                "or a file)",
             )
         if self.input_scale not in INPUT_SCALES:
             raise bad("--input-scale", self.input_scale, f"--input-scale must be in {INPUT_SCALES}")
@@ -160,10 +163,8 @@ class ExportConfig:
             raise bad(
                 "--min-accuracy",
                 self.min_accuracy,
-                "--min-accuracy is a fraction in [0, 1] such as 0.2 (2x chance on 10 classes)",
+                f"--min-accuracy is a fraction in [0, 1] such as {ACCURACY_FLOOR:g} (2x chance)",
             )
-        if not 0 <= self.max_drop_vs_trainer <= 1:
-            raise bad("max_drop_vs_trainer", self.max_drop_vs_trainer, "need a fraction in [0, 1]")
         if self.output_kind not in OUTPUT_KINDS:
             raise bad("--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}")
         if self.threads is not None and self.threads < 1:
@@ -174,7 +175,11 @@ class ExportConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ConfigError(f"unknown export setting(s) {sorted(unknown)}")
+            known = ", ".join(f.name for f in dataclasses.fields(self))
+            raise ConfigError(
+                f"unknown export setting(s) {sorted(unknown)}; use ExportConfig's fields "
+                f"({known}). Received: {', '.join(f'{k}={given[k]!r}' for k in sorted(unknown))}"
+            )
         return dataclasses.replace(self, **given)
 
     def to_dict(self) -> dict[str, Any]:

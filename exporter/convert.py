@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from cifar10_runtime.contract import BATCH_DIM, INPUT_NAME, OUTPUT_NAME
+from cifar10_runtime.contract import BATCH_DIM, IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from cifar10_runtime.errors import ModelError, first_line
 
-from .keras_model import ModelSpec, feed
+from .wrapper import WrapperSpec, feed
 
 
-def build_serving_function(model, spec: ModelSpec):
+def build_serving_function(model, spec: WrapperSpec):
     """A tf.function taking uint8 `image` [N, 32, 32, 3] and returning {"probabilities": ...}.
 
     It casts/scales (and for BGR models reverses the channels of) the image as `spec` says,
@@ -19,7 +19,7 @@ def build_serving_function(model, spec: ModelSpec):
     """
     import tensorflow as tf
 
-    signature = (tf.TensorSpec((None, 32, 32, 3), tf.uint8, name=INPUT_NAME),)
+    signature = (tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8, name=INPUT_NAME),)
 
     @tf.function(input_signature=signature)
     def serve(image):
@@ -34,7 +34,7 @@ def build_serving_function(model, spec: ModelSpec):
     return serve
 
 
-def convert_to_onnx(model, spec: ModelSpec, opset: int, source: str = "model"):
+def convert_to_onnx(model, spec: WrapperSpec, opset: int, source: str = "model"):
     """Convert with tf2onnx (explicit input signature, dynamic batch); returns onnx.ModelProto."""
     import tf2onnx
 
@@ -53,8 +53,10 @@ def convert_to_onnx(model, spec: ModelSpec, opset: int, source: str = "model"):
         ) from exc
     _normalise_io(proto)
     proto.graph.name = "cifar10_classifier"
+    shape = ",".join(str(d) for d in (BATCH_DIM, *IMAGE_SHAPE))
     proto.doc_string = (
-        "CIFAR-10 classifier: image uint8 [N,32,32,3] RGB NHWC -> probabilities float32 [N,10]"
+        f"CIFAR-10 classifier: {INPUT_NAME} uint8 [{shape}] RGB NHWC -> "
+        f"{OUTPUT_NAME} float32 [{BATCH_DIM},{NUM_CLASSES}]"
     )
     return proto
 
@@ -78,7 +80,8 @@ def _normalise_io(proto) -> None:
     if len(inputs) != 1 or len(graph.output) != 1:
         raise ModelError(
             f"the converted graph has {len(inputs)} inputs and {len(graph.output)} outputs; "
-            "expected one of each (this is a bug in the exporter, please report it)"
+            "expected one of each: this is a bug in the exporter, please report it with the "
+            f"model. Received: inputs={[v.name for v in inputs]}"
         )
     _rename_value(graph, inputs[0].name, INPUT_NAME)
     _rename_value(graph, graph.output[0].name, OUTPUT_NAME)

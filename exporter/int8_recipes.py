@@ -54,6 +54,24 @@ class Recipe:
     def describe(self) -> dict:
         return asdict(self)
 
+    def settings(self) -> dict:
+        """What the twin's `quantization` metadata says of the recipe it was made with."""
+        return {
+            "format": "QDQ",
+            "weights": "int8 " + ("per-channel" if self.per_channel else "per-tensor"),
+            "activations": "uint8",
+            "recipe": self.name,
+            "calibration_method": self.calibration,
+            "ops": ",".join(QUANTIZED_OPS + (ELEMENTWISE_OPS if self.elementwise else [])),
+            "folded_post_relu_batchnorm": self.fold,
+            "float_nodes": ", ".join(
+                (["first Conv"] if self.ends_float else [])
+                + (["classifier head"] if self.ends_float or self.head_float else [])
+                + ["Softmax"]
+            ),
+            "uint8_image_input": self.uint8_input,
+        }
+
     @property
     def structure(self) -> tuple:
         """Recipes with the same structure build the same graph (only scales differ), so

@@ -9,7 +9,6 @@ counts as "ambiguous", not as a failure.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from cifar10_runtime.contract import INPUT_NAME, OUTPUT_NAME
+from cifar10_runtime.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from cifar10_runtime.errors import CifarError
+from cifar10_runtime.versions import python_version
 
 from .errors import ParityError
 from .metadata import producer_versions
@@ -116,9 +116,8 @@ class Report:
 
 
 def check_versions() -> dict[str, Any]:
-    versions = producer_versions(0)
-    versions.pop("opset")
-    versions.update(numpy=np.__version__, python=platform.python_version())
+    versions = producer_versions(None)
+    versions.update(numpy=np.__version__, python=python_version())
     return versions
 
 
@@ -147,8 +146,8 @@ def contract_checks(report: Report, model_bytes: bytes) -> bool:
             return f"type {t.elem_type}", dims
 
     for role, values, dtype, tail in (
-        ("input", inputs, "uint8", [32, 32, 3]),
-        ("output", graph.output, "float32", [10]),
+        ("input", inputs, "uint8", list(IMAGE_SHAPE)),
+        ("output", graph.output, "float32", [NUM_CLASSES]),
     ):
         if len(values) != 1:
             ok = report.add(f"{role} dtype/shape", False, f"{len(values)} {role}s, need 1")
@@ -173,7 +172,7 @@ def run_batched(runner, images: np.ndarray, batch_size: int) -> np.ndarray:
     outs = [
         np.asarray(runner.predict_array(images[i : i + size])) for i in range(0, len(images), size)
     ]
-    return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+    return np.concatenate(outs) if outs else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> dict[str, Any]:

@@ -23,12 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from .keras_model import ModelSpec, keras_outputs
+from .keras_model import keras_outputs
+from .thresholds import ACCURACY_FLOOR
+from .wrapper import CIFAR10_MEAN, CIFAR10_STD, WrapperSpec, with_preprocessing
 
-# CIFAR-10 training set per-channel mean and std (RGB), in pixel units: the published
-# 0.4914/0.4822/0.4465 and 0.2470/0.2435/0.2616 times 255.
-CIFAR10_MEAN = (125.307, 122.950, 113.865)
-CIFAR10_STD = (62.993, 62.089, 66.705)
 SCALES = ("unit", "raw", "standardize")
 ORDERS = ("RGB", "BGR")
 TODAY = ("unit", "RGB")
@@ -37,7 +35,7 @@ CLEAR_Z = 3.0  # about p < 0.003 for one comparison: chance rarely crowns a wron
 
 @dataclass(frozen=True)
 class Decision:
-    spec: ModelSpec
+    spec: WrapperSpec
     record: dict[str, Any]  # written to .parity.json, the metadata and the model card
 
     @property
@@ -51,28 +49,13 @@ def paired_z(a: np.ndarray, b: np.ndarray) -> float:
     return (only_a - only_b) / math.sqrt(only_a + only_b) if only_a + only_b else 0.0
 
 
-def with_preprocessing(
-    spec: ModelSpec, scale: str, order: str, mean, std, **extra: Any
-) -> ModelSpec:
-    """`spec` with this scaling and channel order (mean/std only for `standardize`, CIFAR-10's
-    published ones unless given), plus any other `extra` fields."""
-    standardize = scale == "standardize"
-    return spec.replace(
-        input_scale=scale,
-        channel_order=order,
-        mean=tuple(mean or CIFAR10_MEAN) if standardize else None,
-        std=tuple(std or CIFAR10_STD) if standardize else None,
-        **extra,
-    )
-
-
-def _candidate(spec: ModelSpec, scale: str, order: str, mean, std) -> ModelSpec:
+def _candidate(spec: WrapperSpec, scale: str, order: str, mean, std) -> WrapperSpec:
     return with_preprocessing(spec, scale, order, mean, std, scaling_open=False)
 
 
 def decide(
     model,
-    spec: ModelSpec,
+    spec: WrapperSpec,
     images: np.ndarray,
     labels: np.ndarray | None,
     *,
@@ -80,7 +63,7 @@ def decide(
     channel_order: str = "auto",
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-    min_accuracy: float = 0.2,
+    min_accuracy: float = ACCURACY_FLOOR,
 ) -> Decision:
     """Pick the preprocessing of an open `spec` from labelled `images` (dataset images only)."""
     if labels is None or len(labels) == 0:

@@ -12,7 +12,6 @@ the contract holds; the metadata of the fp32 model is copied over.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import numpy as np
@@ -21,11 +20,12 @@ from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_trainer.run import Run
 
 from .config import ExportConfig
-from .int8_recipes import ELEMENTWISE_OPS, QUANTIZED_OPS, RECIPES, Recipe, quantize_recipe
+from .int8_recipes import RECIPES, Recipe, quantize_recipe
 from .int8_speed import FASTER, compare_speed, cpu_int8_features, images_per_s, speed_verdict
-from .metadata import get_metadata, set_metadata
+from .metadata import get_metadata, set_int8_metadata
 from .parity import Report, check_versions, contract_checks, make_runner, run_batched
 from .samples import Samples, calibration_images
+from .thresholds import INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
 
 Log = Callable[[str], None]
 
@@ -83,8 +83,8 @@ def check_int8(
     int8_model: bytes,
     samples: Samples,
     *,
-    min_agreement: float = 0.98,
-    max_accuracy_drop: float = 0.01,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    max_accuracy_drop: float = INT8_MAX_ACCURACY_DROP,
     threads: int | None = None,
     fp32_probs: np.ndarray | None = None,
 ) -> Report:
@@ -103,6 +103,26 @@ def check_int8(
     report.stats["size_bytes"] = {"fp32": len(fp32_model), "int8": len(int8_model)}
     _gate(report, m, int(samples.n_dataset), min_agreement, max_accuracy_drop)
     return report
+
+
+def check_twin(
+    fp32_model: bytes,
+    int8_model: bytes,
+    samples: Samples,
+    config: ExportConfig,
+    fp32_probs: np.ndarray | None = None,
+) -> Report:
+    """`check_int8` with the export's thresholds and threads (the recipe search and
+    --verify-only check a twin the same way)."""
+    return check_int8(
+        fp32_model,
+        int8_model,
+        samples,
+        min_agreement=config.int8_min_agreement,
+        max_accuracy_drop=config.int8_max_accuracy_drop,
+        threads=config.threads,
+        fp32_probs=fp32_probs,
+    )
 
 
 def _row_text(row: dict) -> str:
@@ -186,15 +206,7 @@ def quantize_int8(
         try:
             proto = quantize_recipe(fp32_model, _spread(images, recipe, config), recipe)
             data = proto.SerializeToString()
-            report = check_int8(
-                fp32_model,
-                data,
-                samples,
-                min_agreement=config.int8_min_agreement,
-                max_accuracy_drop=config.int8_max_accuracy_drop,
-                threads=threads,
-                fp32_probs=fp32_probs,
-            )
+            report = check_twin(fp32_model, data, samples, config, fp32_probs)
             row.update(report.stats, passed=report.passed)
             models[recipe.name] = (data, report)
             log(f"  [{i}/{len(recipes)}] {recipe.name}: {100 * row['top1_agreement']:.2f}% agree")
@@ -208,7 +220,11 @@ def quantize_int8(
     for row in rows:
         log(_row_text(row))
     if not models:
-        raise ModelError(rows[0]["error"])
+        raise ModelError(
+            f"no int8 recipe could be built ({rows[0]['recipe']}: {rows[0]['error']}); try "
+            f"other --int8-recipes, or export without --quantize. "
+            f"Received: --int8-recipes={','.join(config.int8_recipes)}"
+        )
     chosen = _choose(rows)
     pick = chosen or _best_failed(rows)
     data, report = models[pick["recipe"]]
@@ -277,26 +293,10 @@ def _finish_report(report, rows, pick, passed, models, check_images, cpu, thread
 def _copy_metadata(proto, fp32_model: bytes, recipe: Recipe, where: str, stats: dict) -> None:
     import onnx
 
-    props = get_metadata(onnx.load_model_from_string(fp32_model))
-    props.pop("parity", None)  # replaced by the int8 check's own summary
-    props["model_version"] = props.get("model_version", "model") + "+int8"
     settings = {
-        "format": "QDQ",
-        "weights": "int8 " + ("per-channel" if recipe.per_channel else "per-tensor"),
-        "activations": "uint8",
-        "recipe": recipe.name,
-        "calibration_method": recipe.calibration,
-        "ops": ",".join(QUANTIZED_OPS + (ELEMENTWISE_OPS if recipe.elementwise else [])),
-        "folded_post_relu_batchnorm": recipe.fold,
-        "float_nodes": ", ".join(
-            (["first Conv"] if recipe.ends_float else [])
-            + (["classifier head"] if recipe.ends_float or recipe.head_float else [])
-            + ["Softmax"]
-        ),
-        "uint8_image_input": recipe.uint8_input,
+        **recipe.settings(),
         "calibration": where,
         "speedup_vs_fp32": {b: round(s["speedup"], 3) for b, s in stats["speed"].items()},
         "cpu": f"{stats['cpu']['cpu']}; {stats['cpu']['summary']}",
     }
-    props["quantization"] = json.dumps(settings, separators=(",", ":"))
-    set_metadata(proto, props)
+    set_int8_metadata(proto, get_metadata(onnx.load_model_from_string(fp32_model)), settings)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar10_runtime.contract import IMAGE_SHAPE
 from cifar10_trainer.run import Run
 
 from .config import ExportConfig
@@ -54,8 +55,8 @@ class Samples:
 
 def edge_cases(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 256, size=(len(EDGE_CASES) - 2, 32, 32, 3), dtype=np.uint8)
-    flat = [np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)]
+    noise = rng.integers(0, 256, size=(len(EDGE_CASES) - 2, *IMAGE_SHAPE), dtype=np.uint8)
+    flat = [np.zeros(IMAGE_SHAPE, np.uint8), np.full(IMAGE_SHAPE, 255, np.uint8)]
     return np.concatenate([np.stack(flat), noise])
 
 
@@ -100,7 +101,7 @@ def load_samples(config: ExportConfig, run: Run | None = None) -> tuple[Samples,
     choice = choose_data(config, run)
     edge = edge_cases(config.seed)
     images, labels, source, synthetic, data_source = (
-        np.zeros((0, 32, 32, 3), np.uint8),
+        np.zeros((0, *IMAGE_SHAPE), np.uint8),
         np.zeros(0, np.int64),
         "edge cases only",
         False,

@@ -2,12 +2,11 @@
 
 The Keras model is wrapped as the graph under test records (`export_wrapper` metadata), so
 the check is of that file; parity, accuracy and the gate run as in an export, and the parity
-JSON and the model card are regenerated. The model itself is never rewritten.
+JSON and the model card are regenerated. The model itself is never rewritten. The steps are
+steps.py's, shared with `export` (pipeline.py).
 """
 
 from __future__ import annotations
-
-import json
 
 from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_runtime.files import sha256_hex as sha256_file
@@ -17,16 +16,18 @@ from cifar10_trainer.run import Run
 from .assess import ExportResult, Log, check_model, raise_failures, score
 from .config import ExportConfig
 from .files import ArtifactPaths
-from .keras_model import ModelSpec
-from .metadata import get_metadata
-from .pipeline import int8_step, preflight, prepare, run_parity, write_card
+from .metadata import get_metadata, read_json
+from .steps import int8_step, preflight, prepare, run_parity, write_card
+from .wrapper import WrapperSpec
 
 
 def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):
     """Check an existing OUTPUT (and its int8 twin with quantize="int8") against config.model;
-    rewrites the parity JSON and the model card, never the model."""
+    rewrites the parity JSON and the model card, never the model. `config.verify_only` need
+    not be set: checking is what this function does."""
     import onnx
 
+    config = config.replace(verify_only=True)  # preflight and int8_step check, never write
     paths = paths or preflight(config)
     fp32 = paths.onnx.read_bytes()
     try:
@@ -43,7 +44,7 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     recorded = _recorded_spec(props, config)
     _, spec, samples, decision, reference = prepare(config, run, log, recorded)
     report = run_parity(config, fp32, reference, samples, paths)
-    report.stats["preprocessing"] = decision or json.loads(props.get("preprocessing") or "{}")
+    report.stats["preprocessing"] = decision or read_json(props, "preprocessing", {})
     report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
     report.stats["model_version"] = props.get("model_version")
     log(report.table())
@@ -69,12 +70,12 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     return result
 
 
-def _recorded_spec(props: dict[str, str], config: ExportConfig) -> ModelSpec | None:
+def _recorded_spec(props: dict[str, str], config: ExportConfig) -> WrapperSpec | None:
     """The wrapper the graph under test was built with, unless flags ask for another."""
     flags = (config.input_scale, config.channel_order, config.output_kind)
     if "export_wrapper" not in props or flags != ("auto", "auto", "auto"):
         return None
     try:
-        return ModelSpec.from_dict(json.loads(props["export_wrapper"]))
+        return WrapperSpec.from_dict(read_json(props, "export_wrapper"))
     except (ValueError, TypeError, KeyError):
         return None

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# ../shared sits beside the clone in CI and on developer machines; it is never copied in.
-SHARED_SUBSET = Path(
-    os.environ.get("CIFAR10_SUBSET", REPO.parent / "shared" / "data" / "cifar-10-subset")
-)
+sys.path.insert(0, str(REPO))  # benchmarks/ (its subset module: no numpy) from any venv
+from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET  # noqa: E402
+from benchmarks.subset import subset_available  # noqa: E402
+
 # Built by `make fixtures` (tests/make_fixtures.py) in the full venv, read by every venv.
 FIXTURES = Path(os.environ.get("CIFAR10_FIXTURES", REPO / "build" / "fixtures"))
 
@@ -19,7 +20,7 @@ FIXTURES = Path(os.environ.get("CIFAR10_FIXTURES", REPO / "build" / "fixtures"))
 @pytest.fixture(scope="session")
 def subset_dir() -> Path:
     """The real CIFAR-10 subset (official python format) from ../shared."""
-    if not (SHARED_SUBSET / "cifar-10-batches-py" / "test_batch").is_file():
+    if not subset_available(SHARED_SUBSET):
         pytest.skip(f"real CIFAR-10 subset not found at {SHARED_SUBSET} (set CIFAR10_SUBSET)")
     return SHARED_SUBSET
 

@@ -22,7 +22,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import SHARED_SUBSET  # noqa: E402
+from conftest import SHARED_SUBSET, subset_available  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests" / "runtime"))
 from make_models import make_all  # noqa: E402
@@ -59,7 +59,7 @@ def build_exported(out: Path) -> None:
     from cifar10_trainer.data import load_dataset
 
     bindir = Path(sys.executable).parent
-    real = (SHARED_SUBSET / "cifar-10-batches-py" / "test_batch").is_file()
+    real = subset_available(SHARED_SUBSET)
     data_args = ["--data-dir", str(SHARED_SUBSET)] if real else ["--dataset", "synthetic"]
     work = out / "run"
     run(

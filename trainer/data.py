@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES as CLASS_NAMES
+from cifar10_runtime.contract import valid_class_names
 from cifar10_runtime.files import sha256_hex
 
 from .errors import DataError
@@ -129,10 +130,15 @@ def _class_names(meta: bytes | None, name: str) -> tuple[str, ...]:
     if meta is None:
         return CLASS_NAMES
     obj = _unpickle(meta, name)
-    names = obj.get(b"label_names")
-    if not isinstance(names, list) or len(names) != 10:
-        raise DataError(f"{name} has no list of 10 label_names")
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    raw = obj.get(b"label_names")
+    names = (
+        [n.decode() if isinstance(n, bytes) else str(n) for n in raw]
+        if isinstance(raw, list)
+        else None
+    )
+    if not valid_class_names(names):
+        raise DataError(f"{name} has no list of 10 distinct label_names")
+    return tuple(names)
 
 
 def _assemble(read, source: str) -> Dataset:

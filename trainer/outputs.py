@@ -106,9 +106,19 @@ def plot_learning_curves(target: Path, history: Sequence[dict[str, float]], titl
     ax_acc.set_xlabel("epoch")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, target)
+
+
+def save_figure(fig, target: Path) -> None:
+    """Write a matplotlib figure as PNG atomically, and close it whatever happens (pyplot
+    keeps every open figure alive): the one save-and-close for the trainer and benchmarks."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
 
 
 def plot_confusion_matrix(
@@ -144,9 +154,7 @@ def plot_confusion_matrix(
     ax.set_ylabel("true class")
     ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, target)
 
 
 def point_latest(runs_root: Path, run_dir: Path) -> None:

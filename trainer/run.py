@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifar10_runtime.errors import first_line
+
 from .errors import DataError
 
 CONFIG, METRICS, MODEL = "config.json", "metrics.json", "model.keras"
@@ -128,7 +130,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+        reason = getattr(exc, "strerror", None) or first_line(exc, limit=200)
         raise DataError(
             f"cannot read {path} ({reason}): the run folder is damaged; restore the file or "
             f"move the model out of the folder. Received: {path}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -45,18 +44,11 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def versions() -> dict[str, str]:
-    import keras
-    import numpy
-    import tensorflow as tf
+def versions() -> dict[str, str | None]:
+    from cifar10_runtime.versions import package_versions, python_version
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-        "cifar10_trainer": __version__,
-    }
+    installed = package_versions(("tensorflow", "keras", "numpy"))
+    return {"python": python_version(), **installed, "cifar10_trainer": __version__}
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

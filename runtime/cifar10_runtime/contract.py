@@ -26,5 +26,27 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 # The symbolic name of the dynamic batch dimension in exported graphs.
 BATCH_DIM = "N"
-# metadata_props values that hold JSON; others (model_version, source_sha256) are plain text.
-JSON_KEYS = ("class_names", "input_spec", "parity", "metrics", "producer_versions")
+# metadata_props values that hold JSON (every one the exporter writes: its metadata module
+# encodes exactly these); the others (model_version, source_sha256) are plain text.
+JSON_KEYS = (
+    "class_names",
+    "input_spec",
+    "parity",
+    "metrics",
+    "producer_versions",
+    "export_wrapper",
+    "preprocessing",
+    "quantization",
+)
+
+
+def valid_class_names(names: object) -> bool:
+    """The contract's `class_names`: a list/tuple of NUM_CLASSES distinct non-empty strings
+    (the one check: the exporter's --class-names, the trainer's label_names, the runtime's
+    metadata)."""
+    return (
+        isinstance(names, (list, tuple))
+        and len(names) == NUM_CLASSES
+        and all(isinstance(n, str) and n.strip() for n in names)
+        and len(set(names)) == NUM_CLASSES
+    )

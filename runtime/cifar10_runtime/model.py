@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .contract import CIFAR10_CLASS_NAMES, IMAGE_SHAPE, JSON_KEYS, NUM_CLASSES
+from .contract import (
+    CIFAR10_CLASS_NAMES,
+    IMAGE_SHAPE,
+    JSON_KEYS,
+    NUM_CLASSES,
+    valid_class_names,
+)
 from .errors import ConfigError, ModelError, first_line
 from .files import sha256_hex
 
@@ -232,12 +238,7 @@ def _class_names(raw: dict[str, str], dtype: np.dtype, source: str) -> tuple[tup
         names = json.loads(value)
     except ValueError:
         names = None
-    if (
-        not isinstance(names, list)
-        or len(names) != NUM_CLASSES
-        or not all(isinstance(n, str) and n.strip() for n in names)
-        or len(set(names)) != NUM_CLASSES
-    ):
+    if not isinstance(names, list) or not valid_class_names(names):
         raise ModelError(
             f"{source}: metadata 'class_names' must be a JSON list of {NUM_CLASSES} distinct "
             f"non-empty strings. Received: {value[:120]!r}. Re-export with cifar-export."

@@ -74,7 +74,7 @@ def test_a_share_of_peak_over_100_percent_is_withheld_and_flagged() -> None:
     assert results["latency"][0]["share_of_peak"] is None
     assert results["latency"][0]["share_of_peak_untrusted"] == 1.7
     assert results["machine"]["peak"]["trusted"] is False
-    assert "UNDER-MEASURED" in report._peak(results["machine"]["peak"])
+    assert "UNDER-MEASURED" in report.header.peak_text(results["machine"]["peak"])
 
 
 def test_a_steady_run_keeps_its_figures_and_has_no_warning() -> None:

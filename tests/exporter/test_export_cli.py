@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cifar10_exporter import steps
+from cifar10_exporter.cli import main
+from cifar10_exporter.config import ExportConfig
 from cifar10_exporter.errors import ParityError
+from cifar10_exporter.int8_recipes import RECIPES
 from cifar10_runtime.errors import ConfigError, ModelError
 from cifar10_trainer.errors import DataError
 
@@ -31,25 +38,78 @@ def test_help_lists_the_flags_without_importing_tensorflow():
         [sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    for flag in (
-        "--model",
-        "--opset",
-        "--data-dir",
-        "--dataset",
-        "--samples",
-        "--atol",
-        "--quantize",
-        "--verify-only",
-        "--force",
-        "--class-names",
-        "--input-scale",
-        "--channel-order",
-        "--input-mean",
-        "--input-std",
-        "--min-accuracy",
-    ):
-        assert flag in done.stdout
+    for field in dataclasses.fields(ExportConfig):
+        if field.name != "output":  # the OUTPUT argument
+            assert _flag(field.name) in done.stdout, f"no {_flag(field.name)} in --help"
     assert "tensorflow imported: False" in done.stderr, done.stderr
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# One value other than the default per ExportConfig field: as typed, and as the config holds it.
+# A new field needs a line here, and the flag that sets it (DESIGN.md: every key is a flag).
+FLAG_VALUES: dict[str, tuple[list[str], object]] = {
+    "model": (["--model", "m.keras"], Path("m.keras")),
+    "opset": (["--opset", "16"], 16),
+    "data_dir": (["--data-dir", "data"], Path("data")),
+    "dataset": (["--dataset", "synthetic"], "synthetic"),
+    "samples": (["--samples", "8"], 8),
+    "atol": (["--atol", "0.001"], 0.001),
+    "batch_sizes": (["--batch-sizes", "1,4"], (1, 4)),
+    "quantize": (["--quantize", "int8"], "int8"),
+    "calibration_samples": (["--calibration-samples", "7"], 7),
+    "int8_min_agreement": (["--int8-min-agreement", "0.9"], 0.9),
+    "int8_max_accuracy_drop": (["--int8-max-accuracy-drop", "0.02"], 0.02),
+    "int8_recipes": (["--int8-recipes", list(RECIPES)[-1]], (list(RECIPES)[-1],)),
+    "verify_only": (["--verify-only"], True),
+    "force": (["--force"], True),
+    "class_names": (["--class-names", "a,b,c,d,e,f,g,h,i,j"], tuple("abcdefghij")),
+    "input_scale": (["--input-scale", "raw"], "raw"),
+    "channel_order": (["--channel-order", "bgr"], "bgr"),
+    "input_mean": (["--input-mean", "1,2,3"], (1.0, 2.0, 3.0)),
+    "input_std": (["--input-std", "4,5,6"], (4.0, 5.0, 6.0)),
+    "min_accuracy": (["--min-accuracy", "0.3"], 0.3),
+    "max_drop_vs_trainer": (["--max-drop-vs-trainer", "0.1"], 0.1),
+    "output_kind": (["--output-kind", "logits"], "logits"),
+    "model_version": (["--model-version", "v9"], "v9"),
+    "seed": (["--seed", "3"], 3),
+    "threads": (["--threads", "2"], 2),
+}
+
+
+class _Stop(Exception):
+    """Raised by the patched preflight: the config went no further than the CLI."""
+
+
+@pytest.mark.parametrize(
+    "name", [f.name for f in dataclasses.fields(ExportConfig) if f.name != "output"]
+)
+def test_every_config_field_is_set_by_its_flag(name, tmp_path, monkeypatch):
+    """Built from dataclasses.fields(ExportConfig): a field without a flag, or a flag that
+    does not reach its field, fails here (nothing is converted: preflight is stopped)."""
+    assert name in FLAG_VALUES, f"ExportConfig.{name} has no case in FLAG_VALUES (and a flag?)"
+    args, expected = FLAG_VALUES[name]
+    seen: list[ExportConfig] = []
+
+    def stop(config):
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(steps, "preflight", stop)
+    result = CliRunner().invoke(main, [str(tmp_path / "m.onnx"), *args])
+    assert isinstance(result.exception, _Stop), result.output
+    (config,) = seen
+    default = getattr(ExportConfig(output=tmp_path / "m.onnx"), name)
+    assert getattr(config, name) == expected != default
+    others = {f.name for f in dataclasses.fields(ExportConfig)} - {name, "output"}
+    assert all(getattr(config, k) == getattr(ExportConfig(output=config.output), k) for k in others)
+
+
+def test_flag_values_name_only_real_fields():
+    fields = {f.name for f in dataclasses.fields(ExportConfig)}
+    assert set(FLAG_VALUES) <= fields, set(FLAG_VALUES) - fields
 
 
 def _one_line(result) -> str:
@@ -109,6 +169,8 @@ def test_unwritable_output(tmp_path, cli):
         (["--input-std", "60,0,60"], "--input-std=60,0,60"),
         (["--min-accuracy", "2"], "--min-accuracy=2.0"),
         (["--min-accuracy", "-0.1"], "--min-accuracy=-0.1"),
+        (["--max-drop-vs-trainer", "2"], "--max-drop-vs-trainer=2.0"),
+        (["--int8-max-accuracy-drop", "-1"], "--int8-max-accuracy-drop=-1.0"),
     ],
 )
 def test_bad_flags(tmp_path, cli, args, needle):

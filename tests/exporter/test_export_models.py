@@ -13,7 +13,8 @@ import numpy as np
 import onnx
 import pytest
 
-from cifar10_exporter.keras_model import inspect_model, keras_outputs, load_keras_model
+from cifar10_exporter.inspection import inspect_model
+from cifar10_exporter.keras_model import keras_outputs, load_keras_model
 from cifar10_runtime import Predictor
 from cifar10_runtime.errors import ModelError
 
@@ -117,7 +118,9 @@ def test_console_script_refuses_28x28_model_without_traceback(keras_models, tmp_
     assert done.returncode == 4
     assert done.stderr.strip().splitlines() == [
         f"error: {keras_models['mnist_28x28x1']} has input shape (None, 28, 28, 1) (float32); "
-        "the ONNX contract needs one image input of shape (N, 32, 32, 3) (RGB, NHWC). "
+        "the ONNX contract needs one image input of shape (N, 32, 32, 3) (RGB, NHWC): "
+        "rebuild it with keras.Input(shape=(32, 32, 3)) and a final Dense(10) (softmax or "
+        "logits), then save it with model.save(). "
         f"Received: --model={keras_models['mnist_28x28x1']}"
     ]
     assert not out.exists()

@@ -38,6 +38,7 @@ def test_a_killed_exports_temporaries_are_removed_by_the_next(tmp_path) -> None:
 @pytest.mark.slow
 def test_side_files_follow_the_model(keras_models, tmp_path, cli, monkeypatch) -> None:
     import cifar10_exporter.pipeline as pipeline
+    import cifar10_exporter.steps as steps
 
     out = tmp_path / "model.onnx"
     paths = ArtifactPaths.for_output(out)
@@ -56,15 +57,15 @@ def test_side_files_follow_the_model(keras_models, tmp_path, cli, monkeypatch) -
 
     # A re-export that fails its check: the old model and its own reports stay together;
     # the failing report goes beside them under another name.
-    real = pipeline.keras_reference
-    monkeypatch.setattr(pipeline, "keras_reference", lambda *a, **k: real(*a, **k) + 1e-3)
+    real = steps.keras_reference
+    monkeypatch.setattr(steps, "keras_reference", lambda *a, **k: real(*a, **k) + 1e-3)
     result = cli(out, "--model", good, *args)
     assert result.exit_code == ParityError.exit_code
     assert f"details in {tmp_path / 'model.rejected.parity.json'}" in _one_line(result)
     assert {p: p.read_bytes() for p in kept} == kept
     rejected = json.loads((tmp_path / "model.rejected.parity.json").read_text())
     assert rejected["passed"] is False
-    monkeypatch.setattr(pipeline, "keras_reference", real)
+    monkeypatch.setattr(steps, "keras_reference", real)
 
     # A kill while the new model is written must not leave the old reports beside it:
     # they are gone before the new bytes land, and the new ones come after.
@@ -75,7 +76,8 @@ def test_side_files_follow_the_model(keras_models, tmp_path, cli, monkeypatch) -
         seen.append((target, [p.name for p in paths.describing_onnx if p.exists()]))
         write_bytes(target, data)
 
-    monkeypatch.setattr(pipeline, "write_bytes", spy)
+    monkeypatch.setattr(pipeline, "write_bytes", spy)  # the models
+    monkeypatch.setattr(steps, "write_bytes", spy)  # the card
     assert cli(out, "--model", good, *args).exit_code == 0
     # The model lands first, with no side file of the old one beside it; its card comes last.
     assert seen == [(out, []), (paths.card, [paths.parity.name])]

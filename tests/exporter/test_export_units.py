@@ -21,6 +21,7 @@ from cifar10_exporter.metadata import (
     set_metadata,
 )
 from cifar10_exporter.parity import check_parity, compare
+from cifar10_runtime.contract import JSON_KEYS
 from cifar10_runtime.errors import ConfigError
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.run import Run
@@ -38,20 +39,23 @@ def test_config_defaults_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        ({"output": "model.pb"}, "OUTPUT=model.pb"),
-        ({"atol": 0.0}, "--atol=0.0"),
-        ({"samples": -1}, "--samples=-1"),
-        ({"opset": 9}, "--opset=9"),
-        ({"class_names": ("a", "b")}, "--class-names=a,b"),
+        # Single bad flags are test_export_cli.py's test_bad_flags, through the CLI; here the
+        # combinations and the values no CLI choice lets through.
         ({"dataset": "synthetic", "data_dir": "x"}, "not both"),
         ({"quantize": "int4"}, "--quantize=int4"),
         ({"quantize": "int8", "samples": 0}, "--samples=0"),
+        ({"int8_min_agreement": 1.5}, "--int8-min-agreement=1.5"),
+        ({"int8_recipes": ("nope",)}, "--int8-recipes=nope"),
+        ({"replace": {"atoll": 1}}, "Received: atoll=1"),
     ],
 )
 def test_config_refuses_bad_values(tmp_path, overrides, needle):
     overrides.setdefault("output", tmp_path / "m.onnx")
+    replace = overrides.pop("replace", None)
     with pytest.raises(ConfigError, match="Received") as err:
-        ExportConfig(**overrides)
+        config = ExportConfig(**overrides)
+        if replace:
+            config.replace(**replace)
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -107,13 +111,19 @@ def test_metadata_keys_and_run_provenance(tmp_path):
         parity={"passed": True},
     )
     assert set(REQUIRED_KEYS) <= set(props)
-    assert json.loads(props["producer_versions"])["opset"] == 17
-    assert json.loads(props["input_spec"])["shape"] == ["N", 32, 32, 3]
     proto = helper.make_model(helper.make_graph([], "g", [], []))
     set_metadata(proto, props)
+    stored = get_metadata(proto)
+    # Stored as the runtime reads them: JSON exactly for contract.JSON_KEYS, else plain text.
+    assert json.loads(stored["producer_versions"])["opset"] == 17
+    assert json.loads(stored["input_spec"])["shape"] == ["N", 32, 32, 3]
+    assert stored["model_version"] == "v" and stored["source_sha256"] == "ab" * 32
+    assert all(json.loads(stored[k]) is not None for k in stored if k in JSON_KEYS)
     set_metadata(proto, {"model_version": "w"})  # replaces, no duplicate key
     assert get_metadata(proto)["model_version"] == "w"
     assert len(proto.metadata_props) == len(props)
+    with pytest.raises(TypeError, match="JSON_KEYS"):  # a structured value under a text key
+        set_metadata(proto, {"model_version": {"not": "text"}})
 
 
 @pytest.mark.parametrize(
@@ -185,7 +195,7 @@ def _softmax_model(in_name="image", out_name="probabilities", dtype=TensorProto.
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    set_metadata(model, {"class_names": json.dumps(list(CIFAR10_CLASS_NAMES))})
+    set_metadata(model, {"class_names": list(CIFAR10_CLASS_NAMES)})
     return model, w
 
 
@@ -231,3 +241,13 @@ def test_check_parity_reports_contract_breaks(tmp_path):
     assert not report.passed
     assert report.failures[0].name == "input/output names"
     assert "input_1" in report.failures[0].detail
+
+
+def test_export_never_turns_into_verify(tmp_path):
+    """export() converts; checking an existing OUTPUT is verify()'s job (cli.py chooses)."""
+    from cifar10_exporter import export
+
+    config = ExportConfig(output=tmp_path / "m.onnx", verify_only=True)
+    with pytest.raises(ConfigError, match=r"call cifar10_exporter.verify\(\).*verify_only=True"):
+        export(config, log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []

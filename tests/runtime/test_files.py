@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,24 @@ def test_probe_writable_finds_the_nearest_folder_and_leaves_nothing(tmp_path: Pa
     with pytest.raises(NotADirectoryError) as err:
         probe_writable(blocker / "run")
     assert err.value.filename == str(blocker)
+
+
+def test_non_finite_numbers_never_reach_json_files(tmp_path: Path) -> None:
+    files.write_json(tmp_path / "m.json", {"loss": float("nan"), "rows": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"loss": None, "rows": [None, 1.0]}
+
+
+def test_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "model.keras"
+    legacy = tmp_path / ".model.keras.k2j4x_9q.keras"  # what kill -9 left before this fix
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".model.keras.{dead.pid}.abcd1234.keras"
+    live = tmp_path / f".model.keras.{os.getpid()}.zzzz.keras"  # a writer still at work
+    for path in (legacy, stale, live):
+        path.write_bytes(b"partial")
+    with files.atomic_path(target) as tmp:
+        tmp.write_bytes(b"ok")
+    assert target.read_bytes() == b"ok"
+    assert not legacy.exists() and not stale.exists()
+    assert live.exists()

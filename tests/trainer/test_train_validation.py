@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -15,7 +14,6 @@ import pytest
 
 import cifar10_trainer
 from cifar10_runtime.errors import ConfigError
-from cifar10_runtime.files import atomic_path, write_json
 from cifar10_trainer.config import REPO_CONFIGS, TrainConfig, load_config
 from cifar10_trainer.data import parse_batch
 from cifar10_trainer.errors import DataError
@@ -110,27 +108,6 @@ def test_whole_float_labels_are_accepted() -> None:
     raw = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array([3.0, 9.0])})
     assert parse_batch(raw, "b")[1].tolist() == [3, 9]
     assert parse_batch(raw, "b")[1].dtype == np.int64
-
-
-def test_non_finite_numbers_never_reach_json_files(tmp_path: Path) -> None:
-    write_json(tmp_path / "m.json", {"loss": float("nan"), "rows": [float("inf"), 1.0]})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"loss": None, "rows": [None, 1.0]}
-
-
-def test_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path: Path) -> None:
-    target = tmp_path / "model.keras"
-    legacy = tmp_path / ".model.keras.k2j4x_9q.keras"  # what kill -9 left before this fix
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f".model.keras.{dead.pid}.abcd1234.keras"
-    live = tmp_path / f".model.keras.{os.getpid()}.zzzz.keras"  # a writer still at work
-    for path in (legacy, stale, live):
-        path.write_bytes(b"partial")
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(b"ok")
-    assert target.read_bytes() == b"ok"
-    assert not legacy.exists() and not stale.exists()
-    assert live.exists()
 
 
 def test_output_dir_that_is_a_file_fails_before_tensorflow(tmp_path: Path) -> None:

@@ -1,0 +1,35 @@
+"""The HTTP server rows: requests/s and latency per serving mode and client count."""
+
+from __future__ import annotations
+
+from .fmt import num, table
+
+
+def server(results: dict) -> list[str]:
+    srv = results.get("server")
+    if not srv:
+        return []
+    lines = [
+        "## Server (`cifar-serve` on 127.0.0.1, 32x32 PNG per request)",
+        "",
+        "Load: benchmarks/loadgen.py (asyncio, keep-alive sockets, one thread) on the same "
+        "cores as the server, so these are lower bounds for a server on its own machine. "
+        "naive_baseline: one session.run per request, no batcher.",
+        "",
+    ]
+    rows = []
+    for mode, v in srv["modes"].items():
+        for r in v["results"]:
+            rows.append(
+                [
+                    mode,
+                    str(r["clients"]),
+                    num(r["requests_per_s"], "{:.0f}"),
+                    num(r["p50_ms"]),
+                    num(r["p99_ms"]),
+                    str(r["requests"]),
+                    str(r["errors"]),
+                ]
+            )
+    head = ["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"]
+    return lines + table(head, rows)
