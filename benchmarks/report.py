@@ -255,6 +255,10 @@ def _other_sections(results: dict) -> list[str]:
         lines += _table(
             ["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows
         )
+        if srv.get("grpc"):  # gRPC beside REST on one process (benchmarks/grpc_bench.py)
+            from .grpc_bench import markdown_lines
+
+            lines += markdown_lines(srv["grpc"], _table, _f)
     tr = results.get("training")
     if tr:
         lines += ["## Training throughput (same network, same epochs, same batch size 32)", ""]
