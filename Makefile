@@ -10,6 +10,7 @@ PIP_FLAGS := --disable-pip-version-check --quiet
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install runtime-venv fixtures lint test test-fast test-main test-runtime test-wheels demo bench clean
+.PHONY: test-kserve
 
 install: $(VENV)/.installed
 
@@ -28,7 +29,7 @@ $(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runti
 	$(RT_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
 	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" \
-		"playwright>=1.45,<2" "tritonclient[http]>=2.40,<3"
+		"playwright>=1.45,<2" "tritonclient[http]>=2.40,<3" "tritonclient[grpc]>=2.40,<3"
 	touch $@
 
 fixtures: install
@@ -52,7 +53,21 @@ test-wheels:
 	bash tests/wheels/check_wheels.sh
 
 # The whole suite, as CI runs it (.ci/run).
-test: lint test-wheels test-main test-runtime
+test: lint test-wheels test-main test-runtime test-kserve
+
+# deploy/kserve/ checked with KServe's own Python models (tests/deploy). kserve brings
+# uvloop, fastapi, pandas...: kept out of .venv (uvloop would change uvicorn's loop in the
+# serving tests), in a small venv of its own with the runtime for cifar-serve's CLI.
+KSERVE_VENV := build/venv-kserve-manifests
+$(KSERVE_VENV)/.installed: runtime/pyproject.toml
+	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install $(PIP_FLAGS) "kserve>=0.14,<1" "pyyaml>=6" "pytest>=8,<10" \
+		"./runtime"
+	touch $@
+
+# PYTHONPATH: the checkout's runtime (its CLI flags) over the copy installed for its deps.
+test-kserve: $(KSERVE_VENV)/.installed
+	PYTHONPATH=runtime $(KSERVE_VENV)/bin/python $(PYTEST) tests/deploy
 
 # Unit tests only: no training, no export (tests marked slow are left out). It builds no
 # fixtures either: tests that need them use build/fixtures if `make fixtures` made it, and

@@ -49,7 +49,10 @@ async def _one_client(
         writer.close()
 
 
-async def _run(port: int, request: bytes, clients: int, seconds: float, max_requests: int) -> dict:
+async def _run(
+    port: int, request: bytes, clients: int, seconds: float, max_requests: int, client=None
+) -> dict:  # noqa: ANN001 - client: a coroutine function shaped like _one_client
+    one_client = client or _one_client  # grpc_bench.py passes its gRPC client
     per_client = max(1, max_requests // clients)
     results: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -58,7 +61,7 @@ async def _run(port: int, request: bytes, clients: int, seconds: float, max_requ
     await asyncio.wait_for(
         asyncio.gather(
             *(
-                _one_client(port, request, stop_at, per_client, results[i], errors)
+                one_client(port, request, stop_at, per_client, results[i], errors)
                 for i in range(clients)
             )
         ),
@@ -95,8 +98,14 @@ def merge_windows(windows: list[dict]) -> dict:
 
 
 def load(
-    port: int, request: bytes, clients: int, seconds: float, max_requests: int, warmup: int
+    port: int,
+    request: bytes,
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    warmup: int,
+    client=None,  # noqa: ANN001 - see _run
 ) -> dict:
     """Warm up (connections, first runs), then `clients` connections back to back."""
-    asyncio.run(_run(port, request, min(clients, 4), 5.0, warmup))
-    return asyncio.run(_run(port, request, clients, seconds, max_requests))
+    asyncio.run(_run(port, request, min(clients, 4), 5.0, warmup, client))
+    return asyncio.run(_run(port, request, clients, seconds, max_requests, client))

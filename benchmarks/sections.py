@@ -71,6 +71,11 @@ def server_section(
         threads=threads,
     )
     out["venv"] = str(venv)
+    from .grpc_bench import bench_grpc  # gRPC beside REST on one process (issue 21)
+
+    exe, image = coldstart.venv_bin(venv, "cifar-serve"), images.arrays[0]
+    seconds, most = (0.5, 200) if quick else (6.0, 50_000)
+    out["grpc"] = bench_grpc(exe, onnx_path, image, env, work, seconds, most, threads)
     return out
 
 

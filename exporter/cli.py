@@ -210,10 +210,18 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     default=None,
     help="Start from the settings of a saved OUTPUT.export.json; flags override.",
 )
+@click.option(
+    "--triton-repository",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a Triton model repository there: cifar10/ (and cifar10_int8/) with "
+    "config.pbtxt, labels.txt, 1/model.onnx.",
+)
 @click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
 def main(
     output: Path,
     config_path: Path | None,
+    triton_repository: Path | None,
     verbose: bool,
     class_names: str | None,
     batch_sizes: str | None,
@@ -245,6 +253,10 @@ def main(
         from .steps import preflight
 
         paths = preflight(config)  # cheap checks before TensorFlow's slow import
+        if triton_repository is not None:
+            from .triton import check_repository, write_repository
+
+            check_repository(triton_repository)
         if not verbose:
             import_tensorflow_quietly()
         if config.verify_only:
@@ -255,6 +267,9 @@ def main(
             from .pipeline import export
 
             export(config, log=click.echo, paths=paths)
+        if triton_repository is not None:  # only after every check passed
+            int8 = paths.int8 if config.quantize and paths.int8.is_file() else None
+            write_repository(triton_repository, paths.onnx, int8, log=click.echo)
 
 
 if __name__ == "__main__":

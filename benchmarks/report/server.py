@@ -32,4 +32,9 @@ def server(results: dict) -> list[str]:
                 ]
             )
     head = ["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"]
-    return lines + table(head, rows)
+    lines += table(head, rows)
+    if srv.get("grpc"):  # gRPC beside REST on one process (benchmarks/grpc_bench.py)
+        from ..grpc_bench import markdown_lines
+
+        lines += markdown_lines(srv["grpc"], table, num)
+    return lines

@@ -13,3 +13,7 @@ HEADER_TIMEOUT = 10.0  # seconds for a complete request head
 BODY_TIMEOUT = 30.0  # seconds for a whole request body
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 512  # connections (and tasks) per worker before 503
+# gRPC (cifar-serve --grpc-port): HTTP/2 streams one connection may open at once (the
+# HTTP/2 spec's recommended minimum); RPCs in progress are capped by LIMIT_CONCURRENCY.
+GRPC_MAX_STREAMS = 100
+GRPC_GRACE_SECONDS = 30.0  # in-progress RPCs get this long to finish on shutdown

@@ -134,6 +134,13 @@ def app_factory() -> Any:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds an idle keep-alive connection stays open.",
 )
+@click.option(
+    "--grpc-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Also serve the Open Inference Protocol over gRPC on this port (same --host, "
+    "batcher and /metrics; 0: any free port) [default: off].",
+)
 @click.option("--no-ui", is_flag=True, help="Do not serve the try-it page at GET /.")
 @click.option(
     "--workers",
@@ -172,6 +179,7 @@ def main(
     header_timeout: float,
     body_timeout: float,
     timeout_keep_alive: float,
+    grpc_port: int | None,
     no_ui: bool,
     workers: int,
     threads: int | None,
@@ -200,6 +208,18 @@ def main(
             ) from exc
         from .predictor import Predictor
 
+        if grpc_port is not None:
+            try:
+                from .grpc_server import check_port
+            except ImportError as exc:
+                raise ConfigError(
+                    f"--grpc-port needs grpcio from the serve extra ({exc.name} is missing). "
+                    "Install it with: pip install 'cifar10-runtime[serve]'"
+                ) from exc
+            from .grpc_protocol import protocol
+
+            protocol()  # Triton's stubs (tritonclient): if missing, one error line before serving
+            check_port(host, grpc_port)
         if no_batching:
             max_batch_size, max_delay_ms = 1, 0.0
         if threads is None and workers > 1:
@@ -215,12 +235,17 @@ def main(
             "model_name": model_name,
             "body_timeout": body_timeout,
             "ui": not no_ui,
+            "grpc_port": grpc_port,
+            "grpc_host": host,
+            "grpc_reuse_port": workers > 1,  # the workers share the gRPC port too
+            "limit_concurrency": limit_concurrency,
         }
         predictor = Predictor(model, providers=providers, threads=threads)
         click.echo(
             f"cifar-serve: {model} (version {predictor.model_version}) on "
             f"{', '.join(predictor.providers)}; batching: max {max_batch_size} images, "
-            f"{max_delay_ms:g} ms; http://{host}:{port}",
+            f"{max_delay_ms:g} ms; http://{host}:{port}"
+            + (f", gRPC {host}:{grpc_port}" if grpc_port is not None else ""),
             err=True,
         )
         common: dict[str, Any] = {

@@ -32,7 +32,14 @@ from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
 from .guards import BodyTimeout, limit_accept_errors
-from .limits import BODY_TIMEOUT, LARGE_DECODES, MAX_PIXELS, MODEL_NAME
+from .limits import (
+    BODY_TIMEOUT,
+    GRPC_GRACE_SECONDS,
+    LARGE_DECODES,
+    LIMIT_CONCURRENCY,
+    MAX_PIXELS,
+    MODEL_NAME,
+)
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
@@ -60,11 +67,17 @@ def create_app(
     large_decodes: int = LARGE_DECODES,
     body_timeout: float = BODY_TIMEOUT,
     ui: bool = True,
+    grpc_port: int | None = None,
+    grpc_host: str = "127.0.0.1",
+    grpc_reuse_port: bool = False,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
     max_batch_size=1 turns micro-batching off. The batcher starts and drains with the app's
     lifespan, so use `with TestClient(app)` (or a real server) to serve requests.
+    grpc_port (0: any free port) also serves the Open Inference Protocol over gRPC, on the
+    same event loop, batcher and metrics (grpc_server.py), started and stopped with them.
     """
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
@@ -85,16 +98,28 @@ def create_app(
     reader = BodyReader(int(max_body_mb * 2**20))
     api = V1Api(predictor, batcher, reader, max_pixels, large_decodes)
     v2 = V2Api(predictor, batcher, reader, model_name)
+    grpc = None
+    if grpc_port is not None:
+        from .grpc_server import grpc_server
+
+        grpc = grpc_server(
+            v2, metrics, grpc_host, grpc_port, reader.max_body, limit_concurrency, grpc_reuse_port
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limit_accept_errors(asyncio.get_running_loop())
         await batcher.start()
+        if grpc is not None:
+            await grpc.start()
         log.info("ready: %r as %r, batching %s", predictor, model_name, batcher.stats())
         try:
             yield
         finally:
-            # uvicorn has already let in-flight requests finish; this drains the queue.
+            # uvicorn has already let in-flight requests finish; gRPC's get their grace
+            # (the batcher still runs for them), then the queue drains.
+            if grpc is not None:
+                await grpc.stop(GRPC_GRACE_SECONDS)
             await batcher.close()
 
     routes = [
@@ -127,6 +152,7 @@ def create_app(
     app.state.predictor = predictor
     app.state.batcher = batcher
     app.state.metrics = metrics
+    app.state.grpc = grpc
     return app
 
 

@@ -94,18 +94,20 @@ class V2Api:
 
     async def model_metadata(self, request: Request) -> JSONResponse:
         self._check_model(request)
+        return JSONResponse(self.metadata())
+
+    def metadata(self) -> dict[str, Any]:
+        """The model's metadata, for REST and gRPC (grpc_server.py) alike."""
         shape = [-1, *IMAGE_SHAPE]
-        return JSONResponse(
-            {
-                "name": self.name,
-                "versions": [self.version],
-                "platform": PLATFORM,
-                "inputs": [{"name": self.input_name, "datatype": "UINT8", "shape": shape}],
-                "outputs": [
-                    {"name": self.output_name, "datatype": "FP32", "shape": [-1, self.num_classes]}
-                ],
-            }
-        )
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": PLATFORM,
+            "inputs": [{"name": self.input_name, "datatype": "UINT8", "shape": shape}],
+            "outputs": [
+                {"name": self.output_name, "datatype": "FP32", "shape": [-1, self.num_classes]}
+            ],
+        }
 
     async def model_ready(self, request: Request) -> JSONResponse:
         self._check_model(request)
@@ -116,8 +118,10 @@ class V2Api:
         return JSONResponse(body, 200 if ready else 503)
 
     def _check_model(self, request: Request) -> None:
-        name = request.path_params["name"]
-        version = request.path_params.get("version")
+        self.check_model(request.path_params["name"], request.path_params.get("version"))
+
+    def check_model(self, name: str, version: str | None) -> None:
+        """404 unless `name` (and `version`, when given) is the served model's."""
         if name != self.name:
             raise HTTPException(
                 404,

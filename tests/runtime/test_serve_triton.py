@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 from serve_process import ServeProcess
 from serve_samples import sample_images
+from triton_client import infer_raises as _infer_raises
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installed")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -74,13 +75,6 @@ def test_infer_equals_a_bare_session(client, expected, batch: int, binary: bool)
     for algorithm in ("gzip", "deflate"):  # compressed request bodies, as the client sends them
         packed = client.infer("cifar10", [tensor], request_compression_algorithm=algorithm)
         assert np.abs(packed.as_numpy("probabilities") - probs).max() <= 1e-6
-
-
-def _infer_raises(client, fragment: str, status: str, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(InferenceServerException) as caught:
-        client.infer(*args, **kwargs)
-    assert fragment in caught.value.message(), caught.value.message()
-    assert caught.value.status() == status
 
 
 def test_errors_raise_the_clients_exception_with_our_message(client, expected) -> None:  # type: ignore[no-untyped-def]
