@@ -121,7 +121,7 @@ def _summary(modes: dict) -> dict:
 
 
 def markdown_lines(out: dict, table, fmt) -> list[str]:  # noqa: ANN001 - the report's helpers
-    """The report's rows for this benchmark (benchmarks.report.server passes its table and number format)."""
+    """The report's rows for this benchmark (report.server passes its table and format)."""
     rows = [
         [
             mode,

@@ -29,7 +29,7 @@ def test_grpc_and_rest_rows_from_one_server(fixtures_dir: Path, tmp_path: Path) 
         assert all(r["requests"] > 0 and r["errors"] == 0 for r in mode["results"])
     assert out["summary"]["grpc_over_rest_16"] > 0
     assert sum("gRPC" in line and "REST binary v2" in line for line in lines) == len(CLIENTS)
-    from benchmarks.report import _f, _table
+    from benchmarks.report.fmt import num, table
 
-    md = "\n".join(markdown_lines(out, _table, _f))
+    md = "\n".join(markdown_lines(out, table, num))
     assert md.count("| grpc |") == md.count("| rest_v2_binary |") == len(CLIENTS)
