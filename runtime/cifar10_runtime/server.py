@@ -32,7 +32,8 @@ from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
 from .guards import BodyTimeout, limit_accept_errors
-from .limits import BODY_TIMEOUT, LARGE_DECODES, MAX_PIXELS, MODEL_NAME
+from .headers import NoSniffMiddleware
+from .limits import BODY_TIMEOUT, LARGE_DECODES, MAX_PIXELS, MAX_REQUEST_PIXELS, MODEL_NAME
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
@@ -60,6 +61,7 @@ def create_app(
     large_decodes: int = LARGE_DECODES,
     body_timeout: float = BODY_TIMEOUT,
     ui: bool = True,
+    max_request_pixels: int | None = MAX_REQUEST_PIXELS,
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
@@ -83,7 +85,7 @@ def create_app(
         predictor.predict_array, max_batch_size, max_delay_ms, max_queue, observer=metrics
     )
     reader = BodyReader(int(max_body_mb * 2**20))
-    api = V1Api(predictor, batcher, reader, max_pixels, large_decodes)
+    api = V1Api(predictor, batcher, reader, max_pixels, large_decodes, max_request_pixels)
     v2 = V2Api(predictor, batcher, reader, model_name)
 
     @asynccontextmanager
@@ -116,6 +118,7 @@ def create_app(
         Exception: _internal_error,
     }
     middleware = [
+        Middleware(NoSniffMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(BodyTimeout, seconds=body_timeout),
     ]
