@@ -96,3 +96,14 @@ def test_server_paths_are_cut_to_their_names() -> None:
         "note": "accuracy not measured",
         "root": "/",
     }
+
+
+def test_stale_temporaries_with_odd_pid_fields_are_removed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cifar10_runtime.files import remove_stale_temps
+
+    target = tmp_path / "model.onnx"
+    odd = [".model.onnx.²1.abc.onnx", ".model.onnx.99999999999.abc.onnx", ".model.onnx.٣.x.onnx"]
+    for name in odd:
+        (tmp_path / name).write_bytes(b"half")
+    removed = remove_stale_temps(target)
+    assert sorted(p.name for p in removed) == sorted(odd)
