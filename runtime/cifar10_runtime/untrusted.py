@@ -25,6 +25,9 @@ from .errors import ConfigError
 
 MAX_DECIMAL_DIGITS = 18  # below 2**63: every size a server meets, and cheap to convert
 MAX_VERSION_CHARS = 128
+# Bytes of an X-Model-Version value: MAX_VERSION_CHARS of any script, percent-encoded, fit
+# (4 UTF-8 bytes x 3 characters each); far more would break clients' header limits.
+MAX_VERSION_HEADER = 2048
 _DECIMAL = re.compile(rb"[0-9]{1,%d}" % MAX_DECIMAL_DIGITS)
 # Printable ASCII except "%", which starts an escape.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if c != 0x25)

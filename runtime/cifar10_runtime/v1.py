@@ -31,11 +31,11 @@ from starlette.responses import JSONResponse
 
 from .batcher import MicroBatcher
 from .bodies import BodyReader
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 from .images import DecodeBudgetError, load_images
 from .predictor import Predictor, check_top_k, make_prediction
 from .ui import add_inputs, wants_input
-from .untrusted import parse_decimal, version_header, without_server_paths
+from .untrusted import MAX_VERSION_HEADER, parse_decimal, version_header, without_server_paths
 
 SINGLE_IMAGE_TYPES = ("image/", "application/octet-stream")
 ACCEPTED = "image/* (one image in the body) or multipart/form-data (one or more image files)"
@@ -59,7 +59,7 @@ class V1Api:
         self.max_request_pixels = max_request_pixels
         # Images of images.LARGE_PIXELS or more decode at most this many at a time.
         self.large_gate = threading.BoundedSemaphore(large_decodes)
-        self.headers = {"X-Model-Version": version_header(predictor.model_version)}
+        self.headers = {"X-Model-Version": _version_header(predictor)}
         self.ready_body = {"status": "ready", "model_version": predictor.model_version}
 
     async def predict(self, request: Request) -> JSONResponse:
@@ -132,3 +132,14 @@ def _query_top_k(request: Request, num_classes: int) -> int:
         return check_top_k(value, num_classes)
     except ConfigError as exc:
         raise HTTPException(400, str(exc)) from None
+
+
+def _version_header(predictor: Predictor) -> str:
+    header = version_header(predictor.model_version)
+    if len(header) > MAX_VERSION_HEADER:
+        raise ModelError(
+            f"{predictor.source}: its model_version is {len(predictor.model_version)} "
+            f"characters, {len(header)} bytes as an X-Model-Version header (at most "
+            f"{MAX_VERSION_HEADER}). Re-export it with a shorter --model-version."
+        )
+    return header

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 import cifar10_runtime.v2 as v2_module
-from cifar10_runtime import Predictor
+from cifar10_runtime import ModelError, Predictor
 from cifar10_runtime.bodies import BodyReader
 from cifar10_runtime.images import FORMATS_TEXT
 from cifar10_runtime.server import create_app
@@ -192,3 +192,13 @@ def test_docs_name_the_decoded_formats_as_the_code_does(client: TestClient) -> N
     assert FORMATS_TEXT in body["description"]
     error = client.post("/v1/predict", content=b"GIF", headers={"Content-Type": "image/gif"})
     assert error.json()["error"].endswith(f"Use {FORMATS_TEXT}.")
+
+
+def test_a_version_too_long_for_a_header_is_refused_at_start(valid_model: Path) -> None:
+    predictor = Predictor(valid_model, threads=1)
+    predictor.model_version = "运" * 300
+    with pytest.raises(ModelError, match=r"model_version is 300 characters, 2700 bytes as an"):
+        create_app(predictor)
+    predictor.model_version = "运" * 128  # the longest the exporter writes: served
+    with TestClient(create_app(predictor)) as client:
+        assert len(client.get("/readyz").headers["x-model-version"]) == 128 * 9
