@@ -19,7 +19,8 @@ non-200 `{"error": "..."}` that names what to fix.
 Parsing stays off the event loop: a body with a JSON header over limits.INLINE_JSON_BYTES,
 binary data over limits.INLINE_BINARY_BYTES, or any Content-Encoding is inflated, parsed,
 converted (and its answer rendered) in a worker thread, at most limits.JSON_DECODES at a
-time, so a 10 MB JSON tensor or a gzip bomb never holds up /readyz or anyone else.
+time, so a 10 MB JSON tensor or a gzip bomb never holds up /readyz or anyone else (and
+v2_json parses such bodies in short steps, so the thread does not hold the GIL for long).
 """
 
 from __future__ import annotations

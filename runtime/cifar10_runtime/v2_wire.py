@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 from starlette.exceptions import HTTPException
 
+from . import v2_json
 from .bodies import BodyTooLarge
 from .errors import first_line
+from .limits import INLINE_JSON_BYTES
 from .untrusted import parse_decimal
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -81,7 +83,8 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
         else (body[:length], memoryview(body)[length:])
     )
     try:
-        header = json.loads(head)
+        # Big bodies (parsed in a worker thread) go in short steps: see v2_json.
+        header = json.loads(head) if len(head) <= INLINE_JSON_BYTES else v2_json.loads(head)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request is not valid JSON ({first_line(exc, 120)}).") from None
     except RecursionError:
@@ -99,7 +102,7 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
 def from_json_data(
     data: Any, name: str, shape: list[int], datatype: str, dtype: np.dtype, count: int
 ) -> np.ndarray:
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # big arrays come parsed (v2_json)
         raise bad_request(
             f"input {name!r}: needs 'data' (a flat row-major list) or "
             "parameters.binary_data_size with the bytes after the JSON header."
