@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,10 +42,10 @@ _BASE = -(10**30) - secrets.randbelow(10**29) * 1000
 
 
 class _Array:
-    """One number array cut out of the text: where, and how it splits."""
+    """One number array in the text: where, and its outermost elements (None: flat)."""
 
-    def __init__(self, start: int, end: int, elements: list[bytes] | None) -> None:
-        self.start, self.end, self.elements = start, end, elements  # elements None: flat
+    def __init__(self, start: int, end: int, elements: list[tuple[int, int]] | None) -> None:
+        self.start, self.end, self.elements = start, end, elements
 
 
 def loads(text: bytes) -> Any:
@@ -64,7 +65,8 @@ def loads(text: bytes) -> Any:
         _count(value, len(arrays), found)
         kept = [a for i, a in enumerate(arrays) if found.get(i) == 1]
         if len(kept) == len(arrays):
-            return _put_back(value, [_parse(text, a) for a in arrays])
+            view = memoryview(text)
+            return _put_back(value, [_parse(view, a) for a in arrays])
         arrays = kept  # the others were text inside strings: parse them as such
     raise HTTPException(400, "the request's JSON could not be read in pieces: send flat lists.")
 
@@ -100,7 +102,7 @@ def _run_end(text: bytes, pos: int) -> int:
     return len(text)
 
 
-def _split(text: bytes, start: int, stop: int) -> tuple[int, list[bytes] | None] | None:
+def _split(text: bytes, start: int, stop: int) -> tuple[int, list[tuple[int, int]] | None] | None:
     """(end, outermost elements or None if flat) of the array opening at `start`, or None
     when it does not close as one well-formed array before `stop`."""
     close = text.find(b"]", start, stop)
@@ -108,7 +110,7 @@ def _split(text: bytes, start: int, stop: int) -> tuple[int, list[bytes] | None]
         return None
     if text.find(b"[", start + 1, close) < 0:
         return close + 1, None
-    elements: list[bytes] = []
+    elements: list[tuple[int, int]] = []
     depth, element_start, gap_from = 0, 0, start + 1
     for bracket in _BRACKETS.finditer(text, start, stop):
         at = bracket.start()
@@ -123,7 +125,7 @@ def _split(text: bytes, start: int, stop: int) -> tuple[int, list[bytes] | None]
                 element_start = at
             continue
         if depth == 2:
-            elements.append(text[element_start : at + 1])
+            elements.append((element_start, at + 1))
             gap_from = at + 1
         depth -= 1
         if depth == 0:
@@ -140,23 +142,69 @@ def _without(text: bytes, arrays: list[_Array]) -> bytes:
     return b"".join(out)
 
 
-def _parse(text: bytes, array: _Array) -> Any:
+def _parse(view: memoryview, array: _Array) -> Any:
+    """One number array as numpy, filled piece by piece into one allocation (a list of
+    arrays when nested elements differ in shape)."""
+    text = view.obj
+    assert isinstance(text, bytes)
     if array.elements is None:
-        pieces = _flat_pieces(text, array.start + 1, array.end - 1)
-        parts = [np.asarray(json.loads(b"[" + piece + b"]")) for piece in pieces]
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
-    rows = []
-    for element in array.elements:
-        if len(element) <= PIECE:
-            rows.append(_as_array(json.loads(element)))
-            continue
-        inner = _split(element, 0, len(element))
-        if inner is None:  # cannot happen for an element of a well-formed array
-            raise ValueError("a nested tensor element is not an array")
-        rows.append(_parse(element, _Array(0, *inner)))
-    if rows and all(isinstance(r, np.ndarray) and r.shape == rows[0].shape for r in rows):
-        return np.stack(rows)
-    return rows  # ragged: the caller says so
+        start, end = array.start + 1, array.end - 1
+        filler = _Filler((text.count(b",", start, end) + 1,))
+        for a, b in _flat_pieces(text, start, end):
+            filler.add(np.asarray(json.loads(b"[" + view[a:b] + b"]")))
+        return filler.result()
+    rows: _Filler | list[Any] | None = None
+    for a, b in array.elements:
+        if b - a <= PIECE:
+            row = _as_array(json.loads(view[a:b].tobytes()))
+        else:
+            inner = _split(text, a, b)
+            if inner is None:  # cannot happen: the element was checked as part of the array
+                raise ValueError("a nested tensor element is not an array")
+            row = _parse(view, _Array(a, *inner))
+        if rows is None:
+            same = isinstance(row, np.ndarray)
+            rows = _Filler((len(array.elements), *row.shape)) if same else []
+        if isinstance(rows, _Filler) and not rows.add_row(row):
+            rows = rows.rows_so_far()
+        if isinstance(rows, list):
+            rows.append(row)
+    if isinstance(rows, _Filler):
+        return rows.result()
+    return rows or []  # ragged: the caller says so
+
+
+class _Filler:
+    """One array of `shape`, filled in order; its dtype widens as json.loads's would (int,
+    then float or object), so the result equals np.asarray of the whole list."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.out = np.empty(shape, dtype=np.int64)
+        self.filled = 0
+
+    def _fit(self, part: np.ndarray) -> None:
+        dtype = np.result_type(self.out.dtype, part.dtype)
+        if dtype != self.out.dtype:
+            self.out = self.out.astype(dtype)
+
+    def add(self, part: np.ndarray) -> None:  # flat: `part` is 1-D
+        self._fit(part)
+        self.out[self.filled : self.filled + len(part)] = part
+        self.filled += len(part)
+
+    def add_row(self, row: Any) -> bool:  # nested: False when `row` does not fit the shape
+        if not isinstance(row, np.ndarray) or row.shape != self.out.shape[1:]:
+            return False
+        self._fit(row)
+        self.out[self.filled] = row
+        self.filled += 1
+        return True
+
+    def rows_so_far(self) -> list[Any]:
+        return list(self.out[: self.filled])
+
+    def result(self) -> np.ndarray:
+        return self.out[: self.filled]
 
 
 def _as_array(value: Any) -> Any:
@@ -166,16 +214,15 @@ def _as_array(value: Any) -> Any:
         return value
 
 
-def _flat_pieces(text: bytes, start: int, end: int) -> list[bytes]:
-    pieces = []
+def _flat_pieces(text: bytes, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of comma-separated runs of about PIECE bytes between `start` and `end`."""
     while end - start > PIECE:
         comma = text.find(b",", start + PIECE, end)
         if comma < 0:
             break
-        pieces.append(text[start:comma])
+        yield start, comma
         start = comma + 1
-    pieces.append(text[start:end])
-    return pieces
+    yield start, end
 
 
 def _index(value: Any, n: int) -> int | None:
