@@ -74,22 +74,31 @@ def loads(text: bytes) -> Any:
 def _number_arrays(text: bytes) -> list[_Array]:
     """Every single, complete number array of PIECE bytes or more, in text order. Each run
     of number characters is read once; inside it only arrays that fail to close as one
-    well-formed array are looked into, so the work stays proportional to the text."""
+    well-formed array are looked into, and the brackets looked at in all are at most as many
+    as the text has bytes: past that (hostile nesting) the rest stays JSON text."""
     arrays: list[_Array] = []
+    budget = [len(text)]
     pos = 0
-    while (start := text.find(b"[", pos)) >= 0:
-        stop = _run_end(text, start)
-        while 0 <= start < stop:
-            found = _split(text, start, stop)
-            if found is None:
-                after = start + 1
-            else:
-                after = found[0]
-                if after - start >= PIECE:
-                    arrays.append(_Array(start, *found))
-            start = text.find(b"[", after, stop)
-        pos = stop
+    try:
+        while (start := text.find(b"[", pos)) >= 0:
+            stop = _run_end(text, start)
+            while 0 <= start < stop:
+                found = _split(text, start, stop, budget)
+                if found is None:
+                    after = start + 1
+                else:
+                    after = found[0]
+                    if after - start >= PIECE:
+                        arrays.append(_Array(start, *found))
+                start = text.find(b"[", after, stop)
+            pos = stop
+    except _OutOfBudget:
+        pass
     return arrays
+
+
+class _OutOfBudget(Exception):
+    pass
 
 
 def _run_end(text: bytes, pos: int) -> int:
@@ -102,7 +111,9 @@ def _run_end(text: bytes, pos: int) -> int:
     return len(text)
 
 
-def _split(text: bytes, start: int, stop: int) -> tuple[int, list[tuple[int, int]] | None] | None:
+def _split(
+    text: bytes, start: int, stop: int, budget: list[int] | None = None
+) -> tuple[int, list[tuple[int, int]] | None] | None:
     """(end, outermost elements or None if flat) of the array opening at `start`, or None
     when it does not close as one well-formed array before `stop`."""
     close = text.find(b"]", start, stop)
@@ -113,6 +124,10 @@ def _split(text: bytes, start: int, stop: int) -> tuple[int, list[tuple[int, int
     elements: list[tuple[int, int]] = []
     depth, element_start, gap_from = 0, 0, start + 1
     for bracket in _BRACKETS.finditer(text, start, stop):
+        if budget is not None:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise _OutOfBudget
         at = bracket.start()
         if text[at] == 0x5B:  # "["
             depth += 1

@@ -82,6 +82,8 @@ def test_every_c_call_parses_a_short_piece(monkeypatch: pytest.MonkeyPatch) -> N
     [
         json.dumps({"a": ["x"] * 40_000}).encode(),  # big, and not numbers
         json.dumps({"id": json.dumps(list(range(20_000)))}).encode(),  # numbers in a string
+        b"[" * 100_000 + b"]" * 100_000,  # nested past any tensor's depth
+        b'{"d": ' + b"[[" * 30_000 + b"1" + b"]]" * 30_000 + b"}",
     ],
 )
 def test_big_json_that_is_not_tensor_data_is_a_400(text: bytes) -> None:
