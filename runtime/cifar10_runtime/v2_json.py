@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException
 PIECE = 16 * 1024  # bytes parsed per C call: about a millisecond, below the switch interval
 MAX_REST = 64 * 1024  # bytes of JSON outside number arrays (a request header is < 1 KB)
 MAX_DEPTH = 32  # nesting of a number array cut out (numpy's own limit is 64)
+FAILED_TRY = 64  # budget units of a failed try (about what a try costs, in brackets looked at)
 _RUN = re.compile(rb"[\[\]0-9eE+\-.,\s]*")
 _BRACKETS = re.compile(rb"[\[\]]")
 _SPACE = re.compile(rb"\s*")
@@ -74,10 +75,11 @@ def loads(text: bytes) -> Any:
 def _number_arrays(text: bytes) -> list[_Array]:
     """Every single, complete number array of PIECE bytes or more, in text order. Each run
     of number characters is read once; inside it only arrays that fail to close as one
-    well-formed array are looked into, and the brackets looked at in all are at most as many
-    as the text has bytes: past that (hostile nesting) the rest stays JSON text."""
+    well-formed array are looked into. The work is bounded by the text's size (a bracket
+    looked at costs 1, a failed try FAILED_TRY, len(text) // 4 in all: a real nested tensor
+    needs about a seventh): past that (hostile nesting) the rest stays JSON text."""
     arrays: list[_Array] = []
-    budget = [len(text)]
+    budget = [len(text) // 4]
     pos = 0
     try:
         while (start := text.find(b"[", pos)) >= 0:
@@ -85,6 +87,9 @@ def _number_arrays(text: bytes) -> list[_Array]:
             while 0 <= start < stop:
                 found = _split(text, start, stop, budget)
                 if found is None:
+                    budget[0] -= FAILED_TRY
+                    if budget[0] < 0:
+                        raise _OutOfBudget
                     after = start + 1
                 else:
                     after = found[0]
@@ -169,24 +174,40 @@ def _parse(view: memoryview, array: _Array) -> Any:
             filler.add(np.asarray(json.loads(b"[" + view[a:b] + b"]")))
         return filler.result()
     rows: _Filler | list[Any] | None = None
-    for a, b in array.elements:
-        if b - a <= PIECE:
-            row = _as_array(json.loads(view[a:b].tobytes()))
-        else:
-            inner = _split(text, a, b)
-            if inner is None:  # cannot happen: the element was checked as part of the array
-                raise ValueError("a nested tensor element is not an array")
-            row = _parse(view, _Array(a, *inner))
+    for block in _blocks(view, array.elements):
         if rows is None:
-            same = isinstance(row, np.ndarray)
-            rows = _Filler((len(array.elements), *row.shape)) if same else []
-        if isinstance(rows, _Filler) and not rows.add_row(row):
+            same = isinstance(block, np.ndarray)
+            rows = _Filler((len(array.elements), *block.shape[1:])) if same else []
+        if isinstance(rows, _Filler) and not rows.add_rows(block):
             rows = rows.rows_so_far()
         if isinstance(rows, list):
-            rows.append(row)
+            rows.extend(list(block))
     if isinstance(rows, _Filler):
         return rows.result()
     return rows or []  # ragged: the caller says so
+
+
+def _blocks(view: memoryview, elements: list[tuple[int, int]]) -> Iterator[Any]:
+    """Consecutive elements parsed together, about PIECE bytes per json.loads (one big
+    element on its own, in pieces): arrays [k, ...], or lists when ragged."""
+    text = view.obj
+    assert isinstance(text, bytes)
+    first = 0
+    while first < len(elements):
+        a, b = elements[first]
+        if b - a > PIECE:
+            inner = _split(text, a, b)
+            if inner is None:  # cannot happen: the element was checked as part of the array
+                raise ValueError("a nested tensor element is not an array")
+            part = _parse(view, _Array(a, *inner))
+            yield part[None] if isinstance(part, np.ndarray) else [part]
+            first += 1
+            continue
+        last = first
+        while last + 1 < len(elements) and elements[last + 1][1] - a <= PIECE:
+            last += 1
+        yield _as_array(json.loads(b"[" + view[a : elements[last][1]] + b"]"))
+        first = last + 1
 
 
 class _Filler:
@@ -207,12 +228,12 @@ class _Filler:
         self.out[self.filled : self.filled + len(part)] = part
         self.filled += len(part)
 
-    def add_row(self, row: Any) -> bool:  # nested: False when `row` does not fit the shape
-        if not isinstance(row, np.ndarray) or row.shape != self.out.shape[1:]:
+    def add_rows(self, block: Any) -> bool:  # nested: False when `block` does not fit
+        if not isinstance(block, np.ndarray) or block.shape[1:] != self.out.shape[1:]:
             return False
-        self._fit(row)
-        self.out[self.filled] = row
-        self.filled += 1
+        self._fit(block)
+        self.out[self.filled : self.filled + len(block)] = block
+        self.filled += len(block)
         return True
 
     def rows_so_far(self) -> list[Any]:
