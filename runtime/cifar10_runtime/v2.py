@@ -81,8 +81,8 @@ class V2Api:
         self.input_name = predictor.input_name
         self.output_name = predictor.output_name
         self.num_classes = predictor.num_classes
-        # Big bodies parsing at once (each holds a Python object per value while it parses).
-        self.parse_gate = asyncio.Semaphore(JSON_DECODES)
+        # Big bodies parsing at once, per event loop (an app can outlive a test's loop).
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{name}"
@@ -159,13 +159,19 @@ class V2Api:
             parsed = self._parse(encoding, raw_length, body)
             probs, run_size = await self.batcher.submit(parsed.images)
             return self._response(parsed.header, parsed.outputs, probs, run_size)
-        async with self.parse_gate:
+        async with self._parse_gate():
             parsed = await run_in_threadpool(self._parse, encoding, raw_length, body)
         del body  # the parsed arrays are all that is needed from here on
         probs, run_size = await self.batcher.submit(parsed.images)
         return await run_in_threadpool(
             self._response, parsed.header, parsed.outputs, probs, run_size
         )
+
+    def _parse_gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Semaphore(JSON_DECODES))
+        return self._gate[1]
 
     def _parse(self, encoding: str, raw_length: str | None, body: bytes) -> _Parsed:
         """Inflate, split, parse and check one infer body (any thread)."""

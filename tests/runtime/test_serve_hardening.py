@@ -27,6 +27,7 @@ import cifar10_runtime.v2 as v2_module
 from cifar10_runtime import ModelError, Predictor
 from cifar10_runtime.bodies import BodyReader
 from cifar10_runtime.images import FORMATS_TEXT
+from cifar10_runtime.limits import JSON_DECODES
 from cifar10_runtime.server import create_app
 
 with warnings.catch_warnings():
@@ -202,3 +203,41 @@ def test_a_version_too_long_for_a_header_is_refused_at_start(valid_model: Path) 
     predictor.model_version = "运" * 128  # the longest the exporter writes: served
     with TestClient(create_app(predictor)) as client:
         assert len(client.get("/readyz").headers["x-model-version"]) == 128 * 9
+
+
+def test_at_most_json_decodes_big_bodies_parse_at_once(
+    predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    inner = v2_module.split_body
+
+    def held(*args: Any) -> Any:
+        entered.release()
+        assert release.wait(BOUND)
+        return inner(*args)
+
+    monkeypatch.setattr(v2_module, "split_body", held)
+    body = json.dumps(_infer_body(8)).encode()  # over INLINE_JSON_BYTES: a worker thread
+    codes: list[int] = []
+    with TestClient(create_app(predictor)) as client:
+        threads = [
+            threading.Thread(
+                target=lambda: codes.append(client.post(INFER, content=body).status_code)
+            )
+            for _ in range(JSON_DECODES + 2)
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for _ in range(JSON_DECODES):
+                assert entered.acquire(timeout=BOUND)
+            # The others wait at the gate: none gets in while these are held (a bounded
+            # wait that only ends early if the bound is broken).
+            assert not entered.acquire(timeout=1.0), "more big bodies parsed at once"
+            assert client.get("/readyz").status_code == 200
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(BOUND)
+    assert codes == [200] * (JSON_DECODES + 2)
