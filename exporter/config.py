@@ -15,6 +15,7 @@ from typing import Any
 
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, NUM_CLASSES, valid_class_names
 from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.untrusted import check_model_version
 
 from .int8_recipes import DEFAULT_RECIPES, RECIPES
 from .thresholds import (
@@ -169,6 +170,8 @@ class ExportConfig:
             raise bad("--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}")
         if self.threads is not None and self.threads < 1:
             raise bad("--threads", self.threads, "--threads must be 1 or more")
+        if self.model_version is not None:
+            check_model_version(self.model_version)
 
     def replace(self, **overrides: Any) -> ExportConfig:
         """A copy with some fields changed (None values are ignored: "flag not given")."""

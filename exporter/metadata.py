@@ -9,7 +9,9 @@ Keys (values are strings, JSON where structured), as DESIGN.md's contract lists 
 - `model_version`: `<run folder>-<sha256[:8]>` when the Keras file sits in a trainer run
   folder (`cifar10_trainer.run.Run`; symlinks such as runs/latest resolved), else
   `<file stem>-<sha256[:8]>`; or the value given with --model-version. The int8 twin's
-  ends in `+int8`.
+  ends in `+int8`. Unicode is kept as it is (the runtime percent-encodes it for headers);
+  control characters (CR, LF...) are refused, derived or given
+  (`cifar10_runtime.untrusted.check_model_version`).
 - `source_sha256`: SHA-256 of the Keras file.
 - `parity`: JSON summary of the parity check (added once the check has run).
 - `metrics`: JSON (see `export_metrics`): top-1 accuracy of the ONNX model and of Keras on the
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar10_runtime.contract import BATCH_DIM, IMAGE_SHAPE, INPUT_NAME, JSON_KEYS
+from cifar10_runtime.untrusted import check_model_version
 from cifar10_runtime.versions import package_versions
 from cifar10_trainer.run import Run
 
@@ -56,7 +59,12 @@ INT8_SUFFIX = "+int8"
 def default_model_version(model_path: Path, sha256: str, run: Run | None = None) -> str:
     """`<run folder>-<sha[:8]>` for a model in a trainer run folder, else `<stem>-<sha[:8]>`."""
     label = run.name if run is not None else Path(model_path).resolve().stem
-    return f"{label}-{sha256[:8]}"
+    what = "run folder" if run is not None else "model file"
+    return check_model_version(
+        f"{label}-{sha256[:8]}",
+        f"the version made from the {what}'s name",
+        f"Pass --model-version with printable text, or rename the {what}",
+    )
 
 
 def export_metrics(

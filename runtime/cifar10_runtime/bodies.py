@@ -3,8 +3,11 @@
 The size limit is checked on Content-Length before anything is read, and counted while
 streaming so a chunked body cannot pass it. Every 413 carries `Connection: close`, so the
 server drops the connection instead of reading and discarding the rest of the upload.
-A multipart body must end with its closing boundary: a body cut short (in the last file
-or just before the end) is a 400, never an answer with one prediction fewer.
+A multipart body must end with its closing delimiter, and it counts only where the
+multipart parser itself sees it, at a part boundary (`CRLF--BOUNDARY--`, RFC 2046 5.1.1):
+the same bytes inside a file are data. A body cut short (in the last file or just before
+the end) is a 400, and so is one with parts after the closing delimiter (a file whose
+content holds the delimiter ends the body early); never an answer with a file dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from collections.abc import AsyncIterator
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 from starlette.requests import Request
+
+from .untrusted import parse_decimal
 
 CLOSE = {"Connection": "close"}
 MAX_FILES = 256
@@ -41,10 +46,11 @@ class BodyReader:
         declared = request.headers.get("content-length")
         if declared is None:
             return
-        if not declared.strip().isdigit():
-            raise HTTPException(400, f"invalid Content-Length. Received: {declared!r}.", CLOSE)
-        if int(declared) > self.max_body:
-            raise BodyTooLarge(self.max_body, f"Content-Length {declared}")
+        length = parse_decimal(declared)
+        if length is None:
+            raise HTTPException(400, f"invalid Content-Length. Received: {declared[:40]!r}.", CLOSE)
+        if length > self.max_body:
+            raise BodyTooLarge(self.max_body, f"Content-Length {length}")
 
     async def stream(self, request: Request) -> AsyncIterator[bytes]:
         self.check_length(request)
@@ -60,25 +66,32 @@ class BodyReader:
 
     async def read_files(self, request: Request) -> list[tuple[str, bytes]]:
         """The file parts of a multipart/form-data body, as (filename or field, content)."""
-        closing = _closing_delimiter(request.headers.get("content-type", ""))
-        seen = _Tail(closing)
+        epilogue = _Epilogue(_boundary(request.headers.get("content-type", "")))
 
         async def watched() -> AsyncIterator[bytes]:
             async for chunk in self.stream(request):
-                seen.feed(chunk)
+                epilogue.feed(chunk)
                 yield chunk
 
-        parser = MultiPartParser(request.headers, watched(), max_files=MAX_FILES, max_fields=100)
+        parser = _EndAwareParser(request.headers, watched(), max_files=MAX_FILES, max_fields=100)
         try:
             form = await parser.parse()
         except MultiPartException as exc:
             raise HTTPException(400, f"malformed multipart body: {exc.message}", CLOSE) from None
         try:
-            if not seen.found:
+            if not parser.ended:
                 raise HTTPException(
                     400,
                     "malformed multipart body: the closing boundary is missing, so the body "
                     "was cut short and its last file may be incomplete. Send the whole body.",
+                    CLOSE,
+                )
+            if epilogue.parts_after_end:
+                raise HTTPException(
+                    400,
+                    "malformed multipart body: parts follow the closing boundary (a file's "
+                    "content holds the boundary line?), so files would be dropped. Send "
+                    "each file once, with a boundary that does not occur in any file.",
                     CLOSE,
                 )
             files = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
@@ -91,26 +104,47 @@ class BodyReader:
             await form.close()
 
 
-def _closing_delimiter(content_type: str) -> bytes:
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.strip().partition("=")
-        if key.strip().lower() == "boundary":
-            return b"--" + value.strip().strip('"').encode("latin-1") + b"--"
-    return b""  # no boundary: the parser itself refuses the body
+class _EndAwareParser(MultiPartParser):
+    """Starlette's parser, recording python-multipart's end callback: it fires only on the
+    closing delimiter at a part boundary, exactly where the parser stops taking parts."""
+
+    ended = False
+
+    def on_end(self) -> None:
+        self.ended = True
 
 
-class _Tail:
-    """Whether `needle` appeared in the stream, across chunk borders, keeping O(1) memory."""
+def _boundary(content_type: str) -> bytes:
+    """The boundary parameter, parsed as the multipart parser parses it (b"" if none)."""
+    _, params = parse_options_header(content_type)
+    value = params.get(b"boundary", b"")
+    return value if isinstance(value, bytes) else value.encode("latin-1")
 
-    def __init__(self, needle: bytes) -> None:
-        self.needle = needle
-        self.tail = b""
-        self.found = not needle
+
+class _Epilogue:
+    """Whether a delimiter (`CRLF--BOUNDARY`) follows the first closing delimiter
+    (`CRLF--BOUNDARY--`) in the stream: parts the parser skips as epilogue. Reads the
+    stream as the parser does, as if preceded by CRLF (the first delimiter may open the
+    body without one), across chunk borders, in O(1) memory."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.delimiter = b"\r\n--" + boundary
+        self.closing = self.delimiter + b"--"
+        self.tail = b"\r\n"
+        self.closed = not boundary  # no boundary: the parser itself refuses the body
+        self.parts_after_end = False
 
     def feed(self, chunk: bytes) -> None:
-        if self.found:
+        if self.parts_after_end or not self.delimiter[4:]:
             return
         window = self.tail + chunk
-        if self.needle in window:
-            self.found = True
-        self.tail = window[-(len(self.needle) - 1) :] if len(self.needle) > 1 else b""
+        if not self.closed:
+            at = window.find(self.closing)
+            if at < 0:
+                self.tail = window[-(len(self.closing) - 1) :]
+                return
+            self.closed = True
+            window = window[at + len(self.closing) :]
+        if self.delimiter in window:
+            self.parts_after_end = True
+        self.tail = window[-(len(self.delimiter) - 1) :]

@@ -1,10 +1,10 @@
 """`cifar-predict MODEL IMAGE_OR_DIR...`: classify image files from the command line.
 
-Folders are walked (recursively, sorted, hidden entries skipped) for files whose extension
-Pillow can open. A file that cannot be read is reported and the rest go on; the exit code
-is 1 if any failed. Plain output is a table on stdout and errors on stderr; with --json,
-stdout gets one JSON object per input file: path, label, index, probability, top_k, or
-path and error.
+Folders are walked (recursively, sorted, hidden entries skipped) for files with an
+extension of the formats the runtime decodes (images.FORMATS). A file that cannot be read
+is reported and the rest go on; the exit code is 5 (ImageError's) if any input failed.
+Plain output is a table on stdout and errors on stderr; with --json, stdout gets one JSON
+object per input file: path, label, index, probability, top_k, or path and error.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import click
 from PIL import Image
 
 from .errors import ImageError, cli_errors
+from .images import PILLOW_FORMATS
 from .predictor import Prediction, Predictor
 
 # Below this many files a bar is only noise.
@@ -27,9 +28,10 @@ PROGRESS_MIN_FILES = 20
 
 
 def image_extensions() -> frozenset[str]:
-    """Extensions of every format this Pillow build can open (not just save)."""
+    """Extensions of the formats load_image decodes (images.PILLOW_FORMATS)."""
     Image.init()
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+    allowed = set(PILLOW_FORMATS) | {"MPO"}  # Pillow opens .mpo files as JPEG
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in allowed)
 
 
 def collect(inputs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
@@ -88,7 +90,7 @@ def main(
     """Classify images with MODEL (an .onnx file): files, or folders walked for images.
 
     Images are converted to RGB (transparency over white, EXIF rotation applied) and
-    resized to 32x32 with Pillow's BILINEAR filter. Exit code 1 if any input failed.
+    resized to 32x32 with Pillow's BILINEAR filter. Exit code 5 if any input failed.
     """
     with cli_errors(verbose):
         predictor = Predictor(model, providers=providers, threads=threads)
@@ -107,7 +109,7 @@ def main(
             sys.exit(1)
         if failed:
             click.echo(f"{failed} of {len(entries)} inputs failed.", err=True)
-            sys.exit(1)
+            sys.exit(ImageError.exit_code)
 
 
 def _run(

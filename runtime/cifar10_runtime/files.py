@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .untrusted import parse_decimal
+
 # Read once, at import (os.umask can only be read by setting it): mkstemp makes 0600 files,
 # written outputs should get the mode any other new file would.
 _UMASK = os.umask(0o022)
@@ -53,7 +55,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; no pid is that large
         return False
     except OSError:  # EPERM: alive, someone else's
         return True
@@ -78,7 +80,8 @@ def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
         if not path.name.endswith(target.suffix) or not path.is_file() or path.is_symlink():
             continue
         pid, dot, _ = middle.partition(".")
-        if dot and pid.isdigit() and _pid_alive(int(pid)):
+        number = parse_decimal(pid) if dot else None  # a name, not a number, until checked
+        if number is not None and _pid_alive(number):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)

@@ -1,7 +1,9 @@
 """Turn anything image-like into the uint8 [32,32,3] RGB array the model takes.
 
 Sources: a path, bytes, a binary file object, a `PIL.Image`, or a uint8 HWC array
-(a 32x32x3 array is used as is, without a copy). Files are decoded with Pillow:
+(a 32x32x3 array is used as is, without a copy). Files are decoded with Pillow, in the
+formats of FORMATS only (Pillow's `formats=`): the other 37 it knows include EPS, which
+runs Ghostscript on the file, and a dozen rarely seen ones whose parsers no upload needs.
 
 1. the header is read first; anything over `PIL.Image.MAX_IMAGE_PIXELS` is refused as a
    possible decompression bomb (Pillow raises `DecompressionBombError` past twice that
@@ -10,6 +12,8 @@ Sources: a path, bytes, a binary file object, a `PIL.Image`, or a uint8 HWC arra
 2. JPEGs are decoded at reduced size with `Image.draft` (DCT scaling: 1/2, 1/4, 1/8,
    never below 32x32), which makes a 12-megapixel photo cost about as much as a thumbnail;
    the pixel budget counts the pixels really decoded, so it applies after that scaling;
+   `load_images` (a request's files) also bounds the pixels of all its images together,
+   from their headers, before decoding any;
 3. the EXIF orientation is applied;
 4. every mode becomes RGB: transparency (RGBA, LA, PA, P with a transparent colour) is
    composited over white, CMYK/L/1/P/YCbCr are converted, 16-bit samples (I;16*, I) are
@@ -26,22 +30,37 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, first_line
 
 SIZE = (32, 32)
 RESAMPLE = Image.Resampling.BILINEAR
 BACKGROUND = (255, 255, 255)
 _ORIENTATION_TAG = 0x0112
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-# Decodes above this many pixels go through the caller's `large_gate` (the server bounds how
-# many run at once); smaller ones, nearly every real upload, never wait.
+# Decodes of this many pixels or more go through the caller's `large_gate` (the server bounds
+# how many run at once); smaller ones, nearly every real upload, never wait.
 LARGE_PIXELS = 1_000_000
+# The formats decoded: (Pillow's format id, the name people know). Every one is decoded in
+# process by Pillow's own code or libjpeg/libpng/libtiff/libwebp, none runs a program. JPEG
+# includes its MPO variant (phones' multi-picture JPEGs), which Pillow opens as JPEG.
+FORMATS = (
+    ("PNG", "PNG"),
+    ("JPEG", "JPEG"),
+    ("BMP", "BMP"),
+    ("GIF", "GIF"),
+    ("TIFF", "TIFF"),
+    ("WEBP", "WebP"),
+)
+PILLOW_FORMATS = tuple(pillow for pillow, _ in FORMATS)
+# "PNG, JPEG, BMP, GIF, TIFF or WebP": the error message, the docs and openapi.json say this.
+FORMATS_TEXT = ", ".join(name for _, name in FORMATS[:-1]) + f" or {FORMATS[-1][1]}"
 
 ImageSource: TypeAlias = (
     str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
@@ -84,7 +103,7 @@ def load_image(
         return _from_path(os.fspath(source), name, limits)
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
-            raise ImageError(f"{name}: empty (0 bytes), not an image. Send the file's content.")
+            raise ImageError(_empty(name))
         return _decode(io.BytesIO(source), name, limits)
     if hasattr(source, "read"):
         return _decode(source, name, limits)
@@ -92,6 +111,48 @@ def load_image(
         f"{name}: cannot read an image from a {type(source).__name__}. Pass a path, bytes, "
         "a binary file object, a PIL.Image or a uint8 HxWx3 array."
     )
+
+
+def _empty(name: str) -> str:
+    return f"{name}: empty (0 bytes), not an image. Send the file's content."
+
+
+class DecodeBudgetError(ImageError):
+    """A request's images together are over its pixel budget (the server answers 413)."""
+
+
+def load_images(
+    named: Sequence[tuple[str, bytes]],
+    max_pixels: int | None = None,
+    large_gate: ContextManager[Any] | None = None,
+    max_total_pixels: int | None = None,
+) -> np.ndarray:
+    """Decode one request's (name, bytes) images into uint8 [N,32,32,3].
+
+    Every header is read first, so a body whose images add up to more than
+    `max_total_pixels` (after JPEG draft scaling) is refused before any pixel is decoded.
+    """
+    limits = _Limits(max_pixels, large_gate)
+    batch = np.empty((len(named), *SIZE, 3), dtype=np.uint8)
+    with contextlib.ExitStack() as stack:
+        opened = []
+        total = 0
+        for name, data in named:
+            if len(data) == 0:
+                raise ImageError(_empty(name))
+            image = stack.enter_context(_open(io.BytesIO(data), name, limits))
+            total += image.size[0] * image.size[1]
+            opened.append((name, image))
+        if max_total_pixels is not None and total > max_total_pixels:
+            raise DecodeBudgetError(
+                f"the {len(named)} images of this request would be {total} decoded pixels, "
+                f"over this server's budget of {max_total_pixels} per request "
+                "(--max-request-pixels). Send fewer or smaller images per request."
+            )
+        for i, (name, image) in enumerate(opened):
+            with limits.gate(image.size):
+                batch[i] = _guarded(_to_array, image, name)
+    return batch
 
 
 class _Limits:
@@ -113,7 +174,7 @@ class _Limits:
             )
 
     def gate(self, size: tuple[int, int]) -> ContextManager[Any]:
-        if self.large_gate is not None and size[0] * size[1] > LARGE_PIXELS:
+        if self.large_gate is not None and size[0] * size[1] >= LARGE_PIXELS:
             return self.large_gate
         return contextlib.nullcontext()
 
@@ -137,28 +198,35 @@ def _from_path(path: str, name: str, limits: _Limits) -> np.ndarray:
 
 
 def _decode(handle: BinaryIO, name: str, limits: _Limits) -> np.ndarray:
+    with _open(handle, name, limits) as image, limits.gate(image.size):
+        return _guarded(_to_array, image, name)
+
+
+def _open(handle: BinaryIO, name: str, limits: _Limits) -> Image.Image:
+    """Read the header (formats of FORMATS only), set JPEG's DCT scale, check the sizes."""
     try:
         # Pillow raises DecompressionBombError past 2x MAX_IMAGE_PIXELS; between 1x and 2x
         # it only warns, and limits.check below refuses those. The process's warning
         # filters are left alone: swapping them would race between decoding threads.
-        image = Image.open(handle)
+        image = Image.open(handle, formats=PILLOW_FORMATS)
     except UnidentifiedImageError:
         raise ImageError(
-            f"{name}: not an image Pillow can read (unknown or damaged format). "
-            "Use PNG, JPEG, BMP, GIF, TIFF or WebP."
+            f"{name}: not an image this runtime decodes (another format, or damaged). "
+            f"Use {FORMATS_TEXT}."
         ) from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         pixels = str(exc).split(" pixels")[0].removeprefix("Image size (")
         raise ImageError(_bomb_message(name, f"{pixels} pixels")) from None
     except Exception as exc:  # Pillow raises many types for damaged headers
-        raise ImageError(f"{name}: broken image header ({type(exc).__name__}: {exc}).") from None
-    with image:
-        if image.format == "JPEG":
-            limits.check(image.size, name, budget=False)  # the file's size: bomb limit
-            image.draft(None, SIZE)  # only sets the DCT scale: nothing is decoded yet
+        raise ImageError(f"{name}: broken image header ({_reason(exc)}).") from None
+    try:
+        limits.check(image.size, name, budget=False)  # the file's own size: bomb limit
+        image.draft(None, SIZE)  # JPEG (and MPO): only sets the DCT scale; others: no-op
         limits.check(image.size, name)
-        with limits.gate(image.size):
-            return _guarded(_to_array, image, name)
+    except BaseException:
+        image.close()
+        raise
+    return image
 
 
 def _guarded(convert: Any, image: Image.Image, name: str) -> np.ndarray:
@@ -168,9 +236,13 @@ def _guarded(convert: Any, image: Image.Image, name: str) -> np.ndarray:
         raise
     except Exception as exc:  # truncated data surfaces here, when the pixels are decoded
         raise ImageError(
-            f"{name}: broken or truncated image ({type(exc).__name__}: {exc}). "
-            "Re-save or replace the file."
+            f"{name}: broken or truncated image ({_reason(exc)}). Re-save or replace the file."
         ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """A library's error as `Type: first line`, cut short: never a dump in a one-line error."""
+    return f"{type(exc).__name__}: {first_line(exc, limit=160)}"
 
 
 def _bomb_message(name: str, found: str) -> str:

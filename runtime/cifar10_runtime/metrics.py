@@ -2,7 +2,10 @@
 
 Names follow Triton's where they mean the same thing (`*_request_success`,
 `*_request_failure`, `*_inference_count`, `*_exec_count`, queue and compute durations),
-with the `cifar_` prefix and Prometheus' units (seconds). Each app gets its own registry,
+with the `cifar_` prefix and Prometheus' units (seconds). Every label value comes from a
+fixed set, never from the client as sent: methods from METHODS (else "other"), endpoints
+from the route table's templates (else UNMATCHED), codes from the server's own answers.
+Each app gets its own registry,
 so tests and several apps in one process never share counters. With `--workers N` every
 worker process keeps its own numbers: a scrape reaches one worker, as with replicas.
 """
@@ -30,6 +33,10 @@ PREFIX = "cifar"
 SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 UNMATCHED = "(unmatched)"  # every path no route knows shares one label: no label explosion
+# RFC 9110's methods (plus PATCH); any other token a client sends counts as OTHER.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
+METHODS |= {"PATCH"}
+OTHER = "other"
 
 ASGIApp = Callable[..., Awaitable[None]]
 
@@ -160,8 +167,9 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or UNMATCHED
+            method = scope["method"] if scope["method"] in METHODS else OTHER
             m = self.metrics
-            m.requests.labels(endpoint, scope["method"], str(status[0])).inc()
+            m.requests.labels(endpoint, method, str(status[0])).inc()
             m.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
             if endpoint in INFERENCE_APIS:
                 m.inference_outcome(INFERENCE_APIS[endpoint], status[0])

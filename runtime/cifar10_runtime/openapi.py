@@ -12,6 +12,7 @@ from typing import Any
 from starlette.routing import Route
 
 from . import __version__
+from .images import FORMATS_TEXT
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON = "application/json"
@@ -26,7 +27,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "bad request (image, tensor or parameter)",
         404: "unknown model or version",
         408: "body too slow",
-        413: "body over --max-body-mb",
+        413: "body over --max-body-mb (on /v1: or images over --max-request-pixels)",
         415: "unsupported Content-Type",
         503: "not ready, or queue full",
     }
@@ -158,6 +159,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "requestBody": {
                 "required": True,
+                "description": f"Images in {FORMATS_TEXT}; other formats are a 400.",
                 "content": {
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
                     "multipart/form-data": {

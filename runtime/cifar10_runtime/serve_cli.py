@@ -101,6 +101,13 @@ def app_factory() -> Any:
     "before decoding.",
 )
 @click.option(
+    "--max-request-pixels",
+    default=limits.MAX_REQUEST_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    help="Decoded pixels of all the images of one request together; more get 413 before decoding.",
+)
+@click.option(
     "--model-name",
     default=limits.MODEL_NAME,
     show_default=True,
@@ -174,6 +181,7 @@ def main(
     max_body_mb: float,
     max_queue: int,
     max_pixels: int,
+    max_request_pixels: int,
     model_name: str,
     limit_concurrency: int,
     header_timeout: float,
@@ -232,6 +240,7 @@ def main(
             "providers": providers,
             "threads": threads,
             "max_pixels": max_pixels,
+            "max_request_pixels": max_request_pixels,
             "model_name": model_name,
             "body_timeout": body_timeout,
             "ui": not no_ui,
@@ -242,7 +251,7 @@ def main(
         }
         predictor = Predictor(model, providers=providers, threads=threads)
         click.echo(
-            f"cifar-serve: {model} (version {predictor.model_version}) on "
+            f"cifar-serve: {model} (version {predictor.model_version!r}) on "
             f"{', '.join(predictor.providers)}; batching: max {max_batch_size} images, "
             f"{max_delay_ms:g} ms; http://{host}:{port}"
             + (f", gRPC {host}:{grpc_port}" if grpc_port is not None else ""),

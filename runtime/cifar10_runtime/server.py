@@ -32,12 +32,14 @@ from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
 from .guards import BodyTimeout, limit_accept_errors
+from .headers import NoSniffMiddleware
 from .limits import (
     BODY_TIMEOUT,
     GRPC_GRACE_SECONDS,
     LARGE_DECODES,
     LIMIT_CONCURRENCY,
     MAX_PIXELS,
+    MAX_REQUEST_PIXELS,
     MODEL_NAME,
 )
 from .metrics import Metrics, MetricsMiddleware
@@ -67,6 +69,7 @@ def create_app(
     large_decodes: int = LARGE_DECODES,
     body_timeout: float = BODY_TIMEOUT,
     ui: bool = True,
+    max_request_pixels: int | None = MAX_REQUEST_PIXELS,
     grpc_port: int | None = None,
     grpc_host: str = "127.0.0.1",
     grpc_reuse_port: bool = False,
@@ -96,7 +99,7 @@ def create_app(
         predictor.predict_array, max_batch_size, max_delay_ms, max_queue, observer=metrics
     )
     reader = BodyReader(int(max_body_mb * 2**20))
-    api = V1Api(predictor, batcher, reader, max_pixels, large_decodes)
+    api = V1Api(predictor, batcher, reader, max_pixels, large_decodes, max_request_pixels)
     v2 = V2Api(predictor, batcher, reader, model_name)
     grpc = None
     if grpc_port is not None:
@@ -141,6 +144,7 @@ def create_app(
         Exception: _internal_error,
     }
     middleware = [
+        Middleware(NoSniffMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(BodyTimeout, seconds=body_timeout),
     ]

@@ -9,7 +9,13 @@ Every prediction names the file it belongs to (`file`: the multipart filename, e
 field name; "request body" for a single raw image). Answers carry
 `Server-Timing: predict;dur=<ms>` (time spent in the handler), and with ?include_input=1
 each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs). Decoding runs in
-Starlette's thread pool under the pixel budget, inference on the batcher's thread.
+Starlette's thread pool under the pixel budgets (per image, 400; per request, 413),
+inference on the batcher's thread.
+
+`X-Model-Version` (untrusted.version_header: percent-encoded where a header cannot carry
+the version as it is) is built once, at start-up, and /readyz sends it too: a server that
+is ready can answer every route with it. /v1/metadata cuts absolute paths in the model's
+metadata to their last name.
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ from starlette.responses import JSONResponse
 
 from .batcher import MicroBatcher
 from .bodies import BodyReader
-from .contract import IMAGE_SHAPE
-from .errors import ConfigError
-from .images import load_image
+from .errors import ConfigError, ModelError
+from .images import DecodeBudgetError, load_images
 from .predictor import Predictor, check_top_k, make_prediction
 from .ui import add_inputs, wants_input
+from .untrusted import MAX_VERSION_HEADER, parse_decimal, version_header, without_server_paths
 
 SINGLE_IMAGE_TYPES = ("image/", "application/octet-stream")
 ACCEPTED = "image/* (one image in the body) or multipart/form-data (one or more image files)"
@@ -44,14 +50,17 @@ class V1Api:
         reader: BodyReader,
         max_pixels: int | None,
         large_decodes: int,
+        max_request_pixels: int | None = None,
     ) -> None:
         self.predictor = predictor
         self.batcher = batcher
         self.reader = reader
         self.max_pixels = max_pixels
-        # Images over images.LARGE_PIXELS decode at most this many at a time.
+        self.max_request_pixels = max_request_pixels
+        # Images of images.LARGE_PIXELS or more decode at most this many at a time.
         self.large_gate = threading.BoundedSemaphore(large_decodes)
-        self.headers = {"X-Model-Version": predictor.model_version}
+        self.headers = {"X-Model-Version": _version_header(predictor)}
+        self.ready_body = {"status": "ready", "model_version": predictor.model_version}
 
     async def predict(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
@@ -67,7 +76,10 @@ class V1Api:
                 415,
                 f"unsupported Content-Type. Received: {content_type or '(none)'}. Send {ACCEPTED}.",
             )
-        images = await run_in_threadpool(self._decode_all, named)
+        try:
+            images = await run_in_threadpool(self._decode_all, named)
+        except DecodeBudgetError as exc:
+            raise HTTPException(413, str(exc)) from None
         probs, run_size = await self.batcher.submit(images)
         names = self.predictor.class_names
         answer = {
@@ -84,17 +96,15 @@ class V1Api:
         return JSONResponse(answer, headers=headers)
 
     def _decode_all(self, named: list[tuple[str, bytes]]) -> np.ndarray:
-        batch = np.empty((len(named), *IMAGE_SHAPE), dtype=np.uint8)
-        for i, (name, data) in enumerate(named):
-            batch[i] = load_image(data, name, self.max_pixels, self.large_gate)
-        return batch
+        return load_images(named, self.max_pixels, self.large_gate, self.max_request_pixels)
 
     async def metadata(self, request: Request) -> JSONResponse:
-        info = self.predictor.describe()
+        info = without_server_paths(self.predictor.describe())
         info["server"] = {
             **self.batcher.stats(),
             "max_body_bytes": self.reader.max_body,
             "max_pixels": self.max_pixels,
+            "max_request_pixels": self.max_request_pixels,
         }
         return JSONResponse(info, headers=self.headers)
 
@@ -103,7 +113,7 @@ class V1Api:
 
     async def readyz(self, request: Request) -> JSONResponse:
         if self.batcher.running:
-            return JSONResponse({"status": "ready", "model_version": self.predictor.model_version})
+            return JSONResponse(self.ready_body, headers=self.headers)
         return JSONResponse(
             {"status": "not ready", "error": "the prediction queue is not running"}, 503
         )
@@ -113,13 +123,23 @@ def _query_top_k(request: Request, num_classes: int) -> int:
     raw = request.query_params.get("top_k")
     if raw is None:
         return 1
-    try:
-        value = int(raw)
-    except ValueError:
+    value = parse_decimal(raw)
+    if value is None:
         raise HTTPException(
-            400, f"top_k must be an integer from 1 to {num_classes}. Received: {raw!r}."
-        ) from None
+            400, f"top_k must be an integer from 1 to {num_classes}. Received: {raw[:40]!r}."
+        )
     try:
         return check_top_k(value, num_classes)
     except ConfigError as exc:
         raise HTTPException(400, str(exc)) from None
+
+
+def _version_header(predictor: Predictor) -> str:
+    header = version_header(predictor.model_version)
+    if len(header) > MAX_VERSION_HEADER:
+        raise ModelError(
+            f"{predictor.source}: its model_version is {len(predictor.model_version)} "
+            f"characters, {len(header)} bytes as an X-Model-Version header (at most "
+            f"{MAX_VERSION_HEADER}). Re-export it with a shorter --model-version."
+        )
+    return header

@@ -15,15 +15,23 @@ Outputs come back as JSON `data`, or as bytes after the JSON when asked for
 (`parameters.binary_data` per output, or `parameters.binary_data_output` for all).
 Infer requests go through the same micro-batcher as /v1/predict. Every failure is a
 non-200 `{"error": "..."}` that names what to fix.
+
+Parsing stays off the event loop: a body with a JSON header over limits.INLINE_JSON_BYTES,
+binary data over limits.INLINE_BINARY_BYTES, or any Content-Encoding is inflated, parsed,
+converted (and its answer rendered) in a worker thread, at most limits.JSON_DECODES at a
+time, so a 10 MB JSON tensor or a gzip bomb never holds up /readyz or anyone else (and
+v2_json parses such bodies in short steps, so the thread does not hold the GIL for long).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,12 +41,15 @@ from . import __version__
 from .batcher import MicroBatcher
 from .bodies import BodyReader
 from .contract import IMAGE_SHAPE
+from .limits import INLINE_BINARY_BYTES, INLINE_JSON_BYTES, JSON_DECODES
 from .predictor import Predictor
 from .v2_wire import (
     HEADER_LENGTH,
     bad_request,
+    content_encoding,
     decompress,
     from_json_data,
+    header_size,
     short,
     split_body,
     unit_floats_to_uint8,
@@ -48,6 +59,12 @@ SERVER_NAME = "cifar10-runtime"
 EXTENSIONS = ["binary_tensor_data"]
 PLATFORM = "onnxruntime_onnx"
 DATATYPES = {"UINT8": np.dtype("<u1"), "FP32": np.dtype("<f4")}
+
+
+class _Parsed(NamedTuple):
+    header: dict[str, Any]
+    images: np.ndarray
+    outputs: list[bool]  # per requested output: binary or not
 
 
 class V2Api:
@@ -64,6 +81,8 @@ class V2Api:
         self.input_name = predictor.input_name
         self.output_name = predictor.output_name
         self.num_classes = predictor.num_classes
+        # Big bodies parsing at once, per event loop (an app can outlive a test's loop).
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{name}"
@@ -137,12 +156,32 @@ class V2Api:
     # --- inference -----------------------------------------------------------------------
     async def infer(self, request: Request) -> Response:
         self._check_model(request)
-        body = decompress(request, await self.reader.read(request), self.reader.max_body)
-        header, binary = split_body(request, body)
+        body = await self.reader.read(request)
+        encoding = content_encoding(request.headers.get("content-encoding"))
+        raw_length = request.headers.get(HEADER_LENGTH)
+        if encoding == "identity" and _small(header_size(raw_length, len(body)), len(body)):
+            parsed = self._parse(encoding, raw_length, body)
+            probs, run_size = await self.batcher.submit(parsed.images)
+            return self._response(parsed.header, parsed.outputs, probs, run_size)
+        async with self._parse_gate():
+            parsed = await run_in_threadpool(self._parse, encoding, raw_length, body)
+        del body  # the parsed arrays are all that is needed from here on
+        probs, run_size = await self.batcher.submit(parsed.images)
+        return await run_in_threadpool(
+            self._response, parsed.header, parsed.outputs, probs, run_size
+        )
+
+    def _parse_gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Semaphore(JSON_DECODES))
+        return self._gate[1]
+
+    def _parse(self, encoding: str, raw_length: str | None, body: bytes) -> _Parsed:
+        """Inflate, split, parse and check one infer body (any thread)."""
+        header, binary = split_body(raw_length, decompress(encoding, body, self.reader.max_body))
         images = self._images(header, binary)
-        outputs = self._requested_outputs(header)
-        probs, run_size = await self.batcher.submit(images)
-        return self._response(header, outputs, probs, run_size)
+        return _Parsed(header, images, self._requested_outputs(header))
 
     def _images(self, header: dict[str, Any], binary: memoryview) -> np.ndarray:
         inputs = header.get("inputs")
@@ -265,3 +304,8 @@ class V2Api:
         tensor["data"] = probs.ravel().tolist()
         answer["outputs"] = [tensor]
         return JSONResponse(answer, headers=headers)
+
+
+def _small(head: int, total: int) -> bool:
+    """Whether parsing this body costs less than handing it to a thread."""
+    return head <= INLINE_JSON_BYTES and total - head <= INLINE_BINARY_BYTES

@@ -1,6 +1,7 @@
 """The Open Inference Protocol's wire format: the body split at
 `Inference-Header-Content-Length`, optional gzip/deflate, JSON tensor data, FP32 in [0,1]
 to uint8. Every problem is an HTTPException (400, 413 or 415) whose message names the fix.
+Nothing here touches the request or the event loop: v2.py runs big bodies in a thread.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from typing import Any
 
 import numpy as np
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 
+from . import v2_json
 from .bodies import BodyTooLarge
+from .errors import first_line
+from .limits import INLINE_JSON_BYTES
+from .untrusted import parse_decimal
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -23,12 +27,23 @@ def bad_request(message: str) -> HTTPException:
 
 
 def short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    """A client value for an error message: at most 80 characters, one line."""
+    if isinstance(value, str):
+        text = repr(value[:80])
+    else:
+        try:
+            text = json.dumps(value)
+        except (ValueError, TypeError, RecursionError):
+            text = type(value).__name__
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def decompress(request: Request, body: bytes, limit: int) -> bytes:
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+def content_encoding(raw: str | None) -> str:
+    return (raw or "identity").strip().lower()
+
+
+def decompress(encoding: str, body: bytes, limit: int) -> bytes:
+    """`body` inflated (`encoding` as content_encoding gives it), at most `limit` bytes."""
     if encoding == "identity":
         return body
     if encoding not in ("gzip", "deflate"):
@@ -40,27 +55,42 @@ def decompress(request: Request, body: bytes, limit: int) -> bytes:
         data = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
         raise bad_request(f"the {encoding} body cannot be decompressed ({exc}).") from None
+    if not inflater.eof and not inflater.unconsumed_tail and len(data) <= limit:
+        raise bad_request(f"the {encoding} body is cut short: send the whole stream.")
     if len(data) > limit:
         raise BodyTooLarge(limit, f"a {encoding} body that inflates past the limit")
     return data
 
 
-def split_body(request: Request, body: bytes) -> tuple[dict[str, Any], memoryview]:
-    raw_length = request.headers.get(HEADER_LENGTH)
+def header_size(raw_length: str | None, body_size: int) -> int:
+    """The JSON header's size: the whole body, or `Inference-Header-Content-Length`."""
     if raw_length is None:
-        head, binary = body, memoryview(b"")
-    else:
-        if not raw_length.strip().isdigit() or int(raw_length) > len(body):
-            raise bad_request(
-                f"{HEADER_LENGTH} must be the JSON header's size in bytes, at most the body's "
-                f"{len(body)}. Received: {raw_length!r}."
-            )
-        length = int(raw_length)
-        head, binary = body[:length], memoryview(body)[length:]
+        return body_size
+    length = parse_decimal(raw_length)
+    if length is None or length > body_size:
+        raise bad_request(
+            f"{HEADER_LENGTH} must be the JSON header's size in bytes (ASCII digits), at "
+            f"most the body's {body_size}. Received: {short(raw_length)}."
+        )
+    return length
+
+
+def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], memoryview]:
+    length = header_size(raw_length, len(body))
+    head, binary = (
+        (body, memoryview(b""))
+        if length == len(body)
+        else (body[:length], memoryview(body)[length:])
+    )
     try:
-        header = json.loads(head)
+        # Big bodies (parsed in a worker thread) go in short steps: see v2_json.
+        header = json.loads(head) if len(head) <= INLINE_JSON_BYTES else v2_json.loads(head)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request is not valid JSON ({exc}).") from None
+        raise bad_request(f"the request is not valid JSON ({first_line(exc, 120)}).") from None
+    except RecursionError:
+        raise bad_request(
+            "the request's JSON is nested too deeply to parse; tensor data is a flat list."
+        ) from None
     if not isinstance(header, dict):
         raise bad_request("the request must be a JSON object with 'inputs'.")
     request_id = header.get("id")
@@ -72,16 +102,16 @@ def split_body(request: Request, body: bytes) -> tuple[dict[str, Any], memoryvie
 def from_json_data(
     data: Any, name: str, shape: list[int], datatype: str, dtype: np.dtype, count: int
 ) -> np.ndarray:
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # big arrays come parsed (v2_json)
         raise bad_request(
             f"input {name!r}: needs 'data' (a flat row-major list) or "
             "parameters.binary_data_size with the bytes after the JSON header."
         )
     try:
         values = np.asarray(data)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError, OverflowError):
         raise bad_request(
-            f"input {name!r}: 'data' is ragged; send a flat row-major list."
+            f"input {name!r}: 'data' is ragged or nested too deeply; send a flat row-major list."
         ) from None
     allowed = "iub" if datatype == "UINT8" else "iuf"
     if values.size and values.dtype.kind not in allowed:

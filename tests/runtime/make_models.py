@@ -38,6 +38,10 @@ FULL_METADATA = {
     "producer_versions": json.dumps({"onnx": onnx.__version__, "opset": OPSET}),
 }
 
+# A run folder named 运行1 gives this version; a hand-made model can carry anything.
+VERSION_UNICODE = {"model_version": "运行1-2fc6665b"}
+VERSION_CRLF = {"model_version": "tiny\r\nX-Injected: 1"}
+
 
 def _weights(in_features: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -145,6 +149,9 @@ def build_models() -> dict[str, onnx.ModelProto]:
         "class_names_not_json": _model(
             u8, nhwc, metadata={**FULL_METADATA, "class_names": "airplane,automobile"}
         ),
+        # Versions a header cannot carry as they are (issue 19): non-Latin-1, and CR/LF.
+        "version_unicode": _model(u8, nhwc, metadata={**FULL_METADATA, **VERSION_UNICODE}),
+        "version_crlf": _model(u8, nhwc, metadata={**FULL_METADATA, **VERSION_CRLF}),
     }
 
 

@@ -22,7 +22,14 @@ from runtime_samples import (
 )
 
 from cifar10_runtime import ImageError, load_image
-from cifar10_runtime.images import LARGE_PIXELS, RESAMPLE
+from cifar10_runtime.images import (
+    FORMATS_TEXT,
+    LARGE_PIXELS,
+    PILLOW_FORMATS,
+    RESAMPLE,
+    DecodeBudgetError,
+    load_images,
+)
 
 ODD = odd_images()
 BROKEN = broken_files()
@@ -273,3 +280,71 @@ def test_decoding_leaves_the_warning_filters_alone() -> None:
         load_image(BROKEN["bomb_error_range.png"])
     _check(load_image(ODD["rgb.png"]))
     assert warnings.filters == before
+
+
+def test_the_gate_applies_at_the_threshold() -> None:
+    gate = Gate()
+    side = int(LARGE_PIXELS**0.5)
+    assert side * side == LARGE_PIXELS
+    _check(load_image(encode(Image.fromarray(gradient(side, side))), large_gate=gate))
+    assert gate.entered == 1
+
+
+def test_a_request_budget_is_checked_from_every_header_before_decoding() -> None:
+    # Headers only: were any decoded, the error would say "truncated".
+    named = [(f"{i}.png", png_header_only(1000, 1000)) for i in range(5)]
+    with pytest.raises(DecodeBudgetError, match="5 images of this request would be 5000000"):
+        load_images(named, max_total_pixels=4_000_000)
+    with pytest.raises(ImageError, match="0.png: broken or truncated"):
+        load_images(named, max_total_pixels=5_000_000)
+    pngs = [(f"{i}.png", ODD["rgb.png"]) for i in range(3)]
+    batch = load_images(pngs, max_total_pixels=3 * 1024)
+    assert batch.shape == (3, 32, 32, 3) and (batch == load_image(ODD["rgb.png"])).all()
+
+
+# --- formats -------------------------------------------------------------------------------
+
+
+def _eps() -> bytes:
+    return encode(Image.new("RGB", (32, 32), RED), "EPS")
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "TGA", "PCX", "SGI", "PPM", "DDS", "QOI"])
+def test_formats_outside_the_list_are_refused_from_bytes_and_paths(
+    fmt: str, tmp_path: Path
+) -> None:
+    data = _eps() if fmt == "EPS" else encode(Image.new("RGB", (32, 32), RED), fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow itself would decode it
+    path = tmp_path / f"image.{fmt.lower()}"
+    path.write_bytes(data)
+    for source in (data, path):
+        with pytest.raises(ImageError) as caught:
+            load_image(source, name="up")
+        assert str(caught.value) == (
+            f"up: not an image this runtime decodes (another format, or damaged). "
+            f"Use {FORMATS_TEXT}."
+        )
+
+
+def test_the_list_is_what_the_message_names() -> None:
+    assert FORMATS_TEXT == "PNG, JPEG, BMP, GIF, TIFF or WebP"
+    assert "EPS" not in PILLOW_FORMATS
+    decoded = {Image.open(io.BytesIO(data)).format for data in ODD.values()}
+    assert decoded == set(PILLOW_FORMATS)  # every listed format is exercised by ODD
+
+
+def test_an_mpo_jpeg_is_decoded_at_reduced_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.BytesIO()
+    first, second = left_red_right_blue(2400, 1600), Image.new("RGB", (2400, 1600), BLUE)
+    first.save(buffer, "MPO", save_all=True, append_images=[second], quality=90)
+    calls: list[tuple] = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):  # type: ignore[no-untyped-def]
+        result = original(self, mode, size)
+        calls.append((self.format, self.size))
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    _check(load_image(buffer.getvalue(), max_pixels=1_000_000))
+    assert calls == [("MPO", (300, 200))]

@@ -39,7 +39,7 @@ def test_json_lines_for_a_folder_with_one_corrupt_file(
     folder: Path, valid_model: Path, predictor: Predictor
 ) -> None:
     code, out, err = _run(str(valid_model), str(folder), "--json", "--top-k", "3")
-    assert code == 1
+    assert code == 5
     lines = [json.loads(line) for line in out.splitlines()]
     paths = [line["path"] for line in lines]
     assert len(lines) == 11 and paths == sorted(paths)  # walked in sorted order
@@ -59,7 +59,7 @@ def test_json_lines_for_a_folder_with_one_corrupt_file(
 
 def test_plain_table_and_errors_on_stderr(folder: Path, valid_model: Path) -> None:
     code, out, err = _run(str(valid_model), str(folder), "-k", "2", "--batch-size", "3")
-    assert code == 1
+    assert code == 5
     header, rule, *rows = out.splitlines()
     assert header.split() == ["path", "label", "prob", "top-2"]
     assert set(rule) == {"-"}
@@ -94,7 +94,7 @@ def test_missing_inputs_and_empty_folders_are_reported(
         str(tmp_path / "empty"),
         "--json",
     )
-    assert code == 1
+    assert code == 5
     lines = [json.loads(line) for line in out.splitlines()]
     assert "label" in lines[0]
     assert "no such file or folder" in lines[1]["error"]
@@ -119,7 +119,7 @@ def test_bad_flags_are_usage_errors(valid_model: Path, folder: Path) -> None:
 def test_progress_bar_only_when_asked_or_on_a_terminal(folder: Path, valid_model: Path) -> None:
     # CliRunner is not a terminal: asked for, the bar is only its label, written once.
     code, _, err = _run(str(valid_model), str(folder), "--json", "--progress")
-    assert code == 1 and err.count("classifying 11 images") == 1 and "[#" not in err
+    assert code == 5 and err.count("classifying 11 images") == 1 and "[#" not in err
     code, _, err = _run(str(valid_model), str(folder), "--json")
     assert "classifying" not in err
 
@@ -155,7 +155,7 @@ def test_progress_bar_is_drawn_on_a_terminal(folder: Path, valid_model: Path) ->
                 break
             drawn += block
     os.close(leader)
-    assert proc.returncode == 1 and len(out.splitlines()) == 2 + 10
+    assert proc.returncode == 5 and len(out.splitlines()) == 2 + 10
     text = drawn.decode(errors="replace")
     assert "11/11" in text and "#" in text and "classifying 11 images" in text
 
@@ -172,6 +172,6 @@ def test_installed_console_script(folder: Path, valid_model: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert done.returncode == 1
+    assert done.returncode == 5
     assert len(done.stdout.splitlines()) == 11
     assert done.stderr.strip() == "1 of 11 inputs failed."
