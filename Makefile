@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml runtime/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -e "./runtime[serve]" -e ".[dev]"
+	$(BIN)/pip install $(PIP_FLAGS) -e "./runtime[serve,openvino]" -e ".[dev]"
 	touch $@
 
 # A second venv with only the runtime (not editable: proves `pip install ./runtime` works).

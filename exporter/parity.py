@@ -165,7 +165,8 @@ def make_runner(model_bytes: bytes, threads: int | None = None):
     """The serving code path: cifar10_runtime.Predictor over the model bytes."""
     from cifar10_runtime import Predictor
 
-    return Predictor(model_bytes, providers="auto", threads=threads)
+    # The float32 reference engine: the parity and int8 checks are against it.
+    return Predictor(model_bytes, providers="auto", threads=threads, engine="onnxruntime")
 
 
 def run_batched(runner, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from cifar10_trainer.run import Run
 from . import card
 from .assess import ExportResult, Log, check_model, raise_failures, score
 from .config import ExportConfig
+from .engine_evidence import engines_step
 from .files import ArtifactPaths, ensure_writable_dir
 from .keras_model import (
     ModelSpec,
@@ -187,6 +188,8 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
                 report.stats["int8"] = {"error": str(exc)}
         elif config.quantize == "int8":
             log("int8: skipped, the fp32 model failed its checks")
+        if report.passed:  # engines x precisions and the golden set (engine_evidence.py)
+            engines_step(config, proto, result, samples, report, log)
         metrics = json.dumps(
             export_metrics(report.stats["accuracy"], run, report.stats.get("int8"))
         )

@@ -27,4 +27,25 @@ OUTPUT_NAME = "probabilities"
 # The symbolic name of the dynamic batch dimension in exported graphs.
 BATCH_DIM = "N"
 # metadata_props values that hold JSON; others (model_version, source_sha256) are plain text.
-JSON_KEYS = ("class_names", "input_spec", "parity", "metrics", "producer_versions")
+JSON_KEYS = (
+    "class_names",
+    "input_spec",
+    "parity",
+    "metrics",
+    "producer_versions",
+    "precisions",
+    "golden_set",
+)
+
+# Engines and precisions (issue 16). The exporter records which precisions a model allows and
+# each one's tolerance under PRECISIONS_KEY, and a few check images with their float32
+# reference outputs under GOLDEN_KEY (cifar10_runtime.golden); the runtime replays them at load.
+PRECISIONS_KEY = "precisions"
+GOLDEN_KEY = "golden_set"
+ENGINES = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "int8")
+# Largest |difference| of a float32 engine from the float32 reference, per probability: far
+# above float32 reordering noise (~1e-6), far below what a changed weight moves.
+FP32_TOLERANCE = 1e-4
+# The int8 twin's file name beside OUTPUT.onnx (cifar10_exporter.files writes it).
+INT8_SUFFIX = ".int8.onnx"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging.config
 import os
 import sys
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import click
 
 from . import limits
+from .engine_flags import engine_options
 from .errors import ConfigError, cli_errors
 
 CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
@@ -149,6 +151,7 @@ def app_factory() -> Any:
     help="onnxruntime intra-op threads per worker (default: all cores, split among workers).",
 )
 @click.option("--providers", default="auto", show_default=True, help="auto, cpu, cuda, or a list.")
+@engine_options
 @click.option(
     "--log-level",
     default="info",
@@ -176,6 +179,8 @@ def main(
     workers: int,
     threads: int | None,
     providers: str,
+    engine: str,
+    precision: str,
     log_level: str,
     access_log: bool,
     verbose: bool,
@@ -211,15 +216,22 @@ def main(
             "max_queue": max_queue,
             "providers": providers,
             "threads": threads,
+            "engine": engine,
+            "precision": precision,
             "max_pixels": max_pixels,
             "model_name": model_name,
             "body_timeout": body_timeout,
             "ui": not no_ui,
         }
-        predictor = Predictor(model, providers=providers, threads=threads)
+        # The engine choice is logged while the model loads, before uvicorn configures logging.
+        logging.config.dictConfig(log_config(log_level))
+        predictor = Predictor(
+            model, providers=providers, threads=threads, engine=engine, precision=precision
+        )
         click.echo(
             f"cifar-serve: {model} (version {predictor.model_version}) on "
-            f"{', '.join(predictor.providers)}; batching: max {max_batch_size} images, "
+            f"{predictor.engine} ({', '.join(predictor.providers)}); batching: max "
+            f"{max_batch_size} images, "
             f"{max_delay_ms:g} ms; http://{host}:{port}",
             err=True,
         )
@@ -236,7 +248,8 @@ def main(
             "log_config": log_config(log_level),
         }
         if workers == 1:
-            app = create_app(predictor, **{k: v for k, v in settings.items() if k != "threads"})
+            fixed = ("threads", "engine", "precision")  # already applied to this Predictor
+            app = create_app(predictor, **{k: v for k, v in settings.items() if k not in fixed})
             configure(header_timeout)
             uvicorn.run(app, **common)
         else:
