@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from .engine_flags import engine_options, show_engine_log
+from .engine_flags import engine_options
 from .errors import ImageError, cli_errors
 from .predictor import Prediction, Predictor
 
@@ -96,11 +96,11 @@ def main(
     With --verbose the engine choice (golden-set check and timings) is shown on stderr.
     """
     with cli_errors(verbose):
-        if verbose:
-            show_engine_log()
         predictor = Predictor(
             model, providers=providers, threads=threads, engine=engine, precision=precision
         )
+        if verbose:
+            click.echo(predictor.engine_report, err=True)
         entries = list(collect(inputs))
         if progress is None:
             progress = (

@@ -1,9 +1,7 @@
-"""`--engine` and `--precision`, shared by cifar-predict and cifar-serve, and the engine log."""
+"""`--engine` and `--precision`, shared by cifar-predict and cifar-serve."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,14 +28,3 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="Inference engine; auto: the fastest measured at load (openvino needs "
         "the extra: pip install 'cifar10-runtime[openvino]').",
     )(command)
-
-
-def show_engine_log(stream: Any = None) -> None:
-    """Send the engine-choice table (logger cifar10_runtime.engines) to stderr."""
-    logger = logging.getLogger("cifar10_runtime.engines")
-    if not any(getattr(h, "_cifar_engine_log", False) for h in logger.handlers):
-        handler = logging.StreamHandler(stream or sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._cifar_engine_log = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)

@@ -138,6 +138,7 @@ class Predictor:
         self._route: Route = route
         self.engine: str = route.name
         self.engine_choice: dict[str, Any] = route.describe()
+        self.engine_report: str = route.text  # the table logged at load, for the CLIs
         runners = [r for _, r in route.steps]
         self.precision: str = "+".join(dict.fromkeys(r.precision for r in runners))
         # One engine for every batch size (the common case): no range lookup per call.

@@ -59,6 +59,7 @@ class Route:
     table: list[dict[str, Any]] = field(default_factory=list)
     why: str = ""
     seconds: float = 0.0
+    text: str = ""  # the table as logged
 
     def runner_for(self, n: int) -> Runner:
         chosen = self.steps[0][1]
@@ -129,7 +130,8 @@ def choose(
     else:
         route = _with_golden(anchor, model, golden, source, engine, precision, threads, asked)
     route.seconds = time.perf_counter() - started
-    log.info("%s", render(route, source, threads))
+    route.text = render(route, source, threads)
+    log.info("%s", route.text)
     return route
 
 

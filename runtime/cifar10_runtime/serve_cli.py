@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging.config
 import os
 import sys
 from typing import Any
@@ -223,8 +222,6 @@ def main(
             "body_timeout": body_timeout,
             "ui": not no_ui,
         }
-        # The engine choice is logged while the model loads, before uvicorn configures logging.
-        logging.config.dictConfig(log_config(log_level))
         predictor = Predictor(
             model, providers=providers, threads=threads, engine=engine, precision=precision
         )
@@ -235,6 +232,7 @@ def main(
             f"{max_delay_ms:g} ms; http://{host}:{port}",
             err=True,
         )
+        click.echo(predictor.engine_report, err=True)  # the engine choice, one block
         common: dict[str, Any] = {
             "host": host,
             "port": port,
