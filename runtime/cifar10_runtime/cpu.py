@@ -46,9 +46,19 @@ def read_cpuinfo(cpuinfo: Path = CPUINFO) -> tuple[str, set[str] | None]:
     return model, flags
 
 
-@lru_cache(maxsize=4)
 def cpu_features(cpuinfo: Path = CPUINFO) -> dict:
     """Model, the flags of interest, and what they mean for bf16 and int8 inference."""
+    if cpuinfo == CPUINFO:
+        return dict(_this_cpu())
+    return _features(cpuinfo)
+
+
+@lru_cache(maxsize=1)
+def _this_cpu() -> dict:  # the CPU does not change while a process runs
+    return _features(CPUINFO)
+
+
+def _features(cpuinfo: Path) -> dict:
     model, flags = read_cpuinfo(cpuinfo)
     have = {f: f in flags for f in FLAGS_OF_INTEREST} if flags is not None else {}
     vnni = bool(have.get("avx512_vnni") or have.get("avx_vnni"))
@@ -56,16 +66,13 @@ def cpu_features(cpuinfo: Path = CPUINFO) -> dict:
     bf16 = bool(have.get("avx512_bf16") or have.get("amx_bf16"))
     amx_bf16 = bool(have.get("amx_bf16"))
     if flags is None:
-        summary = "int8/bf16 features unknown (no /proc/cpuinfo)"
+        int8_summary = "int8 features unknown (no /proc/cpuinfo)"
+        bf16_summary = "bf16 features unknown"
     else:
         int8 = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if have.get(f)]
         bf = [f for f in ("avx512_bf16", "amx_bf16") if have.get(f)]
-        summary = (
-            "int8: "
-            + (", ".join(int8) if int8 else "no VNNI, no AMX")
-            + "; bf16: "
-            + (", ".join(bf) if bf else "none")
-        )
+        int8_summary = "int8: " + (", ".join(int8) if int8 else "no VNNI, no AMX")
+        bf16_summary = "bf16: " + (", ".join(bf) if bf else "none")
     return {
         "cpu": model,
         "vnni": vnni,
@@ -73,5 +80,6 @@ def cpu_features(cpuinfo: Path = CPUINFO) -> dict:
         "bf16": bf16,
         "amx_bf16": amx_bf16,
         "flags": have,
-        "summary": summary,
+        "int8_summary": int8_summary,
+        "summary": f"{int8_summary}; {bf16_summary}",
     }
