@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 
 from cifar10_exporter.engine_evidence import GOLDEN_IMAGES, engine_evidence, pick_golden
 from cifar10_exporter.samples import Samples
@@ -31,14 +30,6 @@ def _samples(images: np.ndarray, labels: np.ndarray) -> Samples:
 def _run(model: bytes, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     return session.run(None, {"image": images})[0]
-
-
-@pytest.fixture(scope="module")
-def engines_dir(fixtures_dir: Path) -> Path:
-    path = fixtures_dir / "engines"
-    if not (path / "model.int8.onnx").is_file():
-        pytest.skip(f"no int8-twin fixture in {path}: run `make fixtures`")
-    return path
 
 
 def test_golden_images_are_confident_and_of_distinct_classes() -> None:

@@ -46,14 +46,6 @@ def _cli(
 
 
 @pytest.fixture(scope="module")
-def engines_dir(fixtures_dir: Path) -> Path:
-    path = fixtures_dir / "engines"
-    if not (path / "model.int8.onnx").is_file():
-        pytest.skip(f"no int8-twin fixture in {path}: run `make fixtures`")
-    return path
-
-
-@pytest.fixture(scope="module")
 def real_images(subset_dir: Path) -> np.ndarray:
     """All 500 real test images of the subset (98% agreement needs more than 64)."""
     with open(subset_dir / "cifar-10-batches-py" / "test_batch", "rb") as handle:
