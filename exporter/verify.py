@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from cifar10_runtime.contract import GOLDEN_KEY, PRECISIONS_KEY
 from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_runtime.files import sha256_hex as sha256_file
 from cifar10_runtime.files import write_json
@@ -46,6 +47,10 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     report.stats["preprocessing"] = decision or json.loads(props.get("preprocessing") or "{}")
     report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
     report.stats["model_version"] = props.get("model_version")
+    if PRECISIONS_KEY in props:  # the engine evidence the file carries, for the card (issue 16)
+        golden = json.loads(props.get(GOLDEN_KEY) or "{}")
+        count = golden.get("images", {}).get("shape", [0])[0]
+        report.stats["engines"] = {**json.loads(props[PRECISIONS_KEY]), "golden_images": count}
     log(report.table())
     verdict = score(config, samples, reference, report, run, log)
     result = ExportResult(paths, spec, report, written=False, gate=verdict)
