@@ -48,6 +48,7 @@ class Runner:
     providers: tuple[str, ...] = ()
     session: Any = None  # the onnxruntime session, when the engine is one
     source: Any = None  # the model (path or bytes) the runner was made from
+    spinning: bool = True  # onnxruntime: idle workers spin (its default) or park at once
 
     @property
     def name(self) -> str:
@@ -60,6 +61,7 @@ def ort_runner(
     input_name: str,
     output_name: str,
     source: Any = None,
+    spinning: bool = True,
 ) -> Runner:
     run, outputs = session.run, [output_name]
     return Runner(
@@ -70,19 +72,25 @@ def ort_runner(
         tuple(session.get_providers()),
         session,
         source,
+        spinning,
     )
 
 
 def ort_file_runner(
-    model: Any, precision: str, threads: int | None, input_name: str, output_name: str
+    model: Any,
+    precision: str,
+    threads: int | None,
+    input_name: str,
+    output_name: str,
+    spinning: bool = True,
 ) -> Runner:
     """onnxruntime's CPU EP on `model` (a path or bytes: the int8 twin, or float32)."""
     try:
-        session = cpu_session(model, threads)
+        session = cpu_session(model, threads, spinning=spinning)
     except Exception as exc:  # onnxruntime's own exception classes
         where = model if isinstance(model, str | os.PathLike) else "<in-memory model>"
         raise ModelError(f"cannot load {where} in onnxruntime: {first_line(exc)}") from exc
-    return ort_runner(session, precision, input_name, output_name, model)
+    return ort_runner(session, precision, input_name, output_name, model, spinning)
 
 
 def _version(name: str) -> str | None:
