@@ -182,6 +182,7 @@ def openvino_runner(model: str | bytes, precision: str, threads: int | None) -> 
     backend, why = openvino_backend()
     if backend is None:
         raise ConfigError(f"engine openvino is not available here: {why}.")
+    model = bytes(model) if isinstance(model, bytes | bytearray | memoryview) else str(model)
     n = threads or usable_cpus()
     config = {
         "INFERENCE_PRECISION_HINT": OV_HINTS[precision],
@@ -197,7 +198,9 @@ def openvino_runner(model: str | bytes, precision: str, threads: int | None) -> 
 
 def _plugin_runner(model, precision: str, threads: int, config: dict[str, str]) -> Runner:
     devices, _ = _plugin_devices()
-    options = session_options(threads)
+    # onnxruntime's own pool only runs nodes OpenVINO leaves to it: parked when idle, so it
+    # never holds the cores OpenVINO's threads are working on.
+    options = session_options(threads, spinning=False)
     options.add_provider_for_devices(list(devices), {"load_config": json.dumps({"CPU": config})})
     try:
         session = ort.InferenceSession(model, sess_options=options)
@@ -205,8 +208,13 @@ def _plugin_runner(model, precision: str, threads: int, config: dict[str, str]) 
         raise ModelError(
             f"OpenVINO (plugin EP) cannot compile the model: {first_line(exc)}"
         ) from exc
+    if "OpenVINOExecutionProvider" not in session.get_providers():
+        raise ModelError(
+            "the OpenVINO plugin EP was attached but onnxruntime did not activate it. "
+            f"Received: providers={session.get_providers()}"
+        )
     inp, out = session.get_inputs()[0].name, session.get_outputs()[0].name
-    runner = ort_runner(session, precision, inp, out)
+    runner = ort_runner(session, precision, inp, out, model, spinning=False)
     runner.engine = "openvino"
     runner.backend = f"onnxruntime-ep-openvino {_version('onnxruntime-ep-openvino')}"
     return runner
