@@ -278,3 +278,38 @@ def test_auto_chooses_among_the_candidates_that_passed(
         assert got.shape == (batch, 10)
         assert float((got.argmax(1) == expected.argmax(1)).mean()) >= 0.9
     json.dumps(predictor.describe())  # /v1/metadata serves it as JSON
+
+
+@needs_openvino
+def test_the_server_batches_on_openvino_and_names_the_engine(exported_dir: Path) -> None:
+    pytest.importorskip("starlette", reason="the serve extra is not installed")
+    from starlette.testclient import TestClient
+
+    from cifar10_runtime.server import create_app
+
+    predictor = Predictor(exported_dir / "model.onnx", threads=1, engine="openvino")
+    png = sorted((exported_dir / "png").glob("*.png"))[0].read_bytes()
+    with TestClient(create_app(predictor)) as client:
+        answer = client.post("/v1/predict", content=png, headers={"Content-Type": "image/png"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["label"] in predictor.class_names
+        meta = client.get("/v1/metadata").json()
+        assert meta["engine"] == predictor.engine and meta["engine"].startswith("openvino/")
+        params = client.get("/v2/models/cifar10").json()["parameters"]
+        assert params == {"engine": predictor.engine, "precision": predictor.precision}
+        x = np.load(exported_dir / "images.npy")[:5]
+        body = {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": list(x.shape),
+                    "datatype": "UINT8",
+                    "data": x.reshape(-1).tolist(),
+                }
+            ]
+        }
+        out = client.post("/v2/models/cifar10/infer", json=body).json()["outputs"][0]
+        got = np.asarray(out["data"], np.float32).reshape(out["shape"])
+        np.testing.assert_allclose(got, predictor.predict_array(x), atol=1e-6)
+        metrics = client.get("/metrics").text
+        assert f'engine="{predictor.engine}"' in metrics
