@@ -34,7 +34,7 @@ from cifar10_runtime.engines import (
     openvino_runner,
     ort_file_runner,
 )
-from cifar10_runtime.errors import CifarError
+from cifar10_runtime.errors import CifarError, first_line
 from cifar10_runtime.golden import encode_golden
 
 from .config import ExportConfig
@@ -157,8 +157,9 @@ def engine_evidence(
                 np.abs(probs[golden_idx] - fp32_probs[golden_idx]).max()
             )
             row["images_per_s_batch64"] = round(_speed(runner, samples.images), 1)
-        except CifarError as exc:
-            rows.append({**row, "passed": False, "measured": False, "note": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - an engine failing on this graph is evidence
+            note = str(exc) if isinstance(exc, CifarError) else first_line(exc)
+            rows.append({**row, "passed": False, "measured": False, "note": note})
             continue
         agree = row["top1_agreement"]
         checks = [agree is not None and agree >= min_agreement]

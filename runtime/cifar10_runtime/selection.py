@@ -37,7 +37,7 @@ from .engines import (
     ort_file_runner,
     ort_runner,
 )
-from .errors import CifarError, ConfigError, ModelError
+from .errors import CifarError, ConfigError, ModelError, first_line
 from .golden import Golden, read_golden
 from .sessions import cpu_session
 
@@ -254,8 +254,9 @@ def _with_golden(anchor, model, golden, source, engine, precision, threads, aske
             try:
                 runner = _open(file, eng, prec, threads, asked, spinning)
                 diff = golden.max_diff(runner.run(golden.images))
-            except CifarError as exc:
-                table.append({**row, "status": "failed to open", "note": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - an engine that fails here is not used
+                note = str(exc) if isinstance(exc, CifarError) else first_line(exc)
+                table.append({**row, "status": "failed to open or run", "note": note})
                 continue
             row["open_s"] = round(time.perf_counter() - opened, 3)
         row.update(backend=runner.backend, golden_max_diff=diff)
