@@ -103,7 +103,10 @@ class Predictor:
     what is really active. `threads` sets the intra-op threads of every engine (None: one
     per core). `engine` ("auto", "onnxruntime", "openvino") and `precision` ("auto", "fp32",
     "bf16", "int8") choose what runs the model; `.engine` says what does (e.g.
-    "openvino/bf16", or one engine per batch range), `.engine_choice` why.
+    "openvino/bf16", or one engine per batch range), `.engine_choice` why. A model with a
+    golden set (cifar-export) must reproduce it or is refused (ModelError);
+    self_check=False skips that replay, for a caller that checks the file itself (the
+    exporter's parity check against Keras), and runs onnxruntime float32.
     """
 
     def __init__(
@@ -113,6 +116,8 @@ class Predictor:
         threads: int | None = None,
         engine: str = "auto",
         precision: str = "auto",
+        *,
+        self_check: bool = True,
     ) -> None:
         from .selection import check_request
 
@@ -121,7 +126,7 @@ class Predictor:
         spec = inspect_session(session, source, model)
         probe(session, spec)
         anchor = ort_runner(session, "fp32", spec.input_name, spec.output_name, model)
-        route = choose(anchor, model, spec.metadata, source, engine, precision, threads)
+        route = choose(anchor, model, spec.metadata, source, engine, precision, threads, self_check)
         self.session: ort.InferenceSession = session
         self.source = source
         self.providers: list[str] = session.get_providers()

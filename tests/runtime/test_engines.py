@@ -134,6 +134,17 @@ def test_a_model_changed_after_export_is_refused_by_the_predictor(exported_dir: 
     assert "\n" not in message
 
 
+def test_the_self_check_can_be_turned_off_by_a_caller_that_checks_itself(
+    exported_dir: Path,
+) -> None:
+    predictor = Predictor(exported_dir / "tampered.onnx", threads=1, self_check=False)
+    assert predictor.engine == "onnxruntime/fp32"
+    assert "turned off by the caller" in predictor.engine_choice["why"]
+    original = Predictor(exported_dir / "model.onnx", threads=1, engine="onnxruntime")
+    golden, _ = read_golden(original.metadata)
+    assert golden.max_diff(predictor.predict_array(golden.images)) > FP32_TOLERANCE
+
+
 def test_a_model_changed_after_export_is_refused_by_cifar_predict(
     exported_dir: Path, subset_pngs: Path
 ) -> None:
