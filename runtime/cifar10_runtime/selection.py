@@ -184,9 +184,14 @@ def _plan(model, golden: Golden, engine: str, precision: str, gpu: bool, asked: 
             f"{_evidence_note(golden, precision)}. Use precision auto or fp32. {asked}"
         )
     if precision == "int8" and twin is None:
+        where = (
+            "an in-memory model has none"
+            if isinstance(model, bytes | bytearray | memoryview)
+            else f"{Path(model).stem}{INT8_SUFFIX}"
+        )
         raise ConfigError(
-            f"precision int8 needs the int8 twin beside the model ({Path(str(model)).stem}"
-            f"{INT8_SUFFIX}); export with --quantize int8, or use precision auto. {asked}"
+            f"precision int8 needs the int8 twin beside the model ({where}); export with "
+            f"--quantize int8, or use precision auto. {asked}"
         )
     if precision == "bf16" and bf16_why:
         raise ConfigError(f"precision bf16 cannot run here: {bf16_why}. {asked}")
