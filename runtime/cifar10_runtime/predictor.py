@@ -23,7 +23,8 @@ from .engines import ort_runner
 from .errors import ConfigError, ImageError
 from .images import ImageSource, load_image
 from .model import inspect_session, open_session, probe
-from .selection import Route, choose
+from .routes import Route
+from .selection import choose
 
 _SINGLE_SHAPE = IMAGE_SHAPE
 _INV255 = np.float32(1 / 255)
