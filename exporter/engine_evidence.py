@@ -139,6 +139,7 @@ def engine_evidence(
             "note": "the reference",
             "backend": reference.backend,
             "images_per_s_batch64": round(_speed(reference, samples.images), 1),
+            **_compare(fp32_probs, fp32_probs, samples),  # its own accuracy, for the table
         }
     ]
     for engine, precision, model, why in _candidates(fp32, int8):

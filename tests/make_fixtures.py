@@ -50,9 +50,9 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str], check: bool = True) -> bool:
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    return subprocess.run(cmd, check=check).returncode == 0
 
 
 def build_exported(out: Path) -> None:
@@ -104,8 +104,13 @@ def build_exported(out: Path) -> None:
     engines = out.parent / "engines"
     engines.mkdir(exist_ok=True)
     export = [str(bindir / "cifar-export"), str(engines / "model.onnx")]
-    model_args = ["--model", str(work / "model.keras"), *data_args, "--samples", "128"]
-    run([*export, *model_args, "--quantize", "int8"])
+    # Every test image: the int8 gate (98% agreement) is then judged on 500, not on a handful.
+    model_args = ["--model", str(work / "model.keras"), *data_args, "--samples", "500"]
+    if not run([*export, *model_args, "--quantize", "int8"], check=False):
+        # A briefly trained model whose twin misses the gate: the float32 export is still
+        # written, and the tests that need the twin skip, naming this fixture.
+        (engines / "model.int8.onnx").unlink(missing_ok=True)
+        print("note: the int8 twin missed its gate; engine tests needing it will skip")
 
 
 def build_tampered(model: Path, out: Path) -> None:
