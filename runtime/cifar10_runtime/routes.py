@@ -8,6 +8,7 @@ a candidate) keeps a range unless another is FASTER there. `render` is the one-b
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .cpu import cpu_features
-from .engines import Runner
+from .engines import Runner, usable_cpus
 
 # Batch sizes timed at load; each range between their geometric midpoints goes to the fastest
 # (1-7 and 8+). Few: OpenVINO compiles kernels for each new input shape on its first call.
@@ -123,9 +124,11 @@ def fmt(value: Any) -> str:
 def render(route: Route, source: str, threads: int | None) -> str:
     """The choice as one block of text for the log."""
     cpu = cpu_features()
+    # Timings taken while other processes hold the cores are worth less: say how busy it was.
+    load = f"; load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     lines = [
         f"engine choice for {source} on {cpu['cpu']} ({cpu['summary']}; "
-        f"threads {threads or 'default'}):",
+        f"threads {threads or 'default'}; {usable_cpus()} cores{load}):",
         f"  {'candidate':<17} {'golden |diff|':>13} {'tolerance':>9}  "
         + " ".join(f"{'b=' + str(b):>8}" for b in TIMING_BATCHES)
         + "  status",
