@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml runtime/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -e "./runtime[serve]" -e ".[dev]"
+	$(BIN)/pip install $(PIP_FLAGS) -e "./runtime[serve,openvino]" -e ".[dev]"
 	touch $@
 
 # A second venv with only the runtime (not editable: proves `pip install ./runtime` works).
@@ -85,7 +85,14 @@ $(BARE_VENV)/.installed: runtime/pyproject.toml
 	$(BARE_VENV)/bin/pip install $(PIP_FLAGS) "./runtime[serve]"
 	touch $@
 
-bench: install runtime-venv $(BARE_VENV)/.installed
+# The runtime with the openvino extra (issue 16): the footprint table's third venv.
+OV_VENV := build/venv-runtime-openvino
+$(OV_VENV)/.installed: runtime/pyproject.toml
+	test -x $(OV_VENV)/bin/python || $(PYTHON) -m venv $(OV_VENV)
+	$(OV_VENV)/bin/pip install $(PIP_FLAGS) "./runtime[serve,openvino]"
+	touch $@
+
+bench: install runtime-venv $(BARE_VENV)/.installed $(OV_VENV)/.installed
 	$(BIN)/python -m benchmarks
 
 clean:

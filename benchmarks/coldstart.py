@@ -20,6 +20,8 @@ RUNTIME_VENV = REPO / ".venv-runtime"
 # .venv-runtime also carries the test tools (pytest, playwright, tritonclient), so it would
 # overstate the footprint; it is measured only when this one is absent.
 BARE_RUNTIME_VENV = REPO / "build" / "venv-runtime-bare"
+# The runtime with the openvino extra, as a user installs it (Makefile bench target).
+OPENVINO_RUNTIME_VENV = REPO / "build" / "venv-runtime-openvino"
 
 # The TensorFlow path a user would write: load the .keras file, decode the image, one direct
 # call (quicker than model.predict for one image, so the comparison favours TensorFlow).
@@ -208,7 +210,8 @@ def footprint() -> dict:
     """Installed size (apparent bytes) of the runtime-only venv against the full toolkit venv."""
     out: dict = {}
     bare = BARE_RUNTIME_VENV if _site_packages(BARE_RUNTIME_VENV) else RUNTIME_VENV
-    for label, venv in (("runtime", bare), ("toolkit", FULL_VENV)):
+    venvs = (("runtime", bare), ("runtime_openvino", OPENVINO_RUNTIME_VENV), ("toolkit", FULL_VENV))
+    for label, venv in venvs:
         site = _site_packages(venv)
         if site is None:
             out[label] = None

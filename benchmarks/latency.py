@@ -34,14 +34,11 @@ class Engine:
 
 
 def ort_session(path: Path, threads: int):
-    """A plain InferenceSession: default graph optimisations, `threads` intra-op threads."""
-    import onnxruntime as ort
+    """A plain InferenceSession: default graph optimisations, `threads` intra-op threads
+    (the runtime's recipe, cifar10_runtime.sessions)."""
+    from cifar10_runtime.sessions import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads)
 
 
 def _bare_ort(path: Path, threads: int, images: Images):

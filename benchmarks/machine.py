@@ -12,18 +12,7 @@ import platform
 import subprocess
 import time
 
-FLAGS_OF_INTEREST = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_int8",
-)
+from cifar10_runtime.cpu import FLAGS_OF_INTEREST, cpu_features, read_cpuinfo
 
 PACKAGES = (
     "onnxruntime",
@@ -37,28 +26,22 @@ PACKAGES = (
     "uvicorn",
     "cifar10-runtime",
     "cifar10-toolkit",
+    "onnxruntime-ep-openvino",
+    "openvino",
 )
 
 
 def cpu_info() -> dict:
     """CPU model, core count, SIMD flags of interest, and load at the start of the run."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model in ("unknown", "", platform.machine()):
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
+    # The one /proc/cpuinfo reader (cifar10_runtime.cpu): the engines choose by the same flags.
+    model, found = read_cpuinfo()
+    flags = found or set()
     info = {
         "model": model,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "flags": {f: f in flags for f in FLAGS_OF_INTEREST},
+        "int8_bf16_features": cpu_features()["summary"],
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "hypervisor": "hypervisor" in flags,

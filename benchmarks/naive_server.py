@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import onnxruntime as ort
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,12 +19,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cifar10_runtime.images import load_image
+from cifar10_runtime.sessions import cpu_session
 
 
 def main(model: str, port: int, threads: int) -> None:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model, threads)
     name = session.get_inputs()[0].name
 
     def predict_one(body: bytes) -> int:

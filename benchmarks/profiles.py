@@ -28,11 +28,10 @@ def ort_operator_profile(
     """
     import onnxruntime as ort
 
+    from cifar10_runtime.sessions import session_options
+
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = session_options(threads)  # the runtime's recipe, plus profiling
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "profile")
         sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])

@@ -145,7 +145,10 @@ def run_all(
     if "latency" not in args.skip:
 
         def onnx_rows() -> list[dict]:
+            from .engines import engine_rows
+
             engines.extend(latency.onnx_engines(onnx_path, int8_path, threads, images))
+            engines.extend(engine_rows(onnx_path, int8_path, threads, images, results["notes"]))
             return latency.run_engines(engines, budget, log=log)
 
         _section(results, "latency_onnxruntime", onnx_rows)

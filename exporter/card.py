@@ -151,6 +151,7 @@ def render(
             if not isinstance(v, (dict, list))
         ]
         lines += [""] + _recipe_table(int8)
+    lines += engines_section(report.get("engines"))
     lines += ["## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in versions.items()] + [""]
     where = (
@@ -170,6 +171,34 @@ def render(
         "",
     ]
     return "\n".join(lines)
+
+
+def engines_section(engines: dict[str, Any] | None) -> list[str]:
+    """Engines x precisions measured at export (engine_evidence.py) and what is allowed."""
+    if not engines:
+        return []
+    from .engine_evidence import HEADER, table_rows
+
+    gate, where = engines["gate"], engines["measured_on"]
+    lines = [
+        "## Engines and precisions",
+        "",
+        f"Measured at export on {where['cpu']} ({where['features']}) on the check images; "
+        f"gate: top-1 agreement >= {100 * gate['min_top1_agreement']:g}% with float32 ONNX, "
+        f"accuracy drop <= {100 * gate['max_accuracy_drop']:g} points.",
+        "",
+    ]
+    lines += _table(HEADER, table_rows(engines))
+    lines += [
+        "",
+        f"Allowed precisions: {', '.join(engines['allowed'])}. The model carries "
+        f"{engines.get('golden_images', 0)} golden images with their float32 outputs; the "
+        "runtime replays them at load on every engine it may use (tolerances: "
+        + ", ".join(f"{k} {v:g}" for k, v in engines["tolerances"].items())
+        + ") and refuses a file that no longer reproduces them.",
+        "",
+    ]
+    return lines
 
 
 def _recipe_table(int8: dict[str, Any]) -> list[str]:

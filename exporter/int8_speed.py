@@ -8,53 +8,29 @@ and says what it measured and on what.
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
 from cifar10_runtime.contract import INPUT_NAME
+from cifar10_runtime.cpu import CPUINFO, cpu_features
 
-# /proc/cpuinfo flags, in the order they matter to int8 inference.
-INT8_FLAGS = ("amx_int8", "amx_tile", "avx512_vnni", "avx_vnni", "avx512bw", "avx2")
 SPEED_BATCH = 256
 FASTER = 1.05  # INT8 is "faster" only beyond timing noise
 
 
-def cpu_int8_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
-    """The CPU model and which int8-relevant flags it has (Linux; elsewhere: unknown)."""
-    model, flags = platform.processor() or platform.machine(), None
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        elif key.strip() in ("flags", "Features") and flags is None:
-            flags = set(value.split())
-    have = {f: f in flags for f in INT8_FLAGS} if flags is not None else {}
-    vnni = bool(have.get("avx512_vnni") or have.get("avx_vnni"))
-    amx = bool(have.get("amx_int8"))
-    if flags is None:
-        summary = "int8 features unknown (no /proc/cpuinfo)"
-    else:
-        parts = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if have.get(f)]
-        summary = "int8: " + (", ".join(parts) if parts else "no VNNI, no AMX")
-    return {"cpu": model, "vnni": vnni, "amx": amx, "flags": have, "summary": summary}
+def cpu_int8_features(cpuinfo: Path = CPUINFO) -> dict:
+    """The CPU model and its int8-relevant flags (the runtime's reader: cifar10_runtime.cpu),
+    summarised for int8 (Linux; elsewhere: unknown)."""
+    cpu = cpu_features(cpuinfo)
+    return {**cpu, "summary": cpu["int8_summary"]}
 
 
 def session(model: bytes, threads: int | None):
-    import onnxruntime as ort
+    from cifar10_runtime.sessions import cpu_session
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    return cpu_session(model, threads or None)
 
 
 def images_per_s(

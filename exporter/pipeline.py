@@ -21,6 +21,7 @@ from cifar10_trainer.run import Run
 
 from .assess import ExportResult, Log, check_model, raise_failures, score
 from .config import ExportConfig
+from .engine_evidence import engines_step
 from .files import ArtifactPaths
 from .metadata import (
     build_metadata,
@@ -92,6 +93,8 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
                 report.stats["int8"] = {"error": str(exc)}
         elif config.quantize == "int8":
             log("int8: skipped, the fp32 model failed its checks")
+        if report.passed:  # engines x precisions and the golden set (engine_evidence.py)
+            engines_step(config, proto, result, samples, report, log)
         metrics = export_metrics(report.stats["accuracy"], run, report.stats.get("int8"))
         shared = {"metrics": metrics, "preprocessing": decision}
         set_metadata(proto, {"parity": report.summary(), **shared})

@@ -8,6 +8,7 @@ steps.py's, shared with `export` (pipeline.py).
 
 from __future__ import annotations
 
+from cifar10_runtime.contract import GOLDEN_KEY, PRECISIONS_KEY
 from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_runtime.files import sha256_hex as sha256_file
 from cifar10_runtime.files import write_json
@@ -47,6 +48,10 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     report.stats["preprocessing"] = decision or read_json(props, "preprocessing", {})
     report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
     report.stats["model_version"] = props.get("model_version")
+    if PRECISIONS_KEY in props:  # the engine evidence the file carries, for the card (issue 16)
+        golden = read_json(props, GOLDEN_KEY, {})
+        count = golden.get("images", {}).get("shape", [0])[0]
+        report.stats["engines"] = {**read_json(props, PRECISIONS_KEY), "golden_images": count}
     log(report.table())
     verdict = score(config, samples, reference, report, run, log)
     result = ExportResult(paths, spec, report, written=False, gate=verdict)

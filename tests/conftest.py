@@ -31,3 +31,12 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"no generated fixtures at {FIXTURES}: run `make fixtures` first")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def engines_dir(fixtures_dir: Path) -> Path:
+    """The briefly trained model exported with --quantize int8: model.onnx + its int8 twin."""
+    path = fixtures_dir / "engines"
+    if not (path / "model.int8.onnx").is_file():
+        pytest.skip(f"no int8-twin fixture in {path}: run `make fixtures`")
+    return path

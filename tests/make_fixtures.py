@@ -3,7 +3,10 @@
 FIXTURES/runtime/   small contract and contract-breaking ONNX models (tests/runtime/make_models.py)
 FIXTURES/exported/  a model trained briefly on the real subset, exported by `cifar-export`, with
                     real test images (images.npy, png/) and plain onnxruntime's probabilities for
-                    them, so the runtime-only venv can check predictions without TensorFlow.
+                    them, so the runtime-only venv can check predictions without TensorFlow;
+                    tampered.onnx: the same file with one weight tensor changed after export.
+FIXTURES/engines/   the same Keras model exported with --quantize int8 (model.onnx + its int8
+                    twin), for the engine x precision tests.
 
 It is skipped when the inputs that shape it (code, configs) have not changed since the last build.
 """
@@ -47,9 +50,9 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str], check: bool = True) -> bool:
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    return subprocess.run(cmd, check=check).returncode == 0
 
 
 def build_exported(out: Path) -> None:
@@ -97,6 +100,31 @@ def build_exported(out: Path) -> None:
         Image.fromarray(image).save(out / "png" / f"{i:03d}.png")
     assert Predictor(out / "model.onnx").class_names  # the contract holds for the runtime
     (out / "source.json").write_text(json.dumps({"real_subset": real, "images": N_IMAGES}))
+    build_tampered(out / "model.onnx", out / "tampered.onnx")
+    engines = out.parent / "engines"
+    engines.mkdir(exist_ok=True)
+    export = [str(bindir / "cifar-export"), str(engines / "model.onnx")]
+    # Every test image: the int8 gate (98% agreement) is then judged on 500, not on a handful.
+    model_args = ["--model", str(work / "model.keras"), *data_args, "--samples", "500"]
+    if not run([*export, *model_args, "--quantize", "int8"], check=False):
+        # A briefly trained model whose twin misses the gate: the float32 export is still
+        # written, and the tests that need the twin skip, naming this fixture.
+        (engines / "model.int8.onnx").unlink(missing_ok=True)
+        print("note: the int8 twin missed its gate; engine tests needing it will skip")
+
+
+def build_tampered(model: Path, out: Path) -> None:
+    """`model` with its largest weight tensor scaled by 1.02, metadata (golden set) kept: what
+    a file edited after export looks like to the runtime."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model))
+    floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    biggest = max(floats, key=lambda t: int(np.prod(t.dims)))
+    weights = numpy_helper.to_array(biggest)
+    biggest.CopyFrom(numpy_helper.from_array((weights * 1.02).astype(weights.dtype), biggest.name))
+    onnx.save(proto, str(out))
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ def footprint(results: dict) -> list[str]:
         return []
     lines = ["## Footprint (apparent size of the whole venv and of its site-packages)", ""]
     rows = []
-    for k in ("runtime", "toolkit"):
+    for k in ("runtime", "runtime_openvino", "toolkit"):
         v = fp.get(k)
         if v:
             big = ", ".join(f"{p['package']} {p['mb']:.0f}" for p in v["largest_packages"][:4])

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
+from .engine_flags import engine_options
 from .errors import ImageError, cli_errors
 from .images import PILLOW_FORMATS
 from .predictor import Prediction, Predictor
@@ -70,6 +71,7 @@ def collect(inputs: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
     "--threads", default=None, type=click.IntRange(min=1), help="onnxruntime intra-op threads."
 )
 @click.option("--providers", default="auto", show_default=True, help="auto, cpu, cuda, or a list.")
+@engine_options
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -84,6 +86,8 @@ def main(
     batch_size: int,
     threads: int | None,
     providers: str,
+    engine: str,
+    precision: str,
     progress: bool | None,
     verbose: bool,
 ) -> None:
@@ -91,9 +95,14 @@ def main(
 
     Images are converted to RGB (transparency over white, EXIF rotation applied) and
     resized to 32x32 with Pillow's BILINEAR filter. Exit code 5 if any input failed.
+    With --verbose the engine choice (golden-set check and timings) is shown on stderr.
     """
     with cli_errors(verbose):
-        predictor = Predictor(model, providers=providers, threads=threads)
+        predictor = Predictor(
+            model, providers=providers, threads=threads, engine=engine, precision=precision
+        )
+        if verbose:
+            click.echo(predictor.engine_report, err=True)
         entries = list(collect(inputs))
         if progress is None:
             progress = (

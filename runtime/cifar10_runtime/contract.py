@@ -37,6 +37,8 @@ JSON_KEYS = (
     "export_wrapper",
     "preprocessing",
     "quantization",
+    "precisions",
+    "golden_set",
 )
 
 
@@ -50,3 +52,17 @@ def valid_class_names(names: object) -> bool:
         and all(isinstance(n, str) and n.strip() for n in names)
         and len(set(names)) == NUM_CLASSES
     )
+
+
+# Engines and precisions (issue 16). The exporter records which precisions a model allows and
+# each one's tolerance under PRECISIONS_KEY, and a few check images with their float32
+# reference outputs under GOLDEN_KEY (cifar10_runtime.golden); the runtime replays them at load.
+PRECISIONS_KEY = "precisions"
+GOLDEN_KEY = "golden_set"
+ENGINES = ("onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "int8")
+# Largest |difference| of a float32 engine from the float32 reference, per probability: far
+# above float32 reordering noise (~1e-6), far below what a changed weight moves.
+FP32_TOLERANCE = 1e-4
+# The int8 twin's file name beside OUTPUT.onnx (cifar10_exporter.files writes it).
+INT8_TWIN_SUFFIX = ".int8.onnx"

@@ -44,12 +44,15 @@ ASGIApp = Callable[..., Awaitable[None]]
 class Metrics:
     """The collectors, plus the batcher's observer methods (queued, ran, depth)."""
 
-    def __init__(self, model_name: str, model_version: str) -> None:
+    def __init__(
+        self, model_name: str, model_version: str, engine: str = "", precision: str = ""
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r, labels = self.registry, {"model": model_name, "version": model_version}
         self.labels = labels
+        # engine/precision: what runs the model, as chosen at load (issue 16).
         Info(f"{PREFIX}_model", "The model this process serves.", registry=r).info(
-            {"name": model_name, "version": model_version}
+            {"name": model_name, "version": model_version, "engine": engine, "precision": precision}
         )
         self.requests = Counter(
             f"{PREFIX}_http_requests",

@@ -1,7 +1,7 @@
 """Open an ONNX model in onnxruntime and check it against the model contract.
 
 The contract (DESIGN.md): one input, uint8 [N,32,32,3] RGB NHWC, scaling inside the graph;
-one float32 [N,10] softmax output named `probabilities`; `class_names` and provenance in
+one float32 [N,10] softmax output named `contract.OUTPUT_NAME`; `class_names` and provenance in
 metadata_props. Float32 [N,32,32,3] models in [0,1] made by other tools are accepted too:
 the Predictor then scales the pixels itself and, without `class_names`, uses the CIFAR-10
 names. Everything else is refused here, once, with a message naming the file.
@@ -25,10 +25,12 @@ from .contract import (
     IMAGE_SHAPE,
     JSON_KEYS,
     NUM_CLASSES,
+    OUTPUT_NAME,
     valid_class_names,
 )
 from .errors import ConfigError, ModelError, first_line
 from .files import sha256_hex
+from .sessions import session_options
 
 NEEDED = (
     "needed: one uint8 [N,32,32,3] RGB NHWC input (the cifar-export contract) or one "
@@ -113,13 +115,7 @@ def open_session(
             "Pass the path of an .onnx file."
         )
     names, strict = resolve_providers(providers)
-    options = ort.SessionOptions()
-    # onnxruntime's own warnings (unused initializers, fallbacks) are not actionable for a
-    # user; real problems still raise. Fallbacks are reported through .providers instead.
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options = session_options(threads)
     try:
         session = ort.InferenceSession(payload, sess_options=options, providers=names)
     except Exception as exc:  # onnxruntime raises its own pybind classes for each failure
@@ -175,11 +171,11 @@ def inspect_session(
 
     outputs = session.get_outputs()
     by_name = {o.name: o for o in outputs}
-    out = by_name.get("probabilities") or (outputs[0] if len(outputs) == 1 else None)
+    out = by_name.get(OUTPUT_NAME) or (outputs[0] if len(outputs) == 1 else None)
     out_found = ", ".join(f"{o.name}: {_describe(o.type, o.shape)}" for o in outputs)
     if out is None:
         raise ModelError(
-            f"{source} has {len(outputs)} outputs and none is named 'probabilities'; "
+            f"{source} has {len(outputs)} outputs and none is named {OUTPUT_NAME!r}; "
             f"{NEEDED}. Received: {out_found}."
         )
     out_shape = list(out.shape)
@@ -264,7 +260,7 @@ def probe(session: ort.InferenceSession, spec: ModelSpec) -> None:
     sums = y.sum(axis=1)
     if not np.all(np.isfinite(y)) or y.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3):
         raise ModelError(
-            f"{spec.source}: output '{spec.output_name}' is not softmax probabilities "
+            f"{spec.source}: output '{spec.output_name}' is not a softmax "
             f"(row sum {float(sums[0]):.4g}, min {float(y.min()):.4g}). Received logits? "
             "Add a Softmax as the last layer and re-export."
         )

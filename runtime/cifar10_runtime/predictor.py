@@ -1,8 +1,11 @@
-"""`Predictor`: one validated onnxruntime session plus the pre- and post-processing around it.
+"""`Predictor`: a validated model on the engine chosen for it, plus the pre- and post-processing.
 
-The hot paths (`predict_array`, `predict` on a 32x32x3 uint8 array) do no decoding and no
-per-call session work: names, the output list and the feed layout are fixed at load time,
-so the cost over a bare `InferenceSession.run` is a dtype/shape check and an argmax.
+The model is opened in onnxruntime float32 and checked against the contract (model.py); then
+`selection.choose` proves it against its golden set and picks the engine(s) to run it by
+measurement (engine="auto", precision="auto"), per batch-size range. The hot paths
+(`predict_array`, `predict` on a 32x32x3 uint8 array) do no decoding and no per-call session
+work: the runner per range is fixed at load time, so the cost over a bare engine call is a
+dtype/shape check, a range lookup and an argmax.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import IMAGE_SHAPE, NUM_CLASSES
+from .engines import ort_runner
 from .errors import ConfigError, ImageError
 from .images import ImageSource, load_image
 from .model import inspect_session, open_session, probe
+from .routes import Route
+from .selection import choose
 
 _SINGLE_SHAPE = IMAGE_SHAPE
 _INV255 = np.float32(1 / 255)
@@ -95,7 +101,13 @@ class Predictor:
 
     `model` is a path or the ONNX bytes. `providers` is "auto" (CUDA when onnxruntime-gpu
     can use a GPU, else CPU), "cpu", "cuda", or a list of provider names; `.providers` says
-    what is really active. `threads` sets onnxruntime's intra-op threads (None: its default).
+    what is really active. `threads` sets the intra-op threads of every engine (None: one
+    per core). `engine` ("auto", "onnxruntime", "openvino") and `precision` ("auto", "fp32",
+    "bf16", "int8") choose what runs the model; `.engine` says what does (e.g.
+    "openvino/bf16", or one engine per batch range), `.engine_choice` why. A model with a
+    golden set (cifar-export) must reproduce it or is refused (ModelError);
+    self_check=False skips that replay, for a caller that checks the file itself (the
+    exporter's parity check against Keras), and runs onnxruntime float32.
     """
 
     def __init__(
@@ -103,10 +115,19 @@ class Predictor:
         model: str | os.PathLike[str] | bytes,
         providers: str | Sequence[str] = "auto",
         threads: int | None = None,
+        engine: str = "auto",
+        precision: str = "auto",
+        *,
+        self_check: bool = True,
     ) -> None:
+        from .selection import check_request
+
+        check_request(engine, precision)  # a typo fails before any work
         session, source = open_session(model, providers, threads)
         spec = inspect_session(session, source, model)
         probe(session, spec)
+        anchor = ort_runner(session, "fp32", spec.input_name, spec.output_name, model)
+        route = choose(anchor, model, spec.metadata, source, engine, precision, threads, self_check)
         self.session: ort.InferenceSession = session
         self.source = source
         self.providers: list[str] = session.get_providers()
@@ -120,12 +141,20 @@ class Predictor:
         self.fixed_batch = spec.fixed_batch
         self._needs_scaling = spec.input_dtype == np.float32
         self._outputs = [spec.output_name]
-        self._run = session.run
+        self._route: Route = route
+        self.engine: str = route.name
+        self.engine_choice: dict[str, Any] = route.describe()
+        self.engine_report: str = route.text  # the table logged at load, for the CLIs
+        runners = [r for _, r in route.steps]
+        self.precision: str = "+".join(dict.fromkeys(r.precision for r in runners))
+        # One engine for every batch size (the common case): no range lookup per call.
+        self._call = runners[0].run if len(runners) == 1 else None
+        self._one = route.runner_for(1).run
 
     def __repr__(self) -> str:
         return (
             f"Predictor({self.source!r}, version={self.model_version!r}, "
-            f"input={self.input_dtype}, providers={self.providers})"
+            f"input={self.input_dtype}, engine={self.engine!r}, providers={self.providers})"
         )
 
     @property
@@ -149,7 +178,8 @@ class Predictor:
             return np.empty((0, NUM_CLASSES), dtype=np.float32)
         feed = self._prepare(x)
         if self.fixed_batch is None:
-            return self._run(self._outputs, {self.input_name: feed})[0]
+            call = self._call or self._route.runner_for(len(feed)).run
+            return call(feed)
         return self._run_fixed(feed)
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
@@ -164,13 +194,14 @@ class Predictor:
     def _run_fixed(self, feed: np.ndarray) -> np.ndarray:
         # Models exported with a fixed batch size (common outside Keras) run in padded chunks.
         size = self.fixed_batch or 1
+        run = self._route.runner_for(size).run
         out = np.empty((len(feed), NUM_CLASSES), dtype=np.float32)
         chunk = np.zeros((size, *IMAGE_SHAPE), dtype=feed.dtype)
         for start in range(0, len(feed), size):
             part = feed[start : start + size]
             chunk[: len(part)] = part
             chunk[len(part) :] = 0
-            result = self._run(self._outputs, {self.input_name: chunk})[0]
+            result = run(chunk)
             out[start : start + len(part)] = result[: len(part)]
         return out
 
@@ -186,7 +217,7 @@ class Predictor:
             and self.fixed_batch is None
         ):
             # The measured hot path: a view, one run, one argmax.
-            probs = self._run(self._outputs, {self.input_name: image[None]})[0]
+            probs = self._one(image[None])
         else:
             probs = self.predict_array(load_image(image)[None])
         return make_prediction(probs[0], self.class_names, top_k)
@@ -259,6 +290,9 @@ class Predictor:
             "parity": self.metadata.get("parity"),
             "source_sha256": self.metadata.get("source_sha256"),
             "providers": list(self.providers),
+            "engine": self.engine,
+            "precision": self.precision,
+            "engine_choice": self.engine_choice,
             "runtime_versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
         }
 

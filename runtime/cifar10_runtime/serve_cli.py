@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from . import limits
+from .engine_flags import engine_options
 from .errors import ConfigError, cli_errors
 
 CONFIG_ENV = "CIFAR10_SERVE_CONFIG"
@@ -163,6 +164,7 @@ def app_factory() -> Any:
     help="onnxruntime intra-op threads per worker (default: all cores, split among workers).",
 )
 @click.option("--providers", default="auto", show_default=True, help="auto, cpu, cuda, or a list.")
+@engine_options
 @click.option(
     "--log-level",
     default="info",
@@ -192,6 +194,8 @@ def main(
     workers: int,
     threads: int | None,
     providers: str,
+    engine: str,
+    precision: str,
     log_level: str,
     access_log: bool,
     verbose: bool,
@@ -239,6 +243,8 @@ def main(
             "max_queue": max_queue,
             "providers": providers,
             "threads": threads,
+            "engine": engine,
+            "precision": precision,
             "max_pixels": max_pixels,
             "max_request_pixels": max_request_pixels,
             "model_name": model_name,
@@ -249,14 +255,18 @@ def main(
             "grpc_reuse_port": workers > 1,  # the workers share the gRPC port too
             "limit_concurrency": limit_concurrency,
         }
-        predictor = Predictor(model, providers=providers, threads=threads)
+        predictor = Predictor(
+            model, providers=providers, threads=threads, engine=engine, precision=precision
+        )
         click.echo(
             f"cifar-serve: {model} (version {predictor.model_version!r}) on "
-            f"{', '.join(predictor.providers)}; batching: max {max_batch_size} images, "
+            f"{predictor.engine} ({', '.join(predictor.providers)}); batching: max "
+            f"{max_batch_size} images, "
             f"{max_delay_ms:g} ms; http://{host}:{port}"
             + (f", gRPC {host}:{grpc_port}" if grpc_port is not None else ""),
             err=True,
         )
+        click.echo(predictor.engine_report, err=True)  # the engine choice, one block
         common: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -270,7 +280,8 @@ def main(
             "log_config": log_config(log_level),
         }
         if workers == 1:
-            app = create_app(predictor, **{k: v for k, v in settings.items() if k != "threads"})
+            fixed = ("threads", "engine", "precision")  # already applied to this Predictor
+            app = create_app(predictor, **{k: v for k, v in settings.items() if k not in fixed})
             configure(header_timeout)
             uvicorn.run(app, **common)
         else:

@@ -74,6 +74,8 @@ def create_app(
     grpc_host: str = "127.0.0.1",
     grpc_reuse_port: bool = False,
     limit_concurrency: int = LIMIT_CONCURRENCY,
+    engine: str = "auto",
+    precision: str = "auto",
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
@@ -85,7 +87,13 @@ def create_app(
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
     else:
-        predictor = Predictor(predictor_or_path, providers=providers, threads=threads)
+        predictor = Predictor(
+            predictor_or_path,
+            providers=providers,
+            threads=threads,
+            engine=engine,
+            precision=precision,
+        )
     if not max_body_mb > 0:
         raise ConfigError(f"max_body_mb must be more than 0. Received: {max_body_mb!r}.")
     if max_pixels is not None and max_pixels < 1024:
@@ -94,7 +102,7 @@ def create_app(
         raise ConfigError(
             f"model_name must be a non-empty name without '/'. Received: {model_name!r}."
         )
-    metrics = Metrics(model_name, predictor.model_version)
+    metrics = Metrics(model_name, predictor.model_version, predictor.engine, predictor.precision)
     batcher = MicroBatcher(
         predictor.predict_array, max_batch_size, max_delay_ms, max_queue, observer=metrics
     )

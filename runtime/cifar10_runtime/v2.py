@@ -126,6 +126,11 @@ class V2Api:
             "outputs": [
                 {"name": self.output_name, "datatype": "FP32", "shape": [-1, self.num_classes]}
             ],
+            # What runs the model (issue 16): the engine chosen at load and its precision.
+            "parameters": {
+                "engine": self.predictor.engine,
+                "precision": self.predictor.precision,
+            },
         }
 
     async def model_ready(self, request: Request) -> JSONResponse:

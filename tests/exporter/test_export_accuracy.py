@@ -65,7 +65,8 @@ def test_default_export_picks_raw_by_evidence_and_onnx_scores_as_keras(
     assert report["accuracy_gate"]["applied"] and report["accuracy_gate"]["passed"]
 
     images, labels = subset_test_images
-    probs = Predictor(out, threads=1).predict_array(images)  # uint8 RGB in: the contract
+    # uint8 RGB in: the contract; float32 engine: the export's own graph
+    probs = Predictor(out, threads=1, engine="onnxruntime").predict_array(images)
     assert float((probs.argmax(1) == labels).mean()) == pytest.approx(keras_acc, abs=1e-9)
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     metrics = json.loads(meta["metrics"])

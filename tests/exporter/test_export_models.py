@@ -60,7 +60,7 @@ def test_outside_models_export_and_pass(
     assert (wrapper["input_scale"], wrapper["add_softmax"]) == (input_scale, add_softmax)
     assert [model.graph.input[0].name, model.graph.output[0].name] == ["image", "probabilities"]
     images = np.random.default_rng(3).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    probs = Predictor(out, threads=1).predict_array(images)
+    probs = Predictor(out, threads=1, engine="onnxruntime").predict_array(images)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
@@ -74,7 +74,7 @@ def test_logits_float_model_matches_softmax_of_keras_on_scaled_input(keras_model
     model = load_keras_model(path)
     images = np.random.default_rng(4).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     expected = tf.nn.softmax(model(images.astype(np.float32) / 255.0, training=False)).numpy()
-    got = Predictor(out, threads=1).predict_array(images)
+    got = Predictor(out, threads=1, engine="onnxruntime").predict_array(images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -140,7 +140,8 @@ def test_standardize_bgr_flags_are_built_into_the_graph(keras_models, tmp_path, 
     images = np.random.default_rng(6).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     x = (images.astype(np.float32) - [120, 121, 110]) / np.array([60, 61, 62], np.float32)
     expected = tf.nn.softmax(model(x[..., ::-1].astype(np.float32), training=False)).numpy()
-    got = Predictor(out, threads=1).predict_array(images)  # uint8 RGB in, as the contract says
+    # uint8 RGB in, as the contract says; float32 engine: the export's own graph
+    got = Predictor(out, threads=1, engine="onnxruntime").predict_array(images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     wrapper = json.loads({p.key: p.value for p in onnx.load(out).metadata_props}["export_wrapper"])
     assert (wrapper["input_scale"], wrapper["channel_order"]) == ("standardize", "BGR")

@@ -78,7 +78,8 @@ def test_batch_sizes_1_7_64_agree_with_each_other_and_keras(
 
     out, _ = exported
     images = subset_test_images[0][:70]
-    predictor = Predictor(out, threads=1)
+    # The float32 engine: this pins the export's own graph (test_engines.py checks the others).
+    predictor = Predictor(out, threads=1, engine="onnxruntime", precision="fp32")
     outputs = {
         size: np.concatenate(
             [predictor.predict_array(images[i : i + size]) for i in range(0, len(images), size)]

@@ -80,7 +80,7 @@ def test_fixed_batch_model_runs_any_batch_size(models_dir: Path) -> None:
         ("two_inputs", ["has 2 inputs", "image: uint8", "mask: float", "single image input"]),
         ("five_classes", ["wrong output", "probabilities: float [N,5]", "[N,10]"]),
         ("argmax_output", ["wrong output", "label: int64 [N]", "softmax"]),
-        ("logits", ["not softmax probabilities", "Add a Softmax"]),
+        ("logits", ["is not a softmax", "Add a Softmax"]),
         ("missing_class_names", ["no 'class_names'", "Received keys: input_spec"]),
         ("class_names_nine", ["'class_names' must be a JSON list of 10", "ship"]),
         ("class_names_not_json", ["'class_names' must be", "airplane,automobile"]),

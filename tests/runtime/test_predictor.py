@@ -19,7 +19,9 @@ from cifar10_runtime.predictor import make_prediction
 
 @pytest.fixture(scope="module")
 def exported(exported_dir: Path) -> tuple[Predictor, np.ndarray, np.ndarray, list[Path]]:
-    predictor = Predictor(exported_dir / "model.onnx")
+    # The float32 reference engine: these tests pin its outputs bit for bit (test_engines.py
+    # covers the other engines, within their tolerances).
+    predictor = Predictor(exported_dir / "model.onnx", engine="onnxruntime", precision="fp32")
     images = np.load(exported_dir / "images.npy")
     expected = np.load(exported_dir / "probabilities.npy")
     pngs = sorted((exported_dir / "png").glob("*.png"))

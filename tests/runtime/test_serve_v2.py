@@ -130,6 +130,7 @@ def test_health_and_metadata(client: TestClient) -> None:
         "platform": "onnxruntime_onnx",
         "inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
+        "parameters": {"engine": "onnxruntime/fp32", "precision": "fp32"},
     }
     assert client.get("/v2/models/cifar10/ready").json() == {"name": "cifar10", "ready": True}
     _error(client.get("/v2/models/resnet"), 404, "unknown model 'resnet'", "cifar10")
