@@ -28,6 +28,7 @@ from . import card
 from .assess import ExportResult, Log, check_model, raise_failures, score
 from .config import ExportConfig
 from .files import ArtifactPaths, ensure_writable_dir
+from .float32_graph import as_float32
 from .keras_model import (
     ModelSpec,
     check_model_path,
@@ -80,7 +81,9 @@ def prepare(config: ExportConfig, run: Run | None, log: Log, recorded: ModelSpec
     """Keras model, its wrapping spec, the check images and the Keras reference outputs."""
     from .preprocessing import candidates_table, decide
 
-    model = load_keras_model(config.model)
+    model, trained_in = as_float32(load_keras_model(config.model), str(config.model))
+    if trained_in:  # no bfloat16/float16 cast may reach the ONNX graph (float32_graph)
+        log(f"model trained under {trained_in}: rebuilt to compute in float32 for export")
     samples, choice = load_samples(config, run)
     log(f"check images: {samples.source} ({choice.why})")
     decision: dict[str, Any] = {}

@@ -25,6 +25,11 @@ REPO_CONFIGS = Path(str(importlib.resources.files("cifar10_trainer").joinpath("c
 # Ints reach TensorFlow as int32 (shapes, batch sizes) or numpy seeds (uint32).
 _INT_MAX = 2**31 - 1
 _SEED_MAX = 2**32 - 1
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# Keys of earlier versions: a parameters file (or a flag) using one is told its replacement.
+REPLACED = {
+    "mixed_precision": 'precision ("auto", "float32", "mixed_bfloat16" or "mixed_float16")',
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,10 @@ class TrainConfig:
     augment_cutout: int = 0  # grey out a random NxN square (occlusion); 0 turns it off
     # --- execution
     device: str = "auto"  # "auto" (a GPU if visible), "cpu", "gpu"
-    mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
+    # "auto": mixed_float16 on a GPU of compute capability >= 7.0, mixed_bfloat16 on a CPU with
+    # AMX-BF16 or AVX512-BF16, else float32 (cifar10_trainer.precision). Variables, the softmax,
+    # loss and metrics stay float32 under both mixed policies; the ONNX export is float32.
+    precision: str = "auto"
     # "none", "mirrored" (tf.distribute.MirroredStrategy, one machine) or "multi-worker"
     # (MultiWorkerMirroredStrategy over the hosts in TF_CONFIG, or `cifar-train --local-workers N`)
     strategy: str = "none"
@@ -68,6 +76,9 @@ class TrainConfig:
     # CPU threads per op (intra-op). Float sums are split by thread count, so a seeded CPU run
     # repeats exactly only with the same count: 0 = one per core, N pins it across machines.
     threads: int = 0
+    # CPU runs: TensorFlow op determinism, so a seeded run gives the same weights in another
+    # process (same seed, precision, threads and CPU). GPU runs ignore it (free, fast kernels).
+    deterministic: bool = True
     # multi-worker: seconds a worker waits for a silent peer (collective ops and the
     # coordination service's heartbeat) before it exits non-zero naming that peer.
     peer_timeout: int = 60
@@ -80,6 +91,7 @@ class TrainConfig:
         _check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         _check_choice("device", self.device, ("auto", "cpu", "gpu"))
         _check_choice("strategy", self.strategy, ("none", "mirrored", "multi-worker"))
+        _check_choice("precision", self.precision, PRECISIONS)
         if not self.filters or any(f <= 0 for f in self.filters):
             raise ConfigError(f"filters must be positive. Received: filters={list(self.filters)}")
         if len(self.dropout) != len(self.filters):
@@ -146,7 +158,9 @@ def _jsonable(value: Any) -> Any:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
+        raise ConfigError(
+            f"{name} must be one of {list(choices)}; pick one of them. Received: {name}={value!r}"
+        )
 
 
 def field_types() -> dict[str, Any]:
@@ -161,6 +175,11 @@ def coerce(name: str, value: Any, source: str, *, from_text: bool = False) -> An
     files must already have their type: `augment_flip = "true"` is an error, not True.
     """
     types_ = field_types()
+    if name in REPLACED:
+        raise ConfigError(
+            f"{source}: {name} was replaced by {REPLACED[name]}; use that instead. "
+            f"Received: {name}={value!r}"
+        )
     if name not in types_:
         raise ConfigError(
             f"{source}: unknown key {name!r} (written by another version?); "
@@ -249,6 +268,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     known = {f.name for f in fields(TrainConfig)}
+    for key in sorted(set(raw) & set(REPLACED)):
+        coerce(key, raw[key], str(path))  # raises, naming the replacement
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}")

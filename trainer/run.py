@@ -15,10 +15,13 @@ from typing import Any
 
 from .errors import DataError
 
+# The one home of the run folder's file names (trainer, exporter, benchmarks, demo import them).
 CONFIG, METRICS, MODEL = "config.json", "metrics.json", "model.keras"
+CHECKPOINT, STATE, HISTORY = "checkpoint.keras", "state.json", "history.csv"
 LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
+LATEST = "latest"  # runs/latest: a symlink to the newest completed run
 # Written by the trainer alone (after every epoch, or at the end): they mark a run folder.
-TRAINER_ONLY = ("state.json", "history.csv", "checkpoint.keras", LEARNING_CURVES)
+TRAINER_ONLY = (STATE, HISTORY, CHECKPOINT, LEARNING_CURVES)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,17 @@ class Run:
     data: dict[str, Any]  # config.json "data": source, synthetic, image counts, class_names
     versions: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None  # metrics.json; None while the run is unfinished
+    config_precision: str | None = None  # config.json "precision": the dtype policy it ran
+
+    @property
+    def precision(self) -> str | None:
+        """The training precision (float32, mixed_bfloat16, mixed_float16); None when the run
+        predates the record (those trained in float32, or float16 with mixed_precision=true)."""
+        recorded = (self.metrics or {}).get("precision") or self.config_precision
+        if isinstance(recorded, str):
+            return recorded
+        legacy = self.parameters.get("mixed_precision")
+        return {True: "mixed_float16", False: "float32"}.get(legacy) if legacy is not None else None
 
     @property
     def name(self) -> str:
@@ -102,7 +116,8 @@ class Run:
                 )
         data = config.get("data") if isinstance(config.get("data"), dict) else {}
         versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
-        return cls(folder, config["parameters"], data, versions, metrics)
+        precision = config.get("precision") if isinstance(config.get("precision"), str) else None
+        return cls(folder, config["parameters"], data, versions, metrics, precision)
 
     @classmethod
     def of_model(cls, model_path: Path) -> Run | None:
