@@ -8,6 +8,8 @@ from typing import Any
 
 from cifar10_runtime.files import atomic_path, write_text
 
+from . import training
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -293,6 +295,7 @@ def _other_sections(results: dict) -> list[str]:
             "",
         ]
     lines += _strategy_lines(results.get("training_strategies"))
+    lines += training.precision_lines(results.get("training_precisions"))
     prof = results.get("profiles")
     if prof:
         lines += ["## Profiles", ""]

@@ -230,10 +230,19 @@ def run_all(
             return training.compare(best["toolkit"], best["plain"], best.get("det"))
 
         _section(results, "training", train_section)
+        # Per precision (issue 17): float32 and mixed_bfloat16 rows of every strategy.
+        strategy_precisions = ("float32",) if quick else ("float32", "mixed_bfloat16")
         _section(
             results,
             "training_strategies",
-            lambda: training.strategies(data_dir, 1 if quick else epochs, work, env),
+            lambda: training.strategies(
+                data_dir, 1 if quick else epochs, work, env, strategy_precisions
+            ),
+        )
+        _section(
+            results,
+            "training_precisions",
+            lambda: training.precisions(data_dir, epochs, work, env, repeats=1 if quick else 2),
         )
     results.pop("_cifar_train", None)
 

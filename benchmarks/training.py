@@ -1,8 +1,10 @@
 """Training throughput (cifar-train against a plain model.fit) and preparing the model to serve.
 
-One `cifar-train --config configs/seed.toml` run does double duty: its metrics.json gives the
-toolkit's training images/s, and its model.keras is exported (with INT8) for the inference
-rows when no model was given on the command line.
+One `cifar-train --config configs/seed.toml --precision float32` run does double duty: its
+metrics.json gives the toolkit's training images/s against the plain float32 `fit`, and its
+model.keras is exported (with INT8) for the inference rows when no model was given.
+`precisions` adds the rows per training precision on the default recipe (issue 17): float32,
+mixed_bfloat16, and the default (`auto`), in interleaved rounds, with their test accuracy.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from cifar10_trainer.run import CONFIG, METRICS, MODEL, STATE
+
 REPO = Path(__file__).resolve().parent.parent
 SEED_CONFIG = REPO / "trainer" / "configs" / "seed.toml"  # package data of cifar10_trainer
+DEFAULT_CONFIG = REPO / "trainer" / "configs" / "default.toml"
 
 
 def _tool(name: str) -> str:
@@ -41,30 +46,39 @@ def data_args(data_dir: Path | None) -> list[str]:
     return ["--data-dir", str(data_dir)] if data_dir else ["--dataset", "synthetic"]
 
 
-def cifar_train(
-    data_dir: Path | None, epochs: int, out: Path, env: dict[str, str], extra: tuple[str, ...] = ()
+def cifar_train(  # noqa: PLR0913
+    data_dir: Path | None,
+    epochs: int,
+    out: Path,
+    env: dict[str, str],
+    extra: tuple[str, ...] = (),
+    *,
+    precision: str | None = "float32",
+    config: Path = SEED_CONFIG,
 ) -> dict:
     """`cifar-train` with the reference recipe; returns its metrics plus our wall time.
 
-    `out` is this benchmark's own scratch folder: a previous run's output there is removed,
-    since cifar-train refuses to start over a finished run.
+    precision float32 by default, like the plain `fit` it is compared with; None leaves the
+    run's default (auto). `out` is this benchmark's own scratch folder: a previous run's
+    output there is removed, since cifar-train refuses to start over a finished run.
     """
-    if (out / "state.json").exists() or (out / "config.json").exists():
+    if (out / STATE).exists() or (out / CONFIG).exists():
         shutil.rmtree(out)
     cmd = [
         _tool("cifar-train"),
         "--config",
-        str(SEED_CONFIG),
+        str(config),
         *data_args(data_dir),
         "--epochs",
         str(epochs),
         "--output-dir",
         str(out),
         "--quiet",
+        *(("--precision", precision) if precision else ()),
         *extra,
     ]
     wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS).read_text())
     return {
         "command": " ".join(cmd),
         "process_wall_s": wall,
@@ -75,7 +89,10 @@ def cifar_train(
         "synthetic": metrics.get("synthetic"),
         "dataset": metrics.get("dataset"),
         "device": metrics.get("device"),
-        "model": str(out / "model.keras"),
+        "model": str(out / MODEL),
+        "precision": metrics.get("precision"),
+        "precision_reason": metrics.get("precision_reason"),
+        "deterministic": metrics.get("deterministic"),
         "workers": metrics.get("workers", 1),
         "replicas": metrics.get("replicas", 1),
         "global_batch": metrics.get("global_batch"),
@@ -91,20 +108,97 @@ STRATEGIES = (
 )
 
 
-def strategies(data_dir: Path | None, epochs: int, work: Path, env: dict[str, str]) -> dict:
+def strategies(
+    data_dir: Path | None,
+    epochs: int,
+    work: Path,
+    env: dict[str, str],
+    precisions: tuple[str, ...] = ("float32",),
+) -> dict:
     """Training images/s with no strategy, MirroredStrategy over 2 logical CPUs and 2 local
-    MultiWorkerMirroredStrategy workers, same recipe and global batch.
+    MultiWorkerMirroredStrategy workers, same recipe and global batch, at each precision
+    (rows after the first are named `<strategy> <precision>`).
 
     On a 2-core machine this is a correctness figure (all three run, and what distribution
     costs), not a speed-up: the replicas share the same two cores.
     """
     rows = {}
-    for name, extra in STRATEGIES:
-        rows[name] = cifar_train(data_dir, epochs, work / f"strategy-{name}", env, extra)
+    for i, prec in enumerate(precisions):
+        for name, extra in STRATEGIES:
+            key = name if i == 0 else f"{name} {prec}"
+            folder = work / f"strategy-{name}-{prec}"
+            rows[key] = cifar_train(data_dir, epochs, folder, env, extra, precision=prec)
     base = rows["none"]["train_images_per_s"]
     for row in rows.values():
         row["relative_to_none"] = row["train_images_per_s"] / base if base else None
     return rows
+
+
+def cpu_has_bf16() -> bool:
+    from cifar10_trainer.precision import BF16_FLAGS, cpu_flags
+
+    return bool(set(BF16_FLAGS) & (cpu_flags() or frozenset()))
+
+
+def precisions(
+    data_dir: Path | None, epochs: int, work: Path, env: dict[str, str], repeats: int = 2
+) -> dict:
+    """The default recipe (configs/default.toml) per training precision, same data and seed:
+    float32, mixed_bfloat16 (on every CPU: without BF16 instructions it shows the loss that
+    makes `auto` avoid it) and the default, `auto`. Rounds interleave the rows, the best round
+    of each is kept; images/s and test accuracy, with each row's ratio to float32.
+    mixed_float16 needs a GPU and is recorded as not run on a CPU-only machine."""
+    names = ("float32", "mixed_bfloat16", "auto")
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else names[::-1]:
+            prec = None if name == "auto" else name
+            runs[name].append(
+                cifar_train(
+                    data_dir,
+                    epochs,
+                    work / f"precision-{name}-{i}",
+                    env,
+                    precision=prec,
+                    config=DEFAULT_CONFIG,
+                )
+            )
+    rows = {name: best_of(r) for name, r in runs.items()}
+    base = rows["float32"]["train_images_per_s"]
+    for row in rows.values():
+        row["over_float32"] = row["train_images_per_s"] / base if base else None
+    return {
+        "recipe": str(DEFAULT_CONFIG.relative_to(REPO)),
+        "epochs": epochs,
+        "cpu_has_bf16": cpu_has_bf16(),
+        "rows": rows,
+        "not_run": {"mixed_float16": "needs a GPU of compute capability >= 7.0; none here"},
+    }
+
+
+def precision_lines(section: dict | None) -> list[str]:
+    """The Markdown of `precisions` (called by the report, which owns the page)."""
+    if not section or not section.get("rows"):
+        return []
+    lines = [
+        f"## Training precision ({section['recipe']}, {section['epochs']} epoch(s), same seed)",
+        "",
+        "| precision | ran as | images/s (best) | every run | vs float32 | test accuracy |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in section["rows"].items():
+        every = ", ".join(f"{x:.0f}" for x in r.get("all_images_per_s", []))
+        ratio = r.get("over_float32")
+        acc = r.get("test_accuracy")
+        lines.append(
+            f"| {name} | {r.get('precision')} ({r.get('precision_reason')}) | "
+            f"{r['train_images_per_s']:.0f} | {every} | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | "
+            f"{'n/a' if acc is None else f'{acc:.3f}'} |"
+        )
+    for name, why in (section.get("not_run") or {}).items():
+        lines.append(f"| {name} | not run: {why} | | | | |")
+    return [*lines, ""]
 
 
 def reference_fit(
