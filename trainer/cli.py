@@ -212,7 +212,8 @@ def _multi_worker_checks(cfg: object, local_workers: int | None) -> None:
     """Refuse what cannot work before TensorFlow is imported or any process is started."""
     if cfg.strategy != "multi-worker":
         raise ConfigError(
-            f"--local-workers runs --strategy multi-worker; this run's strategy is {cfg.strategy!r}"
+            "--local-workers runs --strategy multi-worker; drop --local-workers or use that "
+            f"strategy. Received: strategy={cfg.strategy!r}"
         )
     if not local_workers:
         from .distributed import read_tf_config

@@ -152,6 +152,11 @@ class TrainConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -182,8 +187,8 @@ def coerce(name: str, value: Any, source: str, *, from_text: bool = False) -> An
         )
     if name not in types_:
         raise ConfigError(
-            f"{source}: unknown key {name!r} (written by another version?); "
-            f"known keys: {sorted(types_)}"
+            f"{source}: unknown key {name!r} (written by another version?); use one of the "
+            f"known keys: {sorted(types_)}. Received: {name}={_short(value)}"
         )
     kind = types_[name]
     optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
@@ -257,22 +262,31 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     except FileNotFoundError:
         raise ConfigError(
             f"parameters file {path} not found; pass --config PATH.toml "
-            f"(shipped: {', '.join(f'configs/{n}.toml' for n in shipped)})"
+            f"(shipped: {', '.join(f'configs/{n}.toml' for n in shipped)}). "
+            f"Received: --config={path}"
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML"
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML. "
+            f"Received: --config={path}"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read parameters file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read parameters file {path}: {exc.strerror or exc}; pass a readable file. "
+            f"Received: --config={path}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(
+            f"{path} is not valid TOML ({exc}); fix the file. Received: --config={path}"
+        ) from None
     known = {f.name for f in fields(TrainConfig)}
     for key in sorted(set(raw) & set(REPLACED)):
         coerce(key, raw[key], str(path))  # raises, naming the replacement
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}")
+        raise ConfigError(
+            f"{path}: unknown keys; use the known keys: {sorted(known)}. Received: {unknown}"
+        )
     values = {k: coerce(k, v, str(path)) for k, v in raw.items()}
     for key, value in overrides.items():
         if key not in known:

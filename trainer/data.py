@@ -67,11 +67,12 @@ def _unpickle(raw: bytes, name: str) -> dict:
     except Exception as exc:  # truncated, not a pickle, forbidden global: all one user error
         raise DataError(
             f"{name} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); "
-            "re-download the official cifar-10-python.tar.gz"
+            f"re-download the official cifar-10-python.tar.gz. Received: {name}"
         ) from None
     if not isinstance(obj, dict):
         raise DataError(
-            f"{name} is not a CIFAR-10 batch: expected a dict, got {type(obj).__name__}"
+            f"{name} is not a CIFAR-10 batch (a dict of data and labels); re-download the "
+            f"official cifar-10-python.tar.gz. Received: {type(obj).__name__}"
         )
     return obj
 
@@ -82,21 +83,27 @@ def parse_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     if b"data" not in obj or b"labels" not in obj:
         found = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in obj)
         raise DataError(
-            f"{name} is not a CIFAR-10 batch: needs keys 'data' and 'labels', found {found}"
+            f"{name} is not a CIFAR-10 batch: needs keys 'data' and 'labels'; re-download the "
+            f"official cifar-10-python.tar.gz. Received: keys {found}"
         )
     data = np.asarray(obj[b"data"])
     labels = np.asarray(obj[b"labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(
             f"{name} has images of shape {data.shape} and dtype {data.dtype}; "
-            "CIFAR-10 needs uint8 rows of 3072 values (3x32x32)"
+            "CIFAR-10 needs uint8 rows of 3072 values (3x32x32); re-download the official "
+            f"cifar-10-python.tar.gz. Received: {name}"
         )
     if labels.ndim != 1 or len(labels) != len(data):
-        raise DataError(f"{name} has {labels.size} labels for {len(data)} images")
+        raise DataError(
+            f"{name} has {labels.size} labels for {len(data)} images; re-download the official "
+            f"cifar-10-python.tar.gz. Received: {name}"
+        )
     labels = _integer_labels(labels, name)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(
-            f"{name} has labels outside 0..9 (found {int(labels.min())}..{int(labels.max())})"
+            f"{name} has labels outside 0..9; re-download the official cifar-10-python.tar.gz. "
+            f"Received: labels {int(labels.min())}..{int(labels.max())}"
         )
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored CHW, we serve HWC
     return np.ascontiguousarray(images), labels
@@ -120,7 +127,8 @@ def _integer_labels(labels: np.ndarray, name: str) -> np.ndarray:
     if bad is not None:
         raise DataError(
             f"{name} has a label that is not a class number 0..9: {labels[bad].item()!r} at index "
-            f"{bad} (dtype {labels.dtype}); re-download the official cifar-10-python.tar.gz"
+            f"{bad} (dtype {labels.dtype}); re-download the official cifar-10-python.tar.gz. "
+            f"Received: {name}"
         )
     return labels.astype(np.int64)
 
@@ -131,7 +139,10 @@ def _class_names(meta: bytes | None, name: str) -> tuple[str, ...]:
     obj = _unpickle(meta, name)
     names = obj.get(b"label_names")
     if not isinstance(names, list) or len(names) != 10:
-        raise DataError(f"{name} has no list of 10 label_names")
+        raise DataError(
+            f"{name} has no list of 10 label_names; re-download the official "
+            f"cifar-10-python.tar.gz. Received: {name}"
+        )
     return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
@@ -141,11 +152,11 @@ def _assemble(read, source: str) -> Dataset:
     for fname in TRAIN_FILES:
         raw = read(fname)
         if raw is None:
-            raise DataError(f"{source} is missing {fname}; {OFFLINE_HINT}")
+            raise DataError(f"{source} is missing {fname}; {OFFLINE_HINT}. Received: {source}")
         parts.append(parse_batch(raw, f"{source}/{fname}"))
     test_raw = read(TEST_FILE)
     if test_raw is None:
-        raise DataError(f"{source} is missing {TEST_FILE}; {OFFLINE_HINT}")
+        raise DataError(f"{source} is missing {TEST_FILE}; {OFFLINE_HINT}. Received: {source}")
     x_test, y_test = parse_batch(test_raw, f"{source}/{TEST_FILE}")
     return Dataset(
         x_train=np.concatenate([p[0] for p in parts]),
@@ -186,7 +197,7 @@ def _from_archive(archive: Path) -> Dataset:
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(
             f"{archive} is not a readable cifar-10-python.tar.gz ({type(exc).__name__}: {exc}); "
-            "re-download it or pass the extracted folder"
+            f"re-download it or pass the extracted folder. Received: {archive}"
         ) from None
 
 
@@ -208,12 +219,15 @@ def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
                 out.write(block)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         partial.unlink(missing_ok=True)
-        raise DataError(f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}") from None
+        raise DataError(
+            f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}. Received: {origin}"
+        ) from None
     got = sha256_hex(partial)
     if got != ARCHIVE_SHA256:
         partial.unlink(missing_ok=True)
         raise DataError(
-            f"downloaded {origin} has SHA-256 {got}, expected {ARCHIVE_SHA256}; {OFFLINE_HINT}"
+            f"downloaded {origin} has SHA-256 {got}, expected {ARCHIVE_SHA256}; {OFFLINE_HINT}. "
+            f"Received: {origin}"
         )
     os.replace(partial, target)
     return target
@@ -231,7 +245,7 @@ def load_cifar10(data_dir: str | Path | None = None) -> Dataset:
         return _from_archive(download_archive(cache))
     root = Path(data_dir).expanduser()
     if not root.exists():
-        raise DataError(f"--data-dir {root} does not exist; {OFFLINE_HINT}")
+        raise DataError(f"--data-dir {root} does not exist; {OFFLINE_HINT}. Received: {root}")
     if root.is_file():
         return _from_archive(root)
     if (root / BATCH_DIR).is_dir():
@@ -240,7 +254,10 @@ def load_cifar10(data_dir: str | Path | None = None) -> Dataset:
         return _from_archive(root / ARCHIVE)
     if (root / TEST_FILE).exists() or (root / TRAIN_FILES[0]).exists():
         return _from_folder(root)
-    raise DataError(f"--data-dir {root} holds neither {BATCH_DIR}/ nor {ARCHIVE}; {OFFLINE_HINT}")
+    raise DataError(
+        f"--data-dir {root} holds neither {BATCH_DIR}/ nor {ARCHIVE}; {OFFLINE_HINT}. "
+        f"Received: --data-dir={root}"
+    )
 
 
 def load_synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Dataset:

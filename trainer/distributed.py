@@ -194,14 +194,15 @@ def peer_error(exc: BaseException, cluster: Cluster, *, starting: bool = False) 
         missing = ", ".join(cluster.name(j, i) for j, i in peers) or "some peers"
         return PeerError(
             f"could not form the cluster: {missing} not reachable ({reason}); start every "
-            "worker with the same TF_CONFIG (each with its own task.index), or raise --peer-timeout"
+            "worker with the same TF_CONFIG (each with its own task.index), or raise "
+            f"--peer-timeout. Received: {reason}"
         )
     if not peers and cluster.workers == 2:  # a timeout names no task; with two, it is the other
         peers = [t for t in _task_ids(cluster) if t != (cluster.job, cluster.index)]
     who = f"lost peer {cluster.name(*peers[0])}" if peers else "lost contact with the cluster"
     return PeerError(
         f"{who} ({reason}); restart every worker with --resume --output-dir RUN_FOLDER "
-        "to continue from the last finished epoch"
+        f"to continue from the last finished epoch. Received: {reason}"
     )
 
 
@@ -261,7 +262,7 @@ class StartupWatchdog:
             f"error: could not form the cluster within {seconds} s: no answer from "
             f"{', '.join(others) or 'the other workers'}; start every worker with the same "
             "TF_CONFIG (each with its own task.index), check that each host:port is reachable, "
-            "or raise --peer-timeout"
+            f"or raise --peer-timeout. Received: --peer-timeout={seconds}"
         )
         args = [sys.executable, "-c", self._CODE, str(os.getpid()), str(seconds), message]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)

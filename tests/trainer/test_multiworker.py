@@ -247,9 +247,9 @@ def test_killed_worker_stops_the_other_then_resume_finishes(
     errors = [ln for ln in lines if ln.startswith("error: ")]
     assert rc == PeerError.exit_code == 6 and len(errors) == 1, lines[-5:]
     assert errors[0].startswith("error: lost peer worker 1 (127.0.0.1:"), errors
-    assert errors[0].endswith(
-        "restart every worker with --resume --output-dir RUN_FOLDER to continue from the last "
-        "finished epoch"
+    assert (
+        "; restart every worker with --resume --output-dir RUN_FOLDER to continue from the last "
+        "finished epoch. Received: " in errors[0]
     ), errors
     assert not (run / "metrics.json").exists()
     done = json.loads((run / "state.json").read_text())["epoch"]
