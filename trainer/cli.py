@@ -10,6 +10,7 @@ import types
 import typing
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -101,28 +102,10 @@ def _config_options(func):  # noqa: ANN001, ANN202 - decorator
 )
 @click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
 @_config_options
-def main(
-    config_path: Path | None,
-    output_dir: Path | None,
-    resume: bool,
-    local_workers: int | None,
-    quiet: bool,
-    verbose: bool,
-    mixed_precision: bool | None,
-    **overrides: object,
-) -> None:
+def main(**params: Any) -> None:
     """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
     try:
-        _main(
-            config_path,
-            output_dir,
-            resume,
-            local_workers,
-            quiet,
-            verbose,
-            mixed_precision,
-            overrides,
-        )
+        _main(**params)
     except SystemExit as done:
         if done.code == PeerError.exit_code:  # cli_errors printed the one line already
             from .distributed import hard_exit
@@ -140,7 +123,7 @@ def _main(  # noqa: PLR0913
     quiet: bool,
     verbose: bool,
     mixed_precision: bool | None,
-    overrides: dict[str, object],
+    **overrides: object,
 ) -> None:
     with cli_errors(verbose):  # every user error, PeerError (exit 6) included
         if mixed_precision is not None:
