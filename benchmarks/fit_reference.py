@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
                 "epoch_train_seconds": timer.seconds,
                 "train_seconds": train_seconds,
                 "train_images_per_s": n_train * cfg.epochs / train_seconds,
+                "train_cpu_seconds": sum(timer.cpu_seconds),
+                "train_images_per_cpu_s": n_train * cfg.epochs / sum(timer.cpu_seconds),
                 "synthetic": data.synthetic,
                 "deterministic": args.deterministic,
                 "precision": args.precision,
@@ -114,19 +116,24 @@ class _EpochTimer:
             def __init__(self) -> None:
                 super().__init__()
                 self.seconds: list[float] = []
+                self.cpu_seconds: list[float] = []
 
             def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                self._start = time.perf_counter()
+                self._start, self._cpu = time.perf_counter(), time.process_time()
                 self._done = False
 
             def on_test_begin(self, logs: dict | None = None) -> None:
                 if not self._done:
-                    self.seconds.append(time.perf_counter() - self._start)
+                    self._stop()
                     self._done = True
 
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 if not self._done:
-                    self.seconds.append(time.perf_counter() - self._start)
+                    self._stop()
+
+            def _stop(self) -> None:
+                self.seconds.append(time.perf_counter() - self._start)
+                self.cpu_seconds.append(time.process_time() - self._cpu)
 
         return EpochTimer()
 

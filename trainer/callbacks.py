@@ -40,12 +40,14 @@ def epoch_checkpoint(run_dir: Path, state: dict[str, Any]):  # noqa: ANN201 - a 
                 self.model.stop_training = True
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self._start = time.perf_counter()
+            self._start, self._cpu_start = time.perf_counter(), time.process_time()
             self._train_seconds: float | None = None
+            self._train_cpu_seconds: float | None = None
 
         def on_test_begin(self, logs: dict | None = None) -> None:
             if self._train_seconds is None:  # the validation pass closing this epoch
                 self._train_seconds = time.perf_counter() - self._start
+                self._train_cpu_seconds = time.process_time() - self._cpu_start
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = dict(logs or {})
@@ -61,7 +63,8 @@ def epoch_checkpoint(run_dir: Path, state: dict[str, Any]):  # noqa: ANN201 - a 
             row = {k: float(v) for k, v in logs.items() if k in outputs.HISTORY_KEYS}
             wall = time.perf_counter() - self._start
             train_s = self._train_seconds or wall
-            record_epoch(self.model, run_dir, state, epoch, row, train_s, wall)
+            cpu_s = self._train_cpu_seconds or (time.process_time() - self._cpu_start)
+            record_epoch(self.model, run_dir, state, epoch, row, train_s, wall, cpu_s)
 
     return EpochCheckpoint()
 
@@ -74,11 +77,18 @@ def record_epoch(
     row: dict[str, float],
     train_seconds: float,
     wall_seconds: float,
+    train_cpu_seconds: float | None = None,
 ) -> None:
-    """A finished epoch: history, best model, checkpoint, and state.json last."""
+    """A finished epoch: history, best model, checkpoint, and state.json last.
+
+    train_cpu_seconds: this process's CPU time over the epoch's training steps (all threads);
+    images per CPU second compare precisions on a shared machine, where wall time cannot."""
     state["history"].append(row)
     state["epoch"] = epoch + 1
     state["train_seconds"] += train_seconds
+    if train_cpu_seconds is not None:
+        state["train_cpu_seconds"] = state.get("train_cpu_seconds", 0.0) + train_cpu_seconds
+        state["train_cpu_epochs"] = state.get("train_cpu_epochs", 0) + 1
     state["wall_seconds"] = state.get("wall_seconds", 0.0) + wall_seconds
     if row.get("val_accuracy", -1.0) > state["best_val_accuracy"]:
         state["best_val_accuracy"] = row["val_accuracy"]

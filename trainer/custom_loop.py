@@ -119,10 +119,11 @@ class DistributedLoop:
         initial_epoch: int,
         steps: int,
         val_images: int,
-        on_epoch_end: Callable[[int, dict[str, float], float, float], None],
+        on_epoch_end: Callable[[int, dict[str, float], float, float, float], None],
         verbose: int,
     ) -> str | None:
-        """Train epochs initial_epoch+1..epochs; `on_epoch_end(epoch, row, train_s, wall_s)`.
+        """Train epochs initial_epoch+1..epochs; `on_epoch_end(epoch, row, train_s, wall_s,
+        train_cpu_s)`.
 
         Returns None, or why training stopped early: the loss became NaN or infinite (that
         epoch is not passed to on_epoch_end, so the last finished epoch stays resumable)."""
@@ -136,7 +137,7 @@ class DistributedLoop:
             if verbose:  # the chief only: the others are called with verbose=0
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
                 bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=metrics)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             totals = np.zeros(3)
             for step, batch in enumerate(dist_train, start=1):
                 totals += self._train(batch).numpy()
@@ -148,6 +149,7 @@ class DistributedLoop:
                     values = [("loss", totals[0] / totals[2]), ("accuracy", totals[1] / totals[2])]
                     bar.update(step, values)
             train_seconds = time.perf_counter() - start
+            train_cpu_seconds = time.process_time() - cpu_start
             val_loss, val_acc, seen = self.evaluate(dist_val)
             if seen != val_images:  # every image once: a sharding mistake must not go unseen
                 raise RuntimeError(f"validation saw {seen} images, expected {val_images}")
@@ -163,5 +165,5 @@ class DistributedLoop:
                 return f"val_loss became {val_loss} in epoch {epoch + 1}"
             if bar is not None:
                 bar.update(steps, [(k, row[k]) for k in metrics], finalize=True)
-            on_epoch_end(epoch, row, train_seconds, time.perf_counter() - start)
+            on_epoch_end(epoch, row, train_seconds, time.perf_counter() - start, train_cpu_seconds)
         return None

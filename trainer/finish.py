@@ -45,6 +45,9 @@ def finish(
         "wall_seconds": round(state.get("wall_seconds", 0.0), 2),  # fit, validation included
         "train_seconds": round(state["train_seconds"], 2),
         "train_images_per_s": round(images_seen / state["train_seconds"], 1),
+        # CPU seconds of this process over the training steps (every thread): on a shared
+        # machine, images per CPU second is the steadier figure.
+        **_cpu_figures(state, run["train_images_per_epoch"]),
         "device": placement.description,
         **placement.precision.record(),  # precision, precision_reason
         "deterministic": placement.deterministic,
@@ -77,3 +80,13 @@ def finish(
             file=sys.stderr,
         )
     return metrics
+
+
+def _cpu_figures(state: dict[str, Any], images_per_epoch: int) -> dict[str, float | None]:
+    cpu, epochs = state.get("train_cpu_seconds"), state.get("train_cpu_epochs", 0)
+    if not cpu or not epochs:  # a run resumed from a state written before this was recorded
+        return {"train_cpu_seconds": None, "train_images_per_cpu_s": None}
+    return {
+        "train_cpu_seconds": round(cpu, 2),
+        "train_images_per_cpu_s": round(images_per_epoch * epochs / cpu, 1),
+    }

@@ -104,8 +104,8 @@ def fit(
             initial_epoch=state["epoch"],
             steps=steps,
             val_images=len(x_val),
-            on_epoch_end=lambda epoch, row, train_s, wall_s: _worker_epoch(
-                model, run_dir, state, epoch, row, train_s, wall_s, placement, verbose
+            on_epoch_end=lambda epoch, row, train_s, wall_s, cpu_s: _worker_epoch(
+                model, run_dir, state, epoch, row, (train_s, wall_s, cpu_s), placement, verbose
             ),
             verbose=verbose if placement.is_chief else 0,
         )
@@ -137,8 +137,8 @@ def fit(
     }
 
 
-def _worker_epoch(model, run_dir, state, epoch, row, train_s, wall_s, placement, verbose):  # noqa: ANN001, ANN202, PLR0913
-    record_epoch(model, run_dir, state, epoch, row, train_s, wall_s)
+def _worker_epoch(model, run_dir, state, epoch, row, seconds, placement, verbose):  # noqa: ANN001, ANN202, PLR0913
+    record_epoch(model, run_dir, state, epoch, row, *seconds)
     if verbose and not placement.is_chief:  # the chief shows the progress bar instead
         print(
             f"epoch {epoch + 1} done: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}",
