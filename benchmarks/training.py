@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar10_trainer.run import CONFIG, METRICS, MODEL, STATE
+from cifar10_trainer.run import CONFIG, MODEL, STATE, Run
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_CONFIG = REPO / "trainer" / "configs" / "seed.toml"  # package data of cifar10_trainer
@@ -78,7 +78,7 @@ def cifar_train(  # noqa: PLR0913
         *extra,
     ]
     wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
-    metrics = json.loads((out / METRICS).read_text())
+    metrics = Run.load(out).metrics or {}  # the run folder's one reader
     return {
         "command": " ".join(cmd),
         "process_wall_s": wall,

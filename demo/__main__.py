@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cifar10_trainer.run import MODEL
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHARED_SUBSET = Path(
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             str(tools / "cifar-export"),
             str(onnx_path),
             "--model",
-            str(run / "model.keras"),
+            str(run / MODEL),
             *data.args,
         ],
         env,
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--model",
                 str(onnx_path),
                 "--keras",
-                str(run / "model.keras"),
+                str(run / MODEL),
                 "--out",
                 str(run / "benchmark"),
             ],

@@ -15,10 +15,11 @@ from typing import Any
 
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
 from cifar10_runtime.errors import ConfigError
+from cifar10_trainer.run import LATEST, MODEL
 
 from .int8_recipes import DEFAULT_RECIPES, RECIPES
 
-DEFAULT_MODEL = Path("runs/latest/model.keras")
+DEFAULT_MODEL = Path("runs") / LATEST / MODEL  # the run-folder names' one home
 INPUT_SCALES = ("auto", "unit", "raw", "standardize")
 CHANNEL_ORDERS = ("auto", "rgb", "bgr")
 OUTPUT_KINDS = ("auto", "probabilities", "logits")

@@ -6,14 +6,13 @@ cluster and precision, or start a new run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from cifar10_runtime.errors import ConfigError
 
 from .config import TrainConfig, coerce
-from .run import CHECKPOINT, CONFIG, STATE
+from .run import CHECKPOINT, CONFIG, STATE, read_json
 
 _NEW_RUN = "start a new run instead of --resume"
 # Keys earlier versions saved in config.json "parameters", and the value they mean today.
@@ -21,20 +20,11 @@ _LEGACY = {"mixed_precision": ("precision", {True: "mixed_float16", False: "floa
 
 
 def read_run_json(path: Path) -> dict[str, Any]:
-    """A run's JSON file, or one line saying it is damaged (never a JSONDecodeError)."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{path} is damaged ({type(exc).__name__}: {first(exc)}); {_NEW_RUN}. Received: {path}"
-        ) from None
+    """A run's JSON object, or one line saying it is damaged (never a JSONDecodeError)."""
+    obj = read_json(path, ConfigError, _NEW_RUN)
     if not isinstance(obj, dict):
         raise ConfigError(f"{path} is damaged (not a JSON object); {_NEW_RUN}. Received: {path}")
     return obj
-
-
-def first(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

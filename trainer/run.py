@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifar10_runtime.errors import CifarError
+
 from .errors import DataError
 
 # The one home of the run folder's file names (trainer, exporter, benchmarks, demo import them).
@@ -98,7 +100,7 @@ class Run:
     def load(cls, folder: Path) -> Run:
         """Read a run folder; DataError naming the file and the fix when it is damaged."""
         folder = Path(folder)
-        config = _read_json(folder / CONFIG)
+        config = read_json(folder / CONFIG)
         if not isinstance(config, dict) or not isinstance(config.get("parameters"), dict):
             raise DataError(
                 f"{folder / CONFIG} is not a trainer run config (no 'parameters' object); "
@@ -107,7 +109,7 @@ class Run:
             )
         metrics = None
         if (folder / METRICS).exists():
-            metrics = _read_json(folder / METRICS)
+            metrics = read_json(folder / METRICS)
             if not isinstance(metrics, dict):
                 raise DataError(
                     f"{folder / METRICS} is not a JSON object of run metrics; restore it or "
@@ -131,20 +133,27 @@ class Run:
             return None
         if not any((folder / name).exists() for name in TRAINER_ONLY):
             try:
-                config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                config = read_json(folder / CONFIG)
+            except DataError:  # not ours to judge: another tool's unreadable file
                 return None
             if not isinstance(config, dict) or "parameters" not in config:
                 return None
         return cls.load(folder)
 
 
-def _read_json(path: Path) -> Any:
+def read_json(
+    path: Path,
+    error: type[CifarError] = DataError,
+    fix: str = "restore the file or move the model out of the folder",
+) -> Any:
+    """A run folder's JSON file; `error` naming it and `fix` when it cannot be read.
+
+    The one json.loads of run files (the trainer's --resume passes ConfigError and its fix)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError too
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
-        raise DataError(
-            f"cannot read {path} ({reason}): the run folder is damaged; restore the file or "
-            f"move the model out of the folder. Received: {path}"
+        raise error(
+            f"cannot read {path} ({type(exc).__name__}: {reason}): the run folder is damaged; "
+            f"{fix}. Received: {path}"
         ) from None

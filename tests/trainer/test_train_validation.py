@@ -185,7 +185,7 @@ def _run_folder(tmp_path: Path, config: str | None, state: str | None = None) ->
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ('{"parameters": {"epochs": 2', "config.json is damaged (JSONDecodeError"),
+        ('{"parameters": {"epochs": 2', "config.json (JSONDecodeError: Expecting"),
         ("[1, 2]", "config.json is damaged (not a JSON object)"),
         ('{"params": {}}', "config.json has no 'parameters' object"),
         ('{"parameters": {"epochs": 2, "warmup": 3}}', "unknown key 'warmup'"),
@@ -209,7 +209,7 @@ def test_cli_resume_damaged_files_are_one_line(tmp_path: Path) -> None:
     good = '{"parameters": {"dataset": "synthetic", "epochs": 2}}'
     for i, (state, message) in enumerate(
         [
-            ("{oops", "state.json is damaged (JSONDecodeError"),
+            ("{oops", "state.json (JSONDecodeError: Expecting"),
             ('{"epoch": "one"}', "state.json is damaged or from another version: key 'epoch'"),
         ]
     ):
