@@ -82,7 +82,7 @@ def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
 
     if cfg.threads:
         tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
-    # Repeatable CPU runs (--seed; the price is measured in config.py); GPU kernels stay free
+    # Repeatable CPU runs (--seed; its measured price: config.py); GPU kernels stay free
     # to be fast and nondeterministic.
     deterministic = cfg.deterministic and not use_gpu
     if deterministic:
