@@ -8,7 +8,7 @@ from typing import Any
 
 from cifar10_runtime.files import atomic_path, write_text
 
-from . import training
+from . import training_precision
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -295,7 +295,7 @@ def _other_sections(results: dict) -> list[str]:
             "",
         ]
     lines += _strategy_lines(results.get("training_strategies"))
-    lines += training.precision_lines(results.get("training_precisions"))
+    lines += training_precision.precision_lines(results.get("training_precisions"))
     prof = results.get("profiles")
     if prof:
         lines += ["## Profiles", ""]

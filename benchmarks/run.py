@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import coldstart, latency, machine, report, sanity, targets, training
+from . import coldstart, latency, machine, report, sanity, targets, training, training_precision
 from .flops import count_macs, parameter_count
 from .inputs import DEFAULT_SUBSET, load_images, subset_available, write_mini_dataset
 from .timing import FULL, QUICK
@@ -242,7 +242,9 @@ def run_all(
         _section(
             results,
             "training_precisions",
-            lambda: training.precisions(data_dir, epochs, work, env, repeats=1 if quick else 2),
+            lambda: training_precision.precisions(
+                data_dir, epochs, work, env, repeats=1 if quick else 2
+            ),
         )
     results.pop("_cifar_train", None)
 

@@ -3,8 +3,7 @@
 One `cifar-train --config configs/seed.toml --precision float32` run does double duty: its
 metrics.json gives the toolkit's training images/s against the plain float32 `fit`, and its
 model.keras is exported (with INT8) for the inference rows when no model was given.
-`precisions` adds the rows per training precision on the default recipe (issue 17): float32,
-mixed_bfloat16, and the default (`auto`), in interleaved rounds, with their test accuracy.
+The rows per training precision are in benchmarks.training_precision.
 """
 
 from __future__ import annotations
@@ -135,83 +134,6 @@ def strategies(
     return rows
 
 
-def cpu_has_bf16() -> bool:
-    from cifar10_trainer.precision import BF16_FLAGS, cpu_flags
-
-    return bool(set(BF16_FLAGS) & (cpu_flags() or frozenset()))
-
-
-def precisions(
-    data_dir: Path | None, epochs: int, work: Path, env: dict[str, str], repeats: int = 2
-) -> dict:
-    """The default recipe (configs/default.toml) per training precision, same data and seed:
-    float32, mixed_bfloat16 (on every CPU: without BF16 instructions it shows the loss that
-    makes `auto` avoid it) and the default, `auto`. Rounds interleave the rows, the best round
-    of each is kept; images/s and test accuracy, with each row's ratio to float32.
-    mixed_float16 needs a GPU and is recorded as not run on a CPU-only machine."""
-    names = ("float32", "mixed_bfloat16", "auto")
-    runs: dict[str, list[dict]] = {n: [] for n in names}
-    for i in range(repeats):
-        for name in names if i % 2 == 0 else names[::-1]:
-            prec = None if name == "auto" else name
-            runs[name].append(
-                cifar_train(
-                    data_dir,
-                    epochs,
-                    work / f"precision-{name}-{i}",
-                    env,
-                    precision=prec,
-                    config=DEFAULT_CONFIG,
-                )
-            )
-    rows = {name: best_of(r) for name, r in runs.items()}
-    base = rows["float32"]["train_images_per_s"]
-    for row in rows.values():
-        row["over_float32"] = row["train_images_per_s"] / base if base else None
-        row["over_float32_cpu"] = _ratio(row, rows["float32"])
-    return {
-        "recipe": str(DEFAULT_CONFIG.relative_to(REPO)),
-        "epochs": epochs,
-        "cpu_has_bf16": cpu_has_bf16(),
-        "rows": rows,
-        "not_run": {"mixed_float16": "needs a GPU of compute capability >= 7.0; none here"},
-    }
-
-
-def precision_lines(section: dict | None) -> list[str]:
-    """The Markdown of `precisions` (called by the report, which owns the page)."""
-    if not section or not section.get("rows"):
-        return []
-    lines = [
-        f"## Training precision ({section['recipe']}, {section['epochs']} epoch(s), same seed)",
-        "",
-        "| precision | ran as | images/s (best) | every run | vs float32 | images per CPU s "
-        "| vs float32 (CPU s) | test accuracy |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, r in section["rows"].items():
-        every = ", ".join(f"{x:.0f}" for x in r.get("all_images_per_s", []))
-        ratio, cpu_ratio = r.get("over_float32"), r.get("over_float32_cpu")
-        acc, cpu = r.get("test_accuracy"), r.get("best_images_per_cpu_s")
-        lines.append(
-            f"| {name} | {r.get('precision')} ({r.get('precision_reason')}) | "
-            f"{r['train_images_per_s']:.0f} | {every} | "
-            f"{'n/a' if ratio is None else f'{ratio:.2f}x'} | "
-            f"{'n/a' if cpu is None else f'{cpu:.0f}'} | "
-            f"{'n/a' if cpu_ratio is None else f'{cpu_ratio:.2f}x'} | "
-            f"{'n/a' if acc is None else f'{acc:.3f}'} |"
-        )
-    for name, why in (section.get("not_run") or {}).items():
-        lines.append(f"| {name} | not run: {why} | | | | | | |")
-    lines += [
-        "",
-        "Images per CPU second count the training process's CPU time over the training steps "
-        "(every thread): on a shared machine the steadier ratio; wall-time images/s move with "
-        "the other load.",
-    ]
-    return [*lines, ""]
-
-
 def reference_fit(
     data_dir: Path | None, epochs: int, env: dict[str, str], work: Path, deterministic: bool = False
 ) -> dict:
@@ -261,7 +183,7 @@ def compare(toolkit: dict, reference: dict, deterministic: dict | None = None) -
         "plain_fit": reference,
         "cifar_train_over_plain_fit": toolkit["train_images_per_s"]
         / reference["train_images_per_s"],
-        "cifar_train_over_plain_fit_cpu": _ratio(toolkit, reference),
+        "cifar_train_over_plain_fit_cpu": cpu_ratio(toolkit, reference),
     }
     if deterministic:
         out["plain_fit_deterministic"] = deterministic
@@ -273,8 +195,8 @@ def compare(toolkit: dict, reference: dict, deterministic: dict | None = None) -
         out["cifar_train_over_plain_fit_deterministic"] = (
             toolkit["train_images_per_s"] / deterministic["train_images_per_s"]
         )
-        out["determinism_cost_cpu"] = _ratio(deterministic, reference)
-        out["cifar_train_over_plain_fit_deterministic_cpu"] = _ratio(toolkit, deterministic)
+        out["determinism_cost_cpu"] = cpu_ratio(deterministic, reference)
+        out["cifar_train_over_plain_fit_deterministic_cpu"] = cpu_ratio(toolkit, deterministic)
     return out
 
 
@@ -338,7 +260,7 @@ def export(
     }
 
 
-def _ratio(row: dict, base: dict) -> float | None:
+def cpu_ratio(row: dict, base: dict) -> float | None:
     """Images per CPU second of `row` over `base` (best of each), None if either lacks it."""
     a = row.get("best_images_per_cpu_s") or row.get("train_images_per_cpu_s")
     b = base.get("best_images_per_cpu_s") or base.get("train_images_per_cpu_s")

@@ -22,6 +22,7 @@ from cifar10_runtime.contract import CIFAR10_CLASS_NAMES as CLASS_NAMES
 from cifar10_runtime.files import sha256_hex
 
 from .errors import DataError
+from .synthetic import synthetic_images
 
 BATCH_DIR = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -261,30 +262,10 @@ def load_cifar10(data_dir: str | Path | None = None) -> Dataset:
 
 
 def load_synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Dataset:
-    """Deterministic images with 10 learnable classes: class k is a striped pattern with its own
-    orientation, frequency and colour, under random phase, brightness and noise."""
+    """Deterministic images with 10 learnable classes (cifar10_trainer.synthetic)."""
     rng = np.random.default_rng(seed)
-
-    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(n, dtype=np.int64) % 10
-        rng.shuffle(labels)
-        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-        angle = labels[:, None, None] * (np.pi / 10)
-        freq = (0.25 + 0.08 * (labels % 5))[:, None, None]
-        phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
-        wave = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-        hue = np.stack(
-            [np.cos(labels * 0.63), np.cos(labels * 0.63 + 2.1), np.cos(labels * 0.63 + 4.2)],
-            axis=-1,
-        )
-        colour = 0.5 + 0.35 * hue[:, None, None, :]
-        light = rng.uniform(0.7, 1.0, size=(n, 1, 1, 1))
-        img = colour * light * (0.6 + 0.4 * wave[..., None])
-        img += rng.normal(0, 0.06, size=img.shape)
-        return (np.clip(img, 0, 1) * 255).astype(np.uint8), labels
-
-    x_train, y_train = make(n_train)
-    x_test, y_test = make(n_test)
+    x_train, y_train = synthetic_images(n_train, rng)
+    x_test, y_test = synthetic_images(n_test, rng)
     return Dataset(
         x_train,
         y_train,
