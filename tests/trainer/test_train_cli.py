@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import fields
@@ -190,3 +191,27 @@ def test_bad_precision_is_one_line(tmp_path: Path) -> None:
         "error: precision must be one of ['auto', 'float32', 'mixed_bfloat16', "
         "'mixed_float16']; pick one of them. Received: precision='bfloat16'\n"
     )
+
+
+def test_resume_in_another_precision_is_refused_in_one_line(
+    tmp_path: Path, tensorflow_gpus: int
+) -> None:
+    """A run recorded as mixed_float16 (a GPU's auto) resumed where auto is not float16."""
+    if tensorflow_gpus:
+        pytest.skip("with a GPU, auto may pick mixed_float16 here: no mismatch to refuse")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = {
+        "parameters": {"dataset": "synthetic", "epochs": 2, "precision": "auto"},
+        "precision": "mixed_float16",
+        "distributed": {"strategy": "none", "workers": 1, "replicas": 1, "global_batch": 32},
+    }
+    (run_dir / "config.json").write_text(json.dumps(config))
+    state = {"epoch": 1, "best_val_accuracy": 0.5, "best_epoch": 1, "history": [{}]}
+    (run_dir / "state.json").write_text(json.dumps(state))
+    (run_dir / "checkpoint.keras").write_bytes(b"")  # never opened: refused before
+    res = run("--resume", "--output-dir", str(run_dir))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith(f"error: {run_dir} was trained in mixed_float16 and would ")
+    assert len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+    assert res.stdout.startswith("cifar-train: resuming on cpu x1")
