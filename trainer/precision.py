@@ -87,11 +87,14 @@ def choose(
             "use --precision mixed_bfloat16 or auto on a CPU, or run where a GPU is visible. "
             "Received: --precision mixed_float16 --device cpu (no GPU used)"
         )
+    present = [f for f in BF16_FLAGS if f in (flags or ())]
+    if requested == "mixed_bfloat16" and flags is not None and not present:
+        # Allowed (it runs, emulated), but said: without the instructions it is slower.
+        return Precision(requested, "asked for; this CPU has no AMX-BF16 or AVX512-BF16: slower")
     if requested != "auto":
         return Precision(requested, "asked for")
     if flags is None:
         return Precision("float32", "auto: CPU flags unreadable")
-    present = [f for f in BF16_FLAGS if f in flags]
     if present:
         return Precision("mixed_bfloat16", f"auto: CPU has {'+'.join(present)}")
     return Precision("float32", "auto: CPU has no AMX-BF16 or AVX512-BF16")

@@ -73,7 +73,10 @@ def test_auto_on_gpus_needs_compute_capability_7(caps: list, policy: str) -> Non
 
 def test_explicit_choices_and_float16_on_a_cpu() -> None:
     for name in ("float32", "mixed_bfloat16"):
-        assert precision.choose(name, use_gpu=False, flags=frozenset()).policy == name
+        chosen = precision.choose(name, use_gpu=False, flags=frozenset({"avx512_bf16"}))
+        assert (chosen.policy, chosen.why) == (name, "asked for")
+    slow = precision.choose("mixed_bfloat16", use_gpu=False, flags=frozenset({"avx2"}))
+    assert slow.policy == "mixed_bfloat16" and slow.why.endswith("AVX512-BF16: slower")
     assert precision.choose("mixed_float16", use_gpu=True, capabilities=[(6, 1)]).policy == (
         "mixed_float16"
     )

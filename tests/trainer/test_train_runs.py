@@ -202,7 +202,8 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and "MirroredStrategy over 2" in metrics["device"]
-    assert (metrics["precision"], metrics["precision_reason"]) == ("mixed_bfloat16", "asked for")
+    assert metrics["precision"] == "mixed_bfloat16"
+    assert metrics["precision_reason"].startswith("asked for")  # "; ... slower" without BF16
     assert metrics["global_batch"] == 64 and metrics["train_images_per_epoch"] == 64 * (4500 // 64)
     # One epoch of ~70 steps: well above chance (0.10; 0.15 is ~5 standard errors on 1,000).
     assert metrics["synthetic"] is True and metrics["test_accuracy"] > 0.15
