@@ -173,8 +173,8 @@ def _main(  # noqa: PLR0913
         if not verbose:
             import_tensorflow_quietly()
         progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-        log = lambda line: click.echo(line)  # noqa: E731 - the log's first line, even --quiet
-        result = train(cfg, output_dir, resume=resume, verbose=progress, log=log)
+        # click.echo receives the log's first line (device, precision), with --quiet too.
+        result = train(cfg, output_dir, resume=resume, verbose=progress, log=click.echo)
         m = result.metrics
         if m.get("chief") is False:
             click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
@@ -186,7 +186,7 @@ def _main(  # noqa: PLR0913
         click.echo(
             f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f} "
             f"({m['test_images']} images){tag}; {m['epochs']} epochs, "
-            f"{m['train_images_per_s']:.0f} images/s on {m['device']}; "
+            f"{m['train_images_per_s']:.0f} images/s on {m['device']}, {m['precision']}; "
             f"outputs in {result.run_dir}"
         )
 
