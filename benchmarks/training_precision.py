@@ -83,3 +83,56 @@ def precision_lines(section: dict | None) -> list[str]:
         "the other load.",
     ]
     return [*lines, ""]
+
+
+def targets(results: dict, target) -> list[dict]:  # noqa: ANN001 - targets._target
+    """Issue 17's targets from this run's rows (`target` builds one verdict)."""
+    from cifar10_trainer.precision import cpu_flags
+
+    out = []
+    rows = (results.get("training_precisions") or {}).get("rows") or {}
+    auto, f32 = rows.get("auto"), rows.get("float32")
+    amx = "amx_bf16" in (cpu_flags() or frozenset())
+    ratio = (auto.get("over_float32_cpu") or auto.get("over_float32")) if auto and f32 else None
+    out.append(
+        target(
+            "Default cifar-train vs --precision float32 (default recipe)",
+            ">= 1.6x images/s on a CPU with AMX-BF16",
+            ratio,
+            "{:.2f}x" + (" per CPU second" if auto and auto.get("over_float32_cpu") else ""),
+            None if ratio is None or not amx else ratio >= 1.6,
+            f"auto ran {auto.get('precision')} ({auto.get('precision_reason')})." if auto else "",
+        )
+    )
+    if auto and not cpu_has_bf16():
+        out.append(
+            target(
+                "auto on a CPU without BF16",
+                "picks float32",
+                None,
+                "",
+                auto.get("precision") == "float32",
+                f"auto picked {auto.get('precision')}",
+            )
+        )
+    tr = results.get("training") or {}
+    over = tr.get("cifar_train_over_plain_fit")
+    out.append(
+        target(
+            "cifar-train float32 vs a plain model.fit",
+            ">= 0.98x images/s",
+            over,
+            "{:.2f}x"
+            + (
+                f" ({tr['cifar_train_over_plain_fit_cpu']:.2f}x per CPU second)"
+                if tr.get("cifar_train_over_plain_fit_cpu")
+                else ""
+            ),
+            None if over is None else over >= 0.98,
+            "wall-time images/s on a shared machine move with the other load; the per CPU "
+            "second ratio in the training section is the steadier figure."
+            if over
+            else "",
+        )
+    )
+    return out

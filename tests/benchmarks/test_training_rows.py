@@ -51,3 +51,28 @@ def test_precision_table_names_what_ran_and_what_did_not() -> None:
     assert "| auto | mixed_bfloat16 (why) | 700 | 700 | 1.17x | 760 | 1.17x | 0.400 |" in lines
     assert "| mixed_float16 | not run: needs a GPU | | | | | | |" in lines
     assert precision_lines(None) == [] and precision_lines({"rows": {}}) == []
+
+
+def test_issue_17_targets_from_the_rows() -> None:
+    from benchmarks.targets import _target
+    from benchmarks.training_precision import targets
+
+    results = {
+        "training_precisions": {
+            "rows": {
+                "float32": {"precision": "float32", "over_float32": 1.0},
+                "auto": {
+                    "precision": "mixed_bfloat16",
+                    "over_float32": 0.9,
+                    "over_float32_cpu": 1.7,
+                },
+            }
+        },
+        "training": {"cifar_train_over_plain_fit": 0.99, "cifar_train_over_plain_fit_cpu": 1.01},
+    }
+    by_name = {t["target"]: t for t in targets(results, _target)}
+    speed = by_name["Default cifar-train vs --precision float32 (default recipe)"]
+    assert speed["value"] == 1.7 and speed["measured"] == "1.70x per CPU second"
+    plain = by_name["cifar-train float32 vs a plain model.fit"]
+    assert plain["status"] == "met" and plain["measured"] == "0.99x (1.01x per CPU second)"
+    assert {t["status"] for t in targets({}, _target)} == {"not measured"}
