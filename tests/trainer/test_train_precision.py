@@ -199,3 +199,23 @@ def test_custom_loop_refuses_float16_without_loss_scaling(policy) -> None:  # no
     model.compile(optimizer="sgd", loss="categorical_crossentropy", auto_scale_loss=False)
     with pytest.raises(ModelError, match="float16 training needs loss scaling"):
         DistributedLoop(model, tf.distribute.get_strategy(), 8, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        ({"compute_capability": (8, 6), "device_name": "A10"}, (8, 6)),
+        ({"device_name": "no capability said"}, None),
+        (ValueError("not a GPU"), None),
+    ],
+)
+def test_gpu_capability_from_tensorflow(details: object, expected: object, monkeypatch) -> None:  # noqa: ANN001
+    import tensorflow as tf
+
+    def fake(device: object) -> dict:
+        if isinstance(details, Exception):
+            raise details
+        return details
+
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", fake)
+    assert precision.gpu_capability(object()) == expected
