@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import coldstart, latency, machine, report, sanity, targets, training
+from . import coldstart, latency, machine, report, sanity, targets, training, training_precision
 from .flops import count_macs, parameter_count
 from .inputs import DEFAULT_SUBSET, load_images, subset_available, write_mini_dataset
 from .timing import FULL, QUICK
@@ -233,10 +233,21 @@ def run_all(
             return training.compare(best["toolkit"], best["plain"], best.get("det"))
 
         _section(results, "training", train_section)
+        # Per precision (issue 17): float32 and mixed_bfloat16 rows of every strategy.
+        strategy_precisions = ("float32",) if quick else ("float32", "mixed_bfloat16")
         _section(
             results,
             "training_strategies",
-            lambda: training.strategies(data_dir, 1 if quick else epochs, work, env),
+            lambda: training.strategies(
+                data_dir, 1 if quick else epochs, work, env, strategy_precisions
+            ),
+        )
+        _section(
+            results,
+            "training_precisions",
+            lambda: training_precision.precisions(
+                data_dir, epochs, work, env, repeats=1 if quick else 2
+            ),
         )
     results.pop("_cifar_train", None)
 

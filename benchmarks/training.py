@@ -1,8 +1,9 @@
 """Training throughput (cifar-train against a plain model.fit) and preparing the model to serve.
 
-One `cifar-train --config configs/seed.toml` run does double duty: its metrics.json gives the
-toolkit's training images/s, and its model.keras is exported (with INT8) for the inference
-rows when no model was given on the command line.
+One `cifar-train --config configs/seed.toml --precision float32` run does double duty: its
+metrics.json gives the toolkit's training images/s against the plain float32 `fit`, and its
+model.keras is exported (with INT8) for the inference rows when no model was given.
+The rows per training precision are in benchmarks.training_precision.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from cifar10_trainer.run import CONFIG, MODEL, STATE, Run
+
 REPO = Path(__file__).resolve().parent.parent
 SEED_CONFIG = REPO / "trainer" / "configs" / "seed.toml"  # package data of cifar10_trainer
+DEFAULT_CONFIG = REPO / "trainer" / "configs" / "default.toml"
 
 
 def _tool(name: str) -> str:
@@ -41,43 +45,54 @@ def data_args(data_dir: Path | None) -> list[str]:
     return ["--data-dir", str(data_dir)] if data_dir else ["--dataset", "synthetic"]
 
 
-def cifar_train(
-    data_dir: Path | None, epochs: int, out: Path, env: dict[str, str], extra: tuple[str, ...] = ()
+def cifar_train(  # noqa: PLR0913
+    data_dir: Path | None,
+    epochs: int,
+    out: Path,
+    env: dict[str, str],
+    extra: tuple[str, ...] = (),
+    *,
+    precision: str | None = "float32",
+    config: Path = SEED_CONFIG,
 ) -> dict:
     """`cifar-train` with the reference recipe; returns its metrics plus our wall time.
 
-    `out` is this benchmark's own scratch folder: a previous run's output there is removed,
-    since cifar-train refuses to start over a finished run.
+    precision float32 by default, like the plain `fit` it is compared with; None leaves the
+    run's default (auto). `out` is this benchmark's own scratch folder: a previous run's
+    output there is removed, since cifar-train refuses to start over a finished run.
     """
-    if (out / "state.json").exists() or (out / "config.json").exists():
+    if (out / STATE).exists() or (out / CONFIG).exists():
         shutil.rmtree(out)
     cmd = [
         _tool("cifar-train"),
         "--config",
-        str(SEED_CONFIG),
+        str(config),
         *data_args(data_dir),
         "--epochs",
         str(epochs),
         "--output-dir",
         str(out),
         "--quiet",
+        *(("--precision", precision) if precision else ()),
         *extra,
     ]
     wall = _run(cmd, env, out.parent / f"{out.name}.log", timeout=3600)
-    from cifar10_trainer.run import Run  # the one reader of a run folder
-
-    metrics = Run.load(out).metrics or {}
+    metrics = Run.load(out).metrics or {}  # the run folder's one reader
     return {
         "command": " ".join(cmd),
         "process_wall_s": wall,
         "train_images_per_s": metrics.get("train_images_per_s"),
+        "train_images_per_cpu_s": metrics.get("train_images_per_cpu_s"),
         "train_seconds": metrics.get("train_seconds"),
         "epochs": metrics.get("epochs"),
         "test_accuracy": metrics.get("test_accuracy"),
         "synthetic": metrics.get("synthetic"),
         "dataset": metrics.get("dataset"),
         "device": metrics.get("device"),
-        "model": str(out / "model.keras"),
+        "model": str(out / MODEL),
+        "precision": metrics.get("precision"),
+        "precision_reason": metrics.get("precision_reason"),
+        "deterministic": metrics.get("deterministic"),
         "workers": metrics.get("workers", 1),
         "replicas": metrics.get("replicas", 1),
         "global_batch": metrics.get("global_batch"),
@@ -93,16 +108,26 @@ STRATEGIES = (
 )
 
 
-def strategies(data_dir: Path | None, epochs: int, work: Path, env: dict[str, str]) -> dict:
+def strategies(
+    data_dir: Path | None,
+    epochs: int,
+    work: Path,
+    env: dict[str, str],
+    precisions: tuple[str, ...] = ("float32",),
+) -> dict:
     """Training images/s with no strategy, MirroredStrategy over 2 logical CPUs and 2 local
-    MultiWorkerMirroredStrategy workers, same recipe and global batch.
+    MultiWorkerMirroredStrategy workers, same recipe and global batch, at each precision
+    (rows after the first are named `<strategy> <precision>`).
 
     On a 2-core machine this is a correctness figure (all three run, and what distribution
     costs), not a speed-up: the replicas share the same two cores.
     """
     rows = {}
-    for name, extra in STRATEGIES:
-        rows[name] = cifar_train(data_dir, epochs, work / f"strategy-{name}", env, extra)
+    for i, prec in enumerate(precisions):
+        for name, extra in STRATEGIES:
+            key = name if i == 0 else f"{name} {prec}"
+            folder = work / f"strategy-{name}-{prec}"
+            rows[key] = cifar_train(data_dir, epochs, folder, env, extra, precision=prec)
     base = rows["none"]["train_images_per_s"]
     for row in rows.values():
         row["relative_to_none"] = row["train_images_per_s"] / base if base else None
@@ -145,6 +170,10 @@ def best_of(runs: list[dict]) -> dict:
     """The fastest of repeated runs, with every run's images/s kept beside it."""
     best = dict(max(runs, key=lambda r: r["train_images_per_s"]))
     best["all_images_per_s"] = [r["train_images_per_s"] for r in runs]
+    # Per CPU second of the training process: steadier than wall time on a shared machine.
+    cpu = [r.get("train_images_per_cpu_s") for r in runs]
+    best["all_images_per_cpu_s"] = cpu
+    best["best_images_per_cpu_s"] = max((c for c in cpu if c), default=None)
     return best
 
 
@@ -154,12 +183,20 @@ def compare(toolkit: dict, reference: dict, deterministic: dict | None = None) -
         "plain_fit": reference,
         "cifar_train_over_plain_fit": toolkit["train_images_per_s"]
         / reference["train_images_per_s"],
+        "cifar_train_over_plain_fit_cpu": cpu_ratio(toolkit, reference),
     }
     if deterministic:
         out["plain_fit_deterministic"] = deterministic
         out["determinism_cost"] = (
             deterministic["train_images_per_s"] / reference["train_images_per_s"]
         )
+        # cifar-train runs with op determinism on CPU (deterministic = true): against the
+        # plain fit with determinism too, what is left is the toolkit's own overhead.
+        out["cifar_train_over_plain_fit_deterministic"] = (
+            toolkit["train_images_per_s"] / deterministic["train_images_per_s"]
+        )
+        out["determinism_cost_cpu"] = cpu_ratio(deterministic, reference)
+        out["cifar_train_over_plain_fit_deterministic_cpu"] = cpu_ratio(toolkit, deterministic)
     return out
 
 
@@ -221,6 +258,13 @@ def export(
             )
         },
     }
+
+
+def cpu_ratio(row: dict, base: dict) -> float | None:
+    """Images per CPU second of `row` over `base` (best of each), None if either lacks it."""
+    a = row.get("best_images_per_cpu_s") or row.get("train_images_per_cpu_s")
+    b = base.get("best_images_per_cpu_s") or base.get("train_images_per_cpu_s")
+    return a / b if a and b else None
 
 
 def last_error(log: Path) -> str:

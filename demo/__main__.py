@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET
 from benchmarks.subset import subset_available
+from cifar10_trainer.run import MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             str(tools / "cifar-export"),
             str(onnx_path),
             "--model",
-            str(run / "model.keras"),
+            str(run / MODEL),
             *data.args,
         ],
         env,
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--model",
                 str(onnx_path),
                 "--keras",
-                str(run / "model.keras"),
+                str(run / MODEL),
                 "--out",
                 str(run / "benchmark"),
             ],

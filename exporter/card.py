@@ -79,6 +79,13 @@ def _training_section(run: Run | None) -> list[str]:
             f"{m.get('test_loss', float('nan')):.3f}, {m.get('epochs', '?')} epochs "
             f"(best {m.get('best_epoch', '?')}), on {m.get('device', '?')}."
         )
+    if run.precision:
+        how = (
+            "float32 weights, the inference graph rebuilt under the float32 policy"
+            if run.precision.startswith("mixed_")
+            else "as trained"
+        )
+        lines.append(f"Training precision {run.precision}; exported in float32 ({how}).")
     keys = (
         "filters",
         "dense_units",

@@ -16,6 +16,7 @@ from typing import Any
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, NUM_CLASSES, valid_class_names
 from cifar10_runtime.errors import ConfigError
 from cifar10_runtime.untrusted import check_model_version
+from cifar10_trainer.run import LATEST, MODEL
 
 from .int8_recipes import DEFAULT_RECIPES, RECIPES
 from .thresholds import (
@@ -25,7 +26,7 @@ from .thresholds import (
     MAX_DROP_VS_TRAINER,
 )
 
-DEFAULT_MODEL = Path("runs/latest/model.keras")
+DEFAULT_MODEL = Path("runs") / LATEST / MODEL  # the run-folder names' one home
 INPUT_SCALES = ("auto", "unit", "raw", "standardize")
 CHANNEL_ORDERS = ("auto", "rgb", "bgr")
 OUTPUT_KINDS = ("auto", "probabilities", "logits")

@@ -23,6 +23,7 @@ from . import card
 from .assess import ExportResult, Log, check_model
 from .config import ExportConfig
 from .files import ArtifactPaths, ensure_writable_dir
+from .float32_graph import as_float32
 from .inspection import inspect_model
 from .keras_model import check_model_path, keras_reference, load_keras_model
 from .metadata import producer_versions, read_json, set_metadata
@@ -65,7 +66,9 @@ def prepare(config: ExportConfig, run: Run | None, log: Log, recorded: WrapperSp
     """Keras model, its wrapping spec, the check images, the preprocessing decision record
     and the Keras reference outputs. `recorded`: the wrapper the graph under test was built
     with (--verify-only), instead of inspecting the model afresh."""
-    model = load_keras_model(config.model)
+    model, trained_in = as_float32(load_keras_model(config.model), str(config.model))
+    if trained_in:  # no bfloat16/float16 cast may reach the ONNX graph (float32_graph)
+        log(f"model trained under {trained_in}: rebuilt to compute in float32 for export")
     samples, choice = load_samples(config, run)
     log(f"check images: {samples.source} ({choice.why})")
     decision: dict[str, Any] = {}

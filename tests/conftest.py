@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -40,3 +41,24 @@ def engines_dir(fixtures_dir: Path) -> Path:
     if not (path / "model.int8.onnx").is_file():
         pytest.skip(f"no int8-twin fixture in {path}: run `make fixtures`")
     return path
+
+
+def write_slice(src: Path, dst: Path, per_batch: int = 80, test: int = 100) -> Path:
+    """The first images of each official batch file, in the official format."""
+    folder = dst / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(src / "cifar-10-batches-py" / name, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        n = test if name == "test_batch" else per_batch
+        piece = {b"data": batch[b"data"][:n], b"labels": list(batch[b"labels"][:n])}
+        (folder / name).write_bytes(pickle.dumps(piece))
+    meta = (src / "cifar-10-batches-py" / "batches.meta").read_bytes()
+    (folder / "batches.meta").write_bytes(meta)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def data_slice(tmp_path_factory: pytest.TempPathFactory, subset_dir: Path) -> Path:
+    # 400 training images: 360 after the 10% validation split, 15 global batches of 24.
+    return write_slice(subset_dir, tmp_path_factory.mktemp("slice"))

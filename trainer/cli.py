@@ -10,13 +10,16 @@ import types
 import typing
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cifar10_runtime.errors import ConfigError, cli_errors
 
 from .config import TrainConfig, field_types, load_config
+from .errors import PeerError
 from .quiet import import_tensorflow_quietly
+from .run import STATE
 
 _HELP = {
     "data_dir": "Folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz "
@@ -27,6 +30,16 @@ _HELP = {
     "cpu_replicas": "Split the CPU into N logical devices for --strategy mirrored.",
     "threads": "CPU threads per op [default 0: one per core]. A seeded run repeats exactly "
     "with the same count.",
+    "precision": "auto, float32, mixed_bfloat16 or mixed_float16 [default auto: bfloat16 on "
+    "CPUs with AMX-BF16/AVX512-BF16, float16 on GPUs of compute capability >= 7.0, else "
+    "float32]. Weights, softmax, loss and the ONNX export stay float32.",
+    "deterministic": "CPU runs: TensorFlow op determinism, so a seeded run repeats exactly "
+    "[default: on].",
+}
+# Flags of earlier versions: using one is a one-line error naming its replacement (exit 2).
+_REPLACED_FLAGS = {
+    "mixed_precision": "--precision mixed_float16 (or --precision auto, the default, which "
+    "picks float16 on GPUs and bfloat16 on CPUs that have it)",
 }
 
 
@@ -76,42 +89,75 @@ def _config_options(func):  # noqa: ANN001, ANN202 - decorator
     help="Run N --strategy multi-worker processes here on 127.0.0.1 (free ports, one TF_CONFIG "
     "each): shows the chief's output, returns the worst exit code.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar, only the final summary.")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress bar: the first line (device, precision, run folder) and the summary.",
+)
+@click.option(
+    "--mixed-precision/--no-mixed-precision",
+    "mixed_precision",
+    default=None,
+    hidden=True,  # replaced by --precision: kept only to say so
+)
 @click.option("--verbose", is_flag=True, help="Show tracebacks and TensorFlow's logs.")
 @_config_options
-def main(
+def main(**params: Any) -> None:
+    """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
+    try:
+        _main(**params)
+    except SystemExit as done:
+        if done.code == PeerError.exit_code:  # cli_errors printed the one line already
+            from .distributed import hard_exit
+
+            # Leave at once: TensorFlow's shutdown would wait on the lost peer.
+            hard_exit(PeerError.exit_code)
+        raise
+
+
+def _main(  # noqa: PLR0913
     config_path: Path | None,
     output_dir: Path | None,
     resume: bool,
     local_workers: int | None,
     quiet: bool,
     verbose: bool,
+    mixed_precision: bool | None,
     **overrides: object,
 ) -> None:
-    """Train the two-block CIFAR-10 CNN and write model.keras, metrics and learning curves."""
-    with cli_errors(verbose):
+    with cli_errors(verbose):  # every user error, PeerError (exit 6) included
+        if mixed_precision is not None:
+            flag = "--mixed-precision" if mixed_precision else "--no-mixed-precision"
+            raise ConfigError(
+                f"{flag} was replaced by {_REPLACED_FLAGS['mixed_precision']}; use that "
+                f"instead. Received: {flag}"
+            )
         given = {k: v for k, v in overrides.items() if v is not None}
         if local_workers and not resume:
             given.setdefault("strategy", "multi-worker")
         if resume:
             if output_dir is None:
-                raise ConfigError("--resume needs --output-dir RUN_FOLDER (the run to continue)")
-            if given or config_path:
                 raise ConfigError(
-                    "--resume continues with the run's saved parameters; drop "
-                    f"{sorted('--' + k.replace('_', '-') for k in given) or ['--config']}"
+                    "--resume needs --output-dir RUN_FOLDER (the run to continue). "
+                    "Received: --resume without --output-dir"
                 )
-            from .train import STATE, load_run_config, load_run_state
+            if given or config_path:
+                dropped = sorted("--" + k.replace("_", "-") for k in given) or ["--config"]
+                raise ConfigError(
+                    f"--resume continues with the run's saved parameters; drop {dropped}. "
+                    f"Received: {' '.join(dropped)} with --resume"
+                )
+            from .resume import load_run_config, load_run_state
 
             cfg = load_run_config(output_dir)
             if (output_dir / STATE).is_file():
                 load_run_state(output_dir)  # a damaged one fails here, before TensorFlow
         else:
             cfg = load_config(config_path, **given)
-            if output_dir is not None and (output_dir / "state.json").exists():
+            if output_dir is not None and (output_dir / STATE).exists():
                 raise ConfigError(
                     f"{output_dir} already holds a run; pass --resume to continue it "
-                    "or choose another --output-dir"
+                    f"or choose another --output-dir. Received: --output-dir={output_dir}"
                 )
         if local_workers or cfg.strategy == "multi-worker":
             _multi_worker_checks(cfg, local_workers)
@@ -126,18 +172,9 @@ def main(
             sys.exit(launch(local_workers, _worker_args(output_dir)))
         if not verbose:
             import_tensorflow_quietly()
-        from .errors import PeerError
-
         progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-        try:
-            result = train(cfg, output_dir, resume=resume, verbose=progress)
-        except PeerError as exc:
-            if verbose:
-                raise
-            from .distributed import hard_exit
-
-            print(f"error: {exc}", file=sys.stderr)
-            hard_exit(exc.exit_code)
+        # click.echo receives the log's first line (device, precision), with --quiet too.
+        result = train(cfg, output_dir, resume=resume, verbose=progress, log=click.echo)
         m = result.metrics
         if m.get("chief") is False:
             click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
@@ -149,7 +186,7 @@ def main(
         click.echo(
             f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f} "
             f"({m['test_images']} images){tag}; {m['epochs']} epochs, "
-            f"{m['train_images_per_s']:.0f} images/s on {m['device']}; "
+            f"{m['train_images_per_s']:.0f} images/s on {m['device']}, {m['precision']}; "
             f"outputs in {result.run_dir}"
         )
 
@@ -158,7 +195,8 @@ def _multi_worker_checks(cfg: object, local_workers: int | None) -> None:
     """Refuse what cannot work before TensorFlow is imported or any process is started."""
     if cfg.strategy != "multi-worker":
         raise ConfigError(
-            f"--local-workers runs --strategy multi-worker; this run's strategy is {cfg.strategy!r}"
+            "--local-workers runs --strategy multi-worker; drop --local-workers or use that "
+            f"strategy. Received: strategy={cfg.strategy!r}"
         )
     if not local_workers:
         from .distributed import read_tf_config

@@ -25,6 +25,11 @@ REPO_CONFIGS = Path(str(importlib.resources.files("cifar10_trainer").joinpath("c
 # Ints reach TensorFlow as int32 (shapes, batch sizes) or numpy seeds (uint32).
 _INT_MAX = 2**31 - 1
 _SEED_MAX = 2**32 - 1
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# Keys of earlier versions: a parameters file (or a flag) using one is told its replacement.
+REPLACED = {
+    "mixed_precision": 'precision ("auto", "float32", "mixed_bfloat16" or "mixed_float16")',
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,10 @@ class TrainConfig:
     augment_cutout: int = 0  # grey out a random NxN square (occlusion); 0 turns it off
     # --- execution
     device: str = "auto"  # "auto" (a GPU if visible), "cpu", "gpu"
-    mixed_precision: bool = False  # float16 compute on GPU; softmax stays float32
+    # "auto": mixed_float16 on a GPU of compute capability >= 7.0, mixed_bfloat16 on a CPU with
+    # AMX-BF16 or AVX512-BF16, else float32 (cifar10_trainer.precision). Variables, the softmax,
+    # loss and metrics stay float32 under both mixed policies; the ONNX export is float32.
+    precision: str = "auto"
     # "none", "mirrored" (tf.distribute.MirroredStrategy, one machine) or "multi-worker"
     # (MultiWorkerMirroredStrategy over the hosts in TF_CONFIG, or `cifar-train --local-workers N`)
     strategy: str = "none"
@@ -68,6 +76,12 @@ class TrainConfig:
     # CPU threads per op (intra-op). Float sums are split by thread count, so a seeded CPU run
     # repeats exactly only with the same count: 0 = one per core, N pins it across machines.
     threads: int = 0
+    # CPU runs: TensorFlow op determinism, so a seeded run gives the same weights in another
+    # process (same seed, precision, threads and CPU). GPU runs ignore it (free, fast kernels).
+    # Its price, measured on a 2-core AMD EPYC (shared machine, images per CPU second of a plain
+    # fit): none visible (1.06x; wall time 0.95x, within the noise); issue 17 reports 0.85x on
+    # an Intel Xeon. False trades the repeatability for that speed.
+    deterministic: bool = True
     # multi-worker: seconds a worker waits for a silent peer (collective ops and the
     # coordination service's heartbeat) before it exits non-zero naming that peer.
     peer_timeout: int = 60
@@ -80,6 +94,7 @@ class TrainConfig:
         _check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
         _check_choice("device", self.device, ("auto", "cpu", "gpu"))
         _check_choice("strategy", self.strategy, ("none", "mirrored", "multi-worker"))
+        _check_choice("precision", self.precision, PRECISIONS)
         if not self.filters or any(f <= 0 for f in self.filters):
             raise ConfigError(f"filters must be positive. Received: filters={list(self.filters)}")
         if len(self.dropout) != len(self.filters):
@@ -140,13 +155,20 @@ class TrainConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {list(choices)}. Received: {name}={value!r}")
+        raise ConfigError(
+            f"{name} must be one of {list(choices)}; pick one of them. Received: {name}={value!r}"
+        )
 
 
 def field_types() -> dict[str, Any]:
@@ -161,10 +183,15 @@ def coerce(name: str, value: Any, source: str, *, from_text: bool = False) -> An
     files must already have their type: `augment_flip = "true"` is an error, not True.
     """
     types_ = field_types()
+    if name in REPLACED:
+        raise ConfigError(
+            f"{source}: {name} was replaced by {REPLACED[name]}; use that instead. "
+            f"Received: {name}={value!r}"
+        )
     if name not in types_:
         raise ConfigError(
-            f"{source}: unknown key {name!r} (written by another version?); "
-            f"known keys: {sorted(types_)}"
+            f"{source}: unknown key {name!r} (written by another version?); use one of the "
+            f"known keys: {sorted(types_)}. Received: {name}={_short(value)}"
         )
     kind = types_[name]
     optional = isinstance(kind, types.UnionType) and type(None) in kind.__args__
@@ -238,20 +265,31 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     except FileNotFoundError:
         raise ConfigError(
             f"parameters file {path} not found; pass --config PATH.toml "
-            f"(shipped: {', '.join(f'configs/{n}.toml' for n in shipped)})"
+            f"(shipped: {', '.join(f'configs/{n}.toml' for n in shipped)}). "
+            f"Received: --config={path}"
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML"
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML. "
+            f"Received: --config={path}"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read parameters file {path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read parameters file {path}: {exc.strerror or exc}; pass a readable file. "
+            f"Received: --config={path}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(
+            f"{path} is not valid TOML ({exc}); fix the file. Received: --config={path}"
+        ) from None
     known = {f.name for f in fields(TrainConfig)}
+    for key in sorted(set(raw) & set(REPLACED)):
+        coerce(key, raw[key], str(path))  # raises, naming the replacement
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {unknown}; known keys: {sorted(known)}")
+        raise ConfigError(
+            f"{path}: unknown keys; use the known keys: {sorted(known)}. Received: {unknown}"
+        )
     values = {k: coerce(k, v, str(path)) for k, v in raw.items()}
     for key, value in overrides.items():
         if key not in known:

@@ -8,6 +8,12 @@ GLOBAL batch (`tf.nn.compute_average_loss`), and `optimizer.apply_gradients`, wh
 (loss, correct, images) reduced over all replicas, so validation covers the whole split exactly
 once and matches what `fit` reports on one machine (a mean over images).
 
+Precision: the model carries the run's dtype policy. Under mixed_float16 the optimizer is a
+Keras LossScaleOptimizer (cifar10_trainer.model wraps it): the step multiplies the loss by the
+dynamic scale before the gradient (`scale_loss`) and `apply_gradients` divides it out, skipping
+a step whose gradients overflowed; bfloat16 and float32 need no scaling. A non-finite loss stops
+every worker at the same step (the reduced sums are equal everywhere), as `fit`'s callback does.
+
 The model is compiled as on the single-machine path (same optimizer, schedule and loss), so
 `checkpoint.keras` and `model.keras` are the same files and `--resume` loads them the same way.
 """
@@ -20,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar10_runtime.errors import ModelError
+
 
 class DistributedLoop:
     def __init__(self, model: Any, strategy: Any, global_batch: int, label_smoothing: float):
@@ -27,6 +35,14 @@ class DistributedLoop:
         import tensorflow as tf
 
         self.model, self.strategy, self.global_batch = model, strategy, global_batch
+        scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        if model.dtype_policy.name == "mixed_float16" and not scaled:
+            raise ModelError(
+                "float16 training needs loss scaling, but this model's optimizer is not a "
+                "LossScaleOptimizer; compile it with cifar10_trainer.model.compile_model or "
+                "start a new run. Received: optimizer="
+                f"{type(model.optimizer).__name__}, policy mixed_float16"
+            )
         self._loss = keras.losses.CategoricalCrossentropy(
             label_smoothing=label_smoothing, reduction=None
         )
@@ -51,8 +67,10 @@ class DistributedLoop:
                 probs = model(x, training=True)
                 per_example = self._loss(y, probs)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
-                scaled = optimizer.scale_loss(loss)  # identity unless mixed precision
+                # x dynamic scale under mixed_float16 (a LossScaleOptimizer), else the loss.
+                scaled = optimizer.scale_loss(loss)
             grads = tape.gradient(scaled, model.trainable_variables)
+            # LossScaleOptimizer: unscales, and skips the update if any gradient is inf/NaN.
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             # Keras 3 creates BatchNorm's moving statistics with aggregation "none", so under
             # this strategy each worker would keep the statistics of its own shard only; their
@@ -101,10 +119,14 @@ class DistributedLoop:
         initial_epoch: int,
         steps: int,
         val_images: int,
-        on_epoch_end: Callable[[int, dict[str, float], float, float], None],
+        on_epoch_end: Callable[[int, dict[str, float], float, float, float], None],
         verbose: int,
-    ) -> None:
-        """Train epochs initial_epoch+1..epochs; `on_epoch_end(epoch, row, train_s, wall_s)`."""
+    ) -> str | None:
+        """Train epochs initial_epoch+1..epochs; `on_epoch_end(epoch, row, train_s, wall_s,
+        train_cpu_s)`.
+
+        Returns None, or why training stopped early: the loss became NaN or infinite (that
+        epoch is not passed to on_epoch_end, so the last finished epoch stays resumable)."""
         import keras
 
         dist_train = self.strategy.experimental_distribute_dataset(train_ds)
@@ -115,14 +137,19 @@ class DistributedLoop:
             if verbose:  # the chief only: the others are called with verbose=0
                 print(f"Epoch {epoch + 1}/{epochs}", flush=True)
                 bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=metrics)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             totals = np.zeros(3)
             for step, batch in enumerate(dist_train, start=1):
                 totals += self._train(batch).numpy()
+                if not np.isfinite(totals[0]):
+                    return (
+                        f"loss became {totals[0] / totals[2]} at batch {step} in epoch {epoch + 1}"
+                    )
                 if bar is not None and step < steps:  # the last update waits for validation
                     values = [("loss", totals[0] / totals[2]), ("accuracy", totals[1] / totals[2])]
                     bar.update(step, values)
             train_seconds = time.perf_counter() - start
+            train_cpu_seconds = time.process_time() - cpu_start
             val_loss, val_acc, seen = self.evaluate(dist_val)
             if seen != val_images:  # every image once: a sharding mistake must not go unseen
                 raise RuntimeError(f"validation saw {seen} images, expected {val_images}")
@@ -134,6 +161,9 @@ class DistributedLoop:
                 "val_accuracy": float(val_acc),
                 "learning_rate": float(keras.ops.convert_to_numpy(lr)),
             }
+            if not np.isfinite(val_loss):
+                return f"val_loss became {val_loss} in epoch {epoch + 1}"
             if bar is not None:
                 bar.update(steps, [(k, row[k]) for k in metrics], finalize=True)
-            on_epoch_end(epoch, row, train_seconds, time.perf_counter() - start)
+            on_epoch_end(epoch, row, train_seconds, time.perf_counter() - start, train_cpu_seconds)
+        return None

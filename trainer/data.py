@@ -23,6 +23,7 @@ from cifar10_runtime.contract import valid_class_names
 from cifar10_runtime.files import sha256_hex
 
 from .errors import DataError
+from .synthetic import synthetic_images
 
 BATCH_DIR = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -68,11 +69,12 @@ def _unpickle(raw: bytes, name: str) -> dict:
     except Exception as exc:  # truncated, not a pickle, forbidden global: all one user error
         raise DataError(
             f"{name} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}); "
-            "re-download the official cifar-10-python.tar.gz"
+            f"re-download the official cifar-10-python.tar.gz. Received: {name}"
         ) from None
     if not isinstance(obj, dict):
         raise DataError(
-            f"{name} is not a CIFAR-10 batch: expected a dict, got {type(obj).__name__}"
+            f"{name} is not a CIFAR-10 batch (a dict of data and labels); re-download the "
+            f"official cifar-10-python.tar.gz. Received: {type(obj).__name__}"
         )
     return obj
 
@@ -83,21 +85,27 @@ def parse_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     if b"data" not in obj or b"labels" not in obj:
         found = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in obj)
         raise DataError(
-            f"{name} is not a CIFAR-10 batch: needs keys 'data' and 'labels', found {found}"
+            f"{name} is not a CIFAR-10 batch: needs keys 'data' and 'labels'; re-download the "
+            f"official cifar-10-python.tar.gz. Received: keys {found}"
         )
     data = np.asarray(obj[b"data"])
     labels = np.asarray(obj[b"labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(
             f"{name} has images of shape {data.shape} and dtype {data.dtype}; "
-            "CIFAR-10 needs uint8 rows of 3072 values (3x32x32)"
+            "CIFAR-10 needs uint8 rows of 3072 values (3x32x32); re-download the official "
+            f"cifar-10-python.tar.gz. Received: {name}"
         )
     if labels.ndim != 1 or len(labels) != len(data):
-        raise DataError(f"{name} has {labels.size} labels for {len(data)} images")
+        raise DataError(
+            f"{name} has {labels.size} labels for {len(data)} images; re-download the official "
+            f"cifar-10-python.tar.gz. Received: {name}"
+        )
     labels = _integer_labels(labels, name)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(
-            f"{name} has labels outside 0..9 (found {int(labels.min())}..{int(labels.max())})"
+            f"{name} has labels outside 0..9; re-download the official cifar-10-python.tar.gz. "
+            f"Received: labels {int(labels.min())}..{int(labels.max())}"
         )
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # stored CHW, we serve HWC
     return np.ascontiguousarray(images), labels
@@ -121,7 +129,8 @@ def _integer_labels(labels: np.ndarray, name: str) -> np.ndarray:
     if bad is not None:
         raise DataError(
             f"{name} has a label that is not a class number 0..9: {labels[bad].item()!r} at index "
-            f"{bad} (dtype {labels.dtype}); re-download the official cifar-10-python.tar.gz"
+            f"{bad} (dtype {labels.dtype}); re-download the official cifar-10-python.tar.gz. "
+            f"Received: {name}"
         )
     return labels.astype(np.int64)
 
@@ -137,7 +146,10 @@ def _class_names(meta: bytes | None, name: str) -> tuple[str, ...]:
         else None
     )
     if not valid_class_names(names):
-        raise DataError(f"{name} has no list of 10 distinct label_names")
+        raise DataError(
+            f"{name} has no list of 10 distinct label_names; re-download the official "
+            f"cifar-10-python.tar.gz. Received: {name}"
+        )
     return tuple(names)
 
 
@@ -147,11 +159,11 @@ def _assemble(read, source: str) -> Dataset:
     for fname in TRAIN_FILES:
         raw = read(fname)
         if raw is None:
-            raise DataError(f"{source} is missing {fname}; {OFFLINE_HINT}")
+            raise DataError(f"{source} is missing {fname}; {OFFLINE_HINT}. Received: {source}")
         parts.append(parse_batch(raw, f"{source}/{fname}"))
     test_raw = read(TEST_FILE)
     if test_raw is None:
-        raise DataError(f"{source} is missing {TEST_FILE}; {OFFLINE_HINT}")
+        raise DataError(f"{source} is missing {TEST_FILE}; {OFFLINE_HINT}. Received: {source}")
     x_test, y_test = parse_batch(test_raw, f"{source}/{TEST_FILE}")
     return Dataset(
         x_train=np.concatenate([p[0] for p in parts]),
@@ -192,7 +204,7 @@ def _from_archive(archive: Path) -> Dataset:
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DataError(
             f"{archive} is not a readable cifar-10-python.tar.gz ({type(exc).__name__}: {exc}); "
-            "re-download it or pass the extracted folder"
+            f"re-download it or pass the extracted folder. Received: {archive}"
         ) from None
 
 
@@ -214,12 +226,15 @@ def download_archive(cache: Path | None = None, origin: str = ORIGIN) -> Path:
                 out.write(block)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         partial.unlink(missing_ok=True)
-        raise DataError(f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}") from None
+        raise DataError(
+            f"cannot download CIFAR-10 from {origin} ({exc}); {OFFLINE_HINT}. Received: {origin}"
+        ) from None
     got = sha256_hex(partial)
     if got != ARCHIVE_SHA256:
         partial.unlink(missing_ok=True)
         raise DataError(
-            f"downloaded {origin} has SHA-256 {got}, expected {ARCHIVE_SHA256}; {OFFLINE_HINT}"
+            f"downloaded {origin} has SHA-256 {got}, expected {ARCHIVE_SHA256}; {OFFLINE_HINT}. "
+            f"Received: {origin}"
         )
     os.replace(partial, target)
     return target
@@ -237,7 +252,7 @@ def load_cifar10(data_dir: str | Path | None = None) -> Dataset:
         return _from_archive(download_archive(cache))
     root = Path(data_dir).expanduser()
     if not root.exists():
-        raise DataError(f"--data-dir {root} does not exist; {OFFLINE_HINT}")
+        raise DataError(f"--data-dir {root} does not exist; {OFFLINE_HINT}. Received: {root}")
     if root.is_file():
         return _from_archive(root)
     if (root / BATCH_DIR).is_dir():
@@ -246,34 +261,17 @@ def load_cifar10(data_dir: str | Path | None = None) -> Dataset:
         return _from_archive(root / ARCHIVE)
     if (root / TEST_FILE).exists() or (root / TRAIN_FILES[0]).exists():
         return _from_folder(root)
-    raise DataError(f"--data-dir {root} holds neither {BATCH_DIR}/ nor {ARCHIVE}; {OFFLINE_HINT}")
+    raise DataError(
+        f"--data-dir {root} holds neither {BATCH_DIR}/ nor {ARCHIVE}; {OFFLINE_HINT}. "
+        f"Received: --data-dir={root}"
+    )
 
 
 def load_synthetic(n_train: int = 5000, n_test: int = 1000, seed: int = 0) -> Dataset:
-    """Deterministic images with 10 learnable classes: class k is a striped pattern with its own
-    orientation, frequency and colour, under random phase, brightness and noise."""
+    """Deterministic images with 10 learnable classes (cifar10_trainer.synthetic)."""
     rng = np.random.default_rng(seed)
-
-    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(n, dtype=np.int64) % 10
-        rng.shuffle(labels)
-        yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-        angle = labels[:, None, None] * (np.pi / 10)
-        freq = (0.25 + 0.08 * (labels % 5))[:, None, None]
-        phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
-        wave = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-        hue = np.stack(
-            [np.cos(labels * 0.63), np.cos(labels * 0.63 + 2.1), np.cos(labels * 0.63 + 4.2)],
-            axis=-1,
-        )
-        colour = 0.5 + 0.35 * hue[:, None, None, :]
-        light = rng.uniform(0.7, 1.0, size=(n, 1, 1, 1))
-        img = colour * light * (0.6 + 0.4 * wave[..., None])
-        img += rng.normal(0, 0.06, size=img.shape)
-        return (np.clip(img, 0, 1) * 255).astype(np.uint8), labels
-
-    x_train, y_train = make(n_train)
-    x_test, y_test = make(n_test)
+    x_train, y_train = synthetic_images(n_train, rng)
+    x_test, y_test = synthetic_images(n_test, rng)
     return Dataset(
         x_train,
         y_train,

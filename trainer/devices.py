@@ -1,4 +1,4 @@
-"""Where training runs: device choice, mixed precision and tf.distribute strategies.
+"""Where training runs: device, precision (cifar10_trainer.precision), tf.distribute strategy.
 
 All of this must happen before TensorFlow initialises its devices, so `configure` is called
 once, first thing, by the training entry point.
@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from cifar10_runtime.errors import ConfigError
 
+from . import precision
 from .config import TrainConfig
+from .precision import Precision
 
 if TYPE_CHECKING:
     from .distributed import Cluster
@@ -25,6 +27,8 @@ class Placement:
     description: str  # what actually runs, e.g. "cpu x1"; recorded in config.json, metrics.json
     workers: int = 1  # processes training together (multi-worker: the TF_CONFIG cluster size)
     is_chief: bool = True  # the one worker that writes the run folder
+    precision: Precision = Precision("float32", "default")  # the dtype policy set, and why
+    deterministic: bool = False  # TensorFlow op determinism on (CPU runs with deterministic=true)
 
 
 def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
@@ -35,16 +39,18 @@ def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
     if cfg.device == "gpu" and not gpus:
         raise ConfigError(
             "--device gpu was asked for but TensorFlow sees no GPU; install the 'gpu' extra "
-            "(tensorflow[and-cuda]) with a CUDA driver, or use --device cpu / auto"
+            "(tensorflow[and-cuda]) with a CUDA driver, or use --device cpu / auto. "
+            "Received: --device gpu"
         )
     use_gpu = bool(gpus) and cfg.device in ("auto", "gpu")
     if not use_gpu and gpus:
         tf.config.set_visible_devices([], "GPU")
-    if cfg.mixed_precision and not use_gpu:
-        raise ConfigError(
-            "--mixed-precision needs a GPU (float16 on CPU is slower, not faster); "
-            "drop the flag or run where a GPU is visible"
-        )
+    chosen = precision.choose(
+        cfg.precision,
+        use_gpu=use_gpu,
+        capabilities=[precision.gpu_capability(g) for g in gpus] if use_gpu else None,
+        flags=None if use_gpu else precision.cpu_flags(),
+    )
     if use_gpu:
         for gpu in gpus:
             # Grow on demand so a second process (an export, a server) can share the card.
@@ -71,15 +77,15 @@ def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
     else:
         strategy = tf.distribute.get_strategy()
 
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    else:
-        keras.mixed_precision.set_global_policy("float32")
+    # Before any model is built or loaded: layers take the global policy when they are made.
+    keras.mixed_precision.set_global_policy(chosen.policy)
 
     if cfg.threads:
         tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
-    if not use_gpu:
-        # Repeatable CPU runs (--seed); GPU kernels stay free to be fast and nondeterministic.
+    # Repeatable CPU runs (--seed; its measured price: config.py); GPU kernels stay free
+    # to be fast and nondeterministic.
+    deterministic = cfg.deterministic and not use_gpu
+    if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
 
@@ -92,8 +98,6 @@ def configure(cfg: TrainConfig, cluster: Cluster | None = None) -> Placement:
         desc += f", MirroredStrategy over {replicas} replica(s): {', '.join(devices)}"
     if cluster is not None:
         desc += f", MultiWorkerMirroredStrategy: {cluster.workers} worker(s), {replicas} replica(s)"
-    if cfg.mixed_precision:
-        desc += ", mixed_float16"
     workers = cluster.workers if cluster else 1
     chief = cluster.is_chief if cluster else True
-    return Placement(replicas, strategy, desc, workers, chief)
+    return Placement(replicas, strategy, desc, workers, chief, chosen, deterministic)

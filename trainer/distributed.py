@@ -33,7 +33,9 @@ from cifar10_runtime.errors import ConfigError
 from .errors import PeerError
 
 JOBS = ("chief", "worker")  # the task types MultiWorkerMirroredStrategy trains with
-_TASK_RE = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")
+# ASCII digits only: str.isdigit() and \d also accept "²" or "٣", which int() then rejects.
+_TASK_RE = re.compile(r"/job:(chief|worker)/replica:[0-9]+/task:([0-9]+)")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
 _EXAMPLE = (
     '{"cluster": {"worker": ["host-a:12345", "host-b:12345"]}, '
     '"task": {"type": "worker", "index": 0}}'
@@ -69,52 +71,84 @@ def read_tf_config(raw: str | None = None) -> Cluster:
     raw = os.environ.get("TF_CONFIG") if raw is None else raw
     if not raw or not raw.strip():
         raise ConfigError(
-            "--strategy multi-worker needs the TF_CONFIG environment variable on every worker "
-            f"(e.g. TF_CONFIG='{_EXAMPLE}'), or use --local-workers N to run N workers here"
+            "--strategy multi-worker needs the TF_CONFIG environment variable on every worker; "
+            f"set it (e.g. TF_CONFIG='{_EXAMPLE}'), or use --local-workers N to run N workers "
+            "here. Received: TF_CONFIG unset or empty"
         )
     try:
         spec = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, and ints past Python's 4300-digit limit
         raise ConfigError(
-            f"TF_CONFIG is not valid JSON ({exc}); expected e.g. {_EXAMPLE}"
+            f"TF_CONFIG is not valid JSON ({_cut(exc)}); set it to one object like {_EXAMPLE}. "
+            f"Received: TF_CONFIG={_cut(raw)}"
         ) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict):
-        raise ConfigError(f"TF_CONFIG needs a 'cluster' object; expected e.g. {_EXAMPLE}")
+        raise ConfigError(
+            f"TF_CONFIG needs a 'cluster' object; set it like {_EXAMPLE}. "
+            f"Received: TF_CONFIG={_cut(raw)}"
+        )
     cluster, task = spec["cluster"], spec.get("task")
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
-        raise ConfigError(f"TF_CONFIG needs 'task': {{'type': ..., 'index': ...}}; e.g. {_EXAMPLE}")
+        raise ConfigError(
+            f"TF_CONFIG needs 'task': {{'type': ..., 'index': ...}}; add it like {_EXAMPLE}. "
+            f"Received: task={_cut(task)}"
+        )
     others = sorted(set(cluster) - set(JOBS))
     if others:
         raise ConfigError(
-            f"TF_CONFIG cluster has jobs {others}; MultiWorkerMirroredStrategy uses only "
-            "'worker' (and at most one 'chief')"
+            "MultiWorkerMirroredStrategy uses only 'worker' (and at most one 'chief') jobs; "
+            f"remove the others from TF_CONFIG's cluster. Received: jobs {_cut(others)}"
         )
     tasks: list[tuple[str, str]] = []
     for job in JOBS:
         addrs = cluster.get(job, [])
         if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
-            raise ConfigError(f"TF_CONFIG cluster.{job} must be a list of 'host:port' strings")
+            raise ConfigError(
+                f"TF_CONFIG cluster.{job} must be a list of 'host:port' strings; fix it. "
+                f"Received: cluster.{job}={_cut(addrs)}"
+            )
         for addr in addrs:
             host, _, port = addr.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(f"TF_CONFIG cluster.{job} has {addr!r}; expected 'host:port'")
+            if not host or not _PORT_RE.fullmatch(port) or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    f"TF_CONFIG cluster.{job} needs 'host:port' entries with a port 1..65535; "
+                    f"fix that entry. Received: {_cut(addr)!r}"
+                )
             tasks.append((job, addr))
     if len(cluster.get("chief", [])) > 1:
-        raise ConfigError("TF_CONFIG cluster.chief may list one task only")
+        raise ConfigError(
+            "TF_CONFIG cluster.chief may list one task only; make the others workers. "
+            f"Received: {len(cluster['chief'])} chief tasks"
+        )
     if not tasks:
-        raise ConfigError(f"TF_CONFIG cluster lists no workers; expected e.g. {_EXAMPLE}")
+        raise ConfigError(
+            f"TF_CONFIG cluster lists no workers; list them like {_EXAMPLE}. "
+            f"Received: cluster={_cut(cluster)}"
+        )
     job, index = task["type"], task["index"]
     if job not in JOBS:
-        raise ConfigError(f"TF_CONFIG task.type must be 'worker' or 'chief'. Received: {job!r}")
+        raise ConfigError(
+            "TF_CONFIG task.type must be 'worker' or 'chief'; set one of them. "
+            f"Received: task.type={_cut(repr(job))}"
+        )
     count = len(cluster.get(job, []))
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
         raise ConfigError(
-            f"TF_CONFIG task.index {index!r} is out of range: cluster.{job} lists {count} "
-            f"task(s), so the index must be 0..{count - 1}"
+            f"TF_CONFIG task.index is out of range: cluster.{job} lists {count} task(s), so "
+            f"set an index 0..{count - 1}. Received: task.index={_cut(repr(index))}"
         )
     if len(set(addr for _, addr in tasks)) != len(tasks):
-        raise ConfigError("TF_CONFIG cluster lists the same host:port twice")
+        raise ConfigError(
+            "TF_CONFIG cluster lists the same host:port twice; give each task its own. "
+            f"Received: {_cut([addr for _, addr in tasks])}"
+        )
     return Cluster(tuple(tasks), job, index)
+
+
+def _cut(value: object, limit: int = 80) -> str:
+    """Outside input shown in a one-line error, cut so a huge value cannot flood the log."""
+    text = str(value).splitlines()[0] if str(value) else ""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value))} characters)"
 
 
 def make_strategy(cluster: Cluster, peer_timeout: int) -> Any:
@@ -160,14 +194,15 @@ def peer_error(exc: BaseException, cluster: Cluster, *, starting: bool = False) 
         missing = ", ".join(cluster.name(j, i) for j, i in peers) or "some peers"
         return PeerError(
             f"could not form the cluster: {missing} not reachable ({reason}); start every "
-            "worker with the same TF_CONFIG (each with its own task.index), or raise --peer-timeout"
+            "worker with the same TF_CONFIG (each with its own task.index), or raise "
+            f"--peer-timeout. Received: {reason}"
         )
     if not peers and cluster.workers == 2:  # a timeout names no task; with two, it is the other
         peers = [t for t in _task_ids(cluster) if t != (cluster.job, cluster.index)]
     who = f"lost peer {cluster.name(*peers[0])}" if peers else "lost contact with the cluster"
     return PeerError(
         f"{who} ({reason}); restart every worker with --resume --output-dir RUN_FOLDER "
-        "to continue from the last finished epoch"
+        f"to continue from the last finished epoch. Received: {reason}"
     )
 
 
@@ -227,7 +262,7 @@ class StartupWatchdog:
             f"error: could not form the cluster within {seconds} s: no answer from "
             f"{', '.join(others) or 'the other workers'}; start every worker with the same "
             "TF_CONFIG (each with its own task.index), check that each host:port is reachable, "
-            "or raise --peer-timeout"
+            f"or raise --peer-timeout. Received: --peer-timeout={seconds}"
         )
         args = [sys.executable, "-c", self._CODE, str(os.getpid()), str(seconds), message]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)

@@ -42,7 +42,8 @@ def build_model(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> keras.Model
     )(x)
     if cfg.dense_dropout > 0:
         x = layers.Dropout(cfg.dense_dropout, seed=cfg.seed, name="dense_dropout")(x)
-    # float32 even under mixed precision: a float16 softmax loses small probabilities.
+    # float32 under every policy: a 16-bit softmax loses small probabilities, and the loss and
+    # metrics computed from it stay float32 too (the export rebuilds all of it in float32).
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_NAME)(x)
     return keras.Model(inputs, outputs, name="cifar10_vgg2")
 
@@ -64,10 +65,17 @@ def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    """Loss and metrics see the float32 softmax, so they are float32 under every policy."""
     import keras
 
+    optimizer = build_optimizer(cfg, steps_per_epoch)
+    if model.dtype_policy.name == "mixed_float16":
+        # float16's narrow range underflows small gradients: dynamic loss scaling, explicit so
+        # fit and the custom loop (which calls scale_loss/apply_gradients) share one optimizer.
+        # bfloat16 has float32's exponent range and needs none.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=build_optimizer(cfg, steps_per_epoch),
+        optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
     )

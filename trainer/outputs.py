@@ -30,16 +30,20 @@ def ensure_writable_run_dir(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     fix = "choose another --output-dir"
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--output-dir {run_dir} is a file, not a folder; {fix}")
+        raise ConfigError(
+            f"--output-dir {run_dir} is a file, not a folder; {fix}. Received: {run_dir}"
+        )
     try:
         probe_writable(run_dir)
     except NotADirectoryError as exc:
         raise ConfigError(
-            f"cannot create --output-dir {run_dir}: {exc.filename} is a file; {fix}"
+            f"cannot create --output-dir {run_dir}: {exc.filename} is a file; {fix}. "
+            f"Received: {run_dir}"
         ) from None
     except OSError as exc:
         raise ConfigError(
-            f"cannot write --output-dir {run_dir}: {exc.strerror or exc}; {fix}"
+            f"cannot write --output-dir {run_dir}: {exc.strerror or exc}; {fix}. "
+            f"Received: {run_dir}"
         ) from None
 
 

@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar10_runtime.errors import first_line
+from cifar10_runtime.errors import CifarError, first_line
 
 from .errors import DataError
 
+# The one home of the run folder's file names (trainer, exporter, benchmarks, demo import them).
 CONFIG, METRICS, MODEL = "config.json", "metrics.json", "model.keras"
+CHECKPOINT, STATE, HISTORY = "checkpoint.keras", "state.json", "history.csv"
 LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
+LATEST = "latest"  # runs/latest: a symlink to the newest completed run
 # Written by the trainer alone (after every epoch, or at the end): they mark a run folder.
-TRAINER_ONLY = ("state.json", "history.csv", "checkpoint.keras", LEARNING_CURVES)
+TRAINER_ONLY = (STATE, HISTORY, CHECKPOINT, LEARNING_CURVES)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,17 @@ class Run:
     data: dict[str, Any]  # config.json "data": source, synthetic, image counts, class_names
     versions: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None  # metrics.json; None while the run is unfinished
+    config_precision: str | None = None  # config.json "precision": the dtype policy it ran
+
+    @property
+    def precision(self) -> str | None:
+        """The training precision (float32, mixed_bfloat16, mixed_float16); None when the run
+        predates the record (those trained in float32, or float16 with mixed_precision=true)."""
+        recorded = (self.metrics or {}).get("precision") or self.config_precision
+        if isinstance(recorded, str):
+            return recorded
+        legacy = self.parameters.get("mixed_precision")
+        return {True: "mixed_float16", False: "float32"}.get(legacy) if legacy is not None else None
 
     @property
     def name(self) -> str:
@@ -86,7 +100,7 @@ class Run:
     def load(cls, folder: Path) -> Run:
         """Read a run folder; DataError naming the file and the fix when it is damaged."""
         folder = Path(folder)
-        config = _read_json(folder / CONFIG)
+        config = read_json(folder / CONFIG)
         if not isinstance(config, dict) or not isinstance(config.get("parameters"), dict):
             raise DataError(
                 f"{folder / CONFIG} is not a trainer run config (no 'parameters' object); "
@@ -95,7 +109,7 @@ class Run:
             )
         metrics = None
         if (folder / METRICS).exists():
-            metrics = _read_json(folder / METRICS)
+            metrics = read_json(folder / METRICS)
             if not isinstance(metrics, dict):
                 raise DataError(
                     f"{folder / METRICS} is not a JSON object of run metrics; restore it or "
@@ -104,7 +118,8 @@ class Run:
                 )
         data = config.get("data") if isinstance(config.get("data"), dict) else {}
         versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
-        return cls(folder, config["parameters"], data, versions, metrics)
+        precision = config.get("precision") if isinstance(config.get("precision"), str) else None
+        return cls(folder, config["parameters"], data, versions, metrics, precision)
 
     @classmethod
     def of_model(cls, model_path: Path) -> Run | None:
@@ -118,20 +133,27 @@ class Run:
             return None
         if not any((folder / name).exists() for name in TRAINER_ONLY):
             try:
-                config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                config = read_json(folder / CONFIG)
+            except DataError:  # not ours to judge: another tool's unreadable file
                 return None
             if not isinstance(config, dict) or "parameters" not in config:
                 return None
         return cls.load(folder)
 
 
-def _read_json(path: Path) -> Any:
+def read_json(
+    path: Path,
+    error: type[CifarError] = DataError,
+    fix: str = "restore the file or move the model out of the folder",
+) -> Any:
+    """A run folder's JSON file; `error` naming it and `fix` when it cannot be read.
+
+    The one json.loads of run files (the trainer's --resume passes ConfigError and its fix)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError too
         reason = getattr(exc, "strerror", None) or first_line(exc, limit=200)
-        raise DataError(
-            f"cannot read {path} ({reason}): the run folder is damaged; restore the file or "
-            f"move the model out of the folder. Received: {path}"
+        raise error(
+            f"cannot read {path} ({type(exc).__name__}: {reason}): the run folder is damaged; "
+            f"{fix}. Received: {path}"
         ) from None

@@ -17,6 +17,7 @@ SECTIONS: tuple[Section, ...] = (
     server.server,
     training.throughput,
     training.strategies,
+    training.precisions,
     profiles.profiles,
 )
 

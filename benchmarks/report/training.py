@@ -72,3 +72,10 @@ def strategies(results: dict) -> list[str]:
         "distribution costs (all-reduce per step, gRPC between worker processes).",
         "",
     ]
+
+
+def precisions(results: dict) -> list[str]:
+    """cifar-train per precision (benchmarks/training_precision.py writes the rows)."""
+    from ..training_precision import precision_lines
+
+    return precision_lines(results.get("training_precisions"))

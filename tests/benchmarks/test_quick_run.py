@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cifar10_trainer.precision import choose, cpu_flags
+
 REPO = Path(__file__).resolve().parents[2]
 ENGINES = {
     "ort",
@@ -63,12 +65,32 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
         assert [r["clients"] for r in mode["results"]] == [1, 16, 32]
         assert all(r["requests"] > 0 and r["errors"] == 0 for r in mode["results"])
     assert results["server"]["summary"]["lone_p50_default_over_batch1"] > 0
-    assert results["training"]["cifar_train"]["train_images_per_s"] > 0
-    assert results["training"]["plain_fit"]["train_images_per_s"] > 0
+    tr = results["training"]
+    toolkit, plain = tr["cifar_train"], tr["plain_fit"]
+    assert toolkit["precision"] == plain["precision"] == "float32"  # like with like
+    assert tr["cifar_train_over_plain_fit"] == pytest.approx(
+        toolkit["train_images_per_s"] / plain["train_images_per_s"]
+    )
+    assert plain["train_images_per_s"] == pytest.approx(
+        plain["train_images"] * plain["epochs"] / plain["train_seconds"]
+    )
+    precisions = results["training_precisions"]["rows"]
+    assert set(precisions) == {"float32", "mixed_bfloat16", "auto"}
+    auto = choose("auto", use_gpu=False, flags=cpu_flags())
+    assert [precisions[k]["precision"] for k in ("float32", "mixed_bfloat16", "auto")] == [
+        "float32",
+        "mixed_bfloat16",
+        auto.policy,
+    ]
+    base = precisions["float32"]["train_images_per_s"]
+    for row in precisions.values():
+        assert row["over_float32"] == pytest.approx(row["train_images_per_s"] / base)
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and row["epochs"] == 1
     assert {t["status"] for t in results["targets"]} <= {"met", "MISSED", "not measured"}
 
     md = (out / "quick.md").read_text()
     assert "## Targets" in md and "| predictor |" in md
+    assert "## Training precision (trainer/configs/default.toml, 1 epoch(s), same seed)" in md
     assert (out / "quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The quick run writes only where it was told to.
     assert not (REPO / "benchmarks" / "results" / "quick.json").exists()

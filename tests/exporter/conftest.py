@@ -33,7 +33,10 @@ learning_rate = 0.003
 batch_size = 64
 epochs = 3
 device = "cpu"
+precision = "float32"
 """
+# precision float32: tests compare the ONNX with the Keras model itself to 1e-4, and a
+# mixed_bfloat16 Keras model computes in bfloat16 (its export: test_export_mixed_precision.py).
 
 
 @dataclass

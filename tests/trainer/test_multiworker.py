@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pickle
 import queue
 import signal
 import subprocess
@@ -22,7 +21,9 @@ import pytest
 
 from cifar10_runtime.errors import ConfigError
 from cifar10_trainer.distributed import Cluster, peer_error, read_tf_config
+from cifar10_trainer.errors import PeerError
 from cifar10_trainer.launcher import free_ports, tf_config
+from cifar10_trainer.precision import choose, cpu_flags
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 CLI = [sys.executable, "-m", "cifar10_trainer.cli"]
@@ -31,6 +32,12 @@ TINY = ["--epochs", "2", "--batch-size", "12", "--filters", "8,16", "--dense-uni
 
 
 # --- TF_CONFIG and messages (no TensorFlow)
+
+
+def _one_worker(addr: str) -> str:
+    return json.dumps(
+        {"cluster": {"worker": [addr]}, "task": {"type": "worker", "index": 0}}, ensure_ascii=False
+    )
 
 
 def test_tf_config_parsed_and_chief_is_worker_0() -> None:
@@ -48,15 +55,43 @@ def test_tf_config_parsed_and_chief_is_worker_0() -> None:
         ("{not json", "not valid JSON"),
         ('{"task": {"type": "worker", "index": 0}}', "'cluster'"),
         ('{"cluster": {"worker": ["a:1"]}}', "'task'"),
-        (tf_config([1111, 2222], 2), "task.index 2 is out of range"),
+        (tf_config([1111, 2222], 2), "set an index 0..1. Received: task.index=2"),
         ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
         ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "'ps'"),
+        # Issue 19.5: "²".isdigit() is True and int("²") raises; so do 5,000 digits.
+        (_one_worker("h:\u00b2"), "port 1..65535; fix that entry. Received: 'h:\u00b2'"),
+        (_one_worker("h:\u0663"), "Received: 'h:\u0663'"),  # Arabic-Indic digit three
+        (_one_worker("h:" + "9" * 5000), "(5002 characters)"),
+        (_one_worker("h:0"), "Received: 'h:0'"),
+        (_one_worker("h:65536"), "Received: 'h:65536'"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1%s}}'
+            % ("0" * 5000),
+            "not valid JSON (Exceeds the limit",
+        ),
     ],
 )
 def test_bad_tf_config_is_one_clear_line(raw: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:
         read_tf_config(raw)
-    assert needle in str(info.value) and "\n" not in str(info.value)
+    message = str(info.value)
+    assert needle in message and "\n" not in message and "Received: " in message
+    assert len(message) < 600  # outside input is cut, never echoed whole
+
+
+def test_cli_tf_config_with_a_non_ascii_port_digit_is_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "TF_CONFIG": _one_worker("h:\u00b2")}
+    cmd = [sys.executable, "-m", "cifar10_trainer.cli", "--strategy", "multi-worker"]
+    res = subprocess.run(
+        [*cmd, "--dataset", "synthetic", "--output-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: TF_CONFIG cluster.worker needs 'host:port' entries")
+    assert len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
 
 
 def test_peer_error_names_the_lost_peer_not_ourselves() -> None:
@@ -83,7 +118,7 @@ def test_free_ports_are_distinct() -> None:
     [
         (None, [], "needs the TF_CONFIG environment variable"),
         ("{oops", [], "TF_CONFIG is not valid JSON"),
-        (tf_config([1111], 3), [], "task.index 3 is out of range"),
+        (tf_config([1111], 3), [], "Received: task.index=3"),
         (None, ["--local-workers", "2", "--strategy", "mirrored"], "--local-workers runs"),
     ],
 )
@@ -105,27 +140,6 @@ def test_cli_refuses_bad_cluster_input_before_any_folder(
 
 
 # --- real clusters (slow)
-
-
-def write_slice(src: Path, dst: Path, per_batch: int = 80, test: int = 100) -> Path:
-    """The first images of each official batch file, in the official format."""
-    folder = dst / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(src / "cifar-10-batches-py" / name, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
-        n = test if name == "test_batch" else per_batch
-        piece = {b"data": batch[b"data"][:n], b"labels": list(batch[b"labels"][:n])}
-        (folder / name).write_bytes(pickle.dumps(piece))
-    meta = (src / "cifar-10-batches-py" / "batches.meta").read_bytes()
-    (folder / "batches.meta").write_bytes(meta)
-    return dst
-
-
-@pytest.fixture(scope="module")
-def data_slice(tmp_path_factory: pytest.TempPathFactory, subset_dir: Path) -> Path:
-    # 400 training images: 360 after the 10% validation split, 15 global batches of 24.
-    return write_slice(subset_dir, tmp_path_factory.mktemp("slice"))
 
 
 class Worker:
@@ -189,6 +203,13 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path: Path, data_slice:
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["strategy"], metrics["workers"], metrics["replicas"]) == ("multi-worker", 2, 2)
+    # The custom loop trains at the precision auto picks for this CPU (bf16 where it has it).
+    auto = choose("auto", use_gpu=False, flags=cpu_flags())
+    assert metrics["precision"] == auto.policy and metrics["precision_reason"] == auto.why
+    first = next(ln for ln in results[0][1] if ln.startswith("cifar-train: "))
+    assert (
+        first.startswith("cifar-train: training on cpu x1") and f"precision {auto.policy}" in first
+    )
     assert metrics["global_batch"] == 24 and metrics["epochs"] == 2
     assert metrics["final_weights_sha256"] == checksum(results[0][1])
     assert sum(map(sum, metrics["confusion_matrix"])) == 100  # the whole test split, once
@@ -224,8 +245,12 @@ def test_killed_worker_stops_the_other_then_resume_finishes(
     other.proc.wait()
     rc, lines = chief.finish(timeout=BOUND_S)  # TimeoutExpired here would be the hang
     errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert rc != 0 and len(errors) == 1, lines[-5:]
+    assert rc == PeerError.exit_code == 6 and len(errors) == 1, lines[-5:]
     assert errors[0].startswith("error: lost peer worker 1 (127.0.0.1:"), errors
+    assert (
+        "; restart every worker with --resume --output-dir RUN_FOLDER to continue from the last "
+        "finished epoch. Received: " in errors[0]
+    ), errors
     assert not (run / "metrics.json").exists()
     done = json.loads((run / "state.json").read_text())["epoch"]
     assert 1 <= done < 3
@@ -279,6 +304,8 @@ def test_unreachable_peer_is_one_line_and_no_folder(tmp_path: Path) -> None:
         [*cmd, "--output-dir", str(out)], capture_output=True, text=True, env=env, timeout=BOUND_S
     )
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
-    assert res.returncode != 0 and len(errors) == 1, res.stderr[-2000:]
+    # The start-up watchdog ends a worker stuck inside TensorFlow's start-up with SIGKILL
+    # (exit 137 in a shell), after printing its one line (distributed.StartupWatchdog).
+    assert res.returncode == -signal.SIGKILL and len(errors) == 1, res.stderr[-2000:]
     assert "could not form the cluster within 5 s: no answer from worker 1 (127.0.0.1:" in errors[0]
     assert not out.exists()

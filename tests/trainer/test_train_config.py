@@ -37,7 +37,7 @@ def test_every_key_is_spelled_out_in_both_files() -> None:
 
 
 def test_overrides_win_and_are_typed() -> None:
-    cfg = load_config(None, epochs="3", learning_rate="0.01", filters="16,32", augment_flip=False)
+    cfg = load_config(None, epochs="3", learning_rate="0.01", filters="16,32", augment_flip="false")
     assert (cfg.epochs, cfg.learning_rate, cfg.filters, cfg.augment_flip) == (
         3,
         0.01,
@@ -62,10 +62,13 @@ def test_resolved_config_round_trips_through_json() -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("epochz = 3\n", r"unknown keys \['epochz'\]"),
+        ("epochz = 3\n", r"unknown keys; use the known keys: .*Received: \['epochz'\]"),
         ('epochs = "ten"\n', r"epochs must be int. Received: epochs='ten'"),
         ("batch_size = 1.5\n", r"batch_size must be int"),
         ("augment_flip = 1\n", r"augment_flip must be bool"),
+        ('augment_flip = "true"\n', r"augment_flip must be bool. Received: augment_flip='true'"),
+        ('precision = "bf16"\n', r"precision must be one of \['auto', 'float32', "),
+        ("mixed_precision = false\n", r"mixed_precision was replaced by precision \("),
         ('optimizer = "rmsprop"\n', r"optimizer must be one of \['sgd', 'adam'\]"),
         ("filters = [32, 64]\ndropout = [0.2]\n", r"one rate per block \(2\)"),
         ("learning_rate = -1\n", r"learning_rate must be positive"),

@@ -36,14 +36,24 @@ def test_cli_without_tensorflow_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_with_one_line_and_never_becomes_latest(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("precision", "lr"),
+    # A learning rate this large makes the first updates overflow: loss inf, then NaN. Under
+    # mixed_bfloat16 1e30 is not enough (BatchNorm, in float32, renormalises the huge
+    # activations and the loss stays finite), 1e38 overflows the float32 weights themselves.
+    [("float32", "1e30"), ("mixed_bfloat16", "1e38")],
+)
+def test_nan_loss_stops_with_one_line_and_never_becomes_latest(
+    precision: str, lr: str, tmp_path: Path
+) -> None:
     cmd = [sys.executable, "-m", "cifar10_trainer.cli", "--dataset", "synthetic", "--quiet"]
-    # A learning rate this large makes the first update overflow: loss inf, then NaN.
-    cmd += ["--epochs", "3", "--learning-rate", "1e30", "--filters", "4,8", "--dense-units", "8"]
+    cmd += ["--epochs", "3", "--learning-rate", lr, "--filters", "4,8", "--dense-units", "8"]
+    cmd += ["--precision", precision]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert res.returncode == 1, res.stderr
     assert res.stderr.startswith("error: training diverged: loss became "), res.stderr
     assert "was not made runs/latest" in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.rstrip().endswith(f"precision {precision}")
     runs = tmp_path / "runs"
     assert not (runs / "latest").exists()
     (run_dir,) = runs.iterdir()

@@ -1,4 +1,5 @@
-"""A seeded CPU run repeats exactly in another process, even with the cores busy (issue 8.7).
+"""A seeded CPU run repeats exactly in another process, even with the cores busy (issue 8.7),
+at every CPU precision (issue 17: same seed, precision, threads and CPU, same weights).
 
 What decides the float rounding is the number of threads each op splits its sums over, not
 the load: `threads` pins it, so a run on fewer cores still gives the same weights.
@@ -45,8 +46,9 @@ def _train(tmp_path: Path, name: str, prefix: list[str]) -> dict:
     return json.loads((tmp_path / name / "metrics.json").read_text())
 
 
-def test_same_weights_in_another_process_with_busy_cores(tmp_path: Path) -> None:
-    (tmp_path / "repeat.toml").write_text(TOML)
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_same_weights_in_another_process_with_busy_cores(precision: str, tmp_path: Path) -> None:
+    (tmp_path / "repeat.toml").write_text(f'{TOML}precision = "{precision}"\n')
     first = _train(tmp_path, "a", [])
     # The second run competes with two busy loops and, where taskset exists, gets one core.
     one_core = ["taskset", "-c", "0"] if shutil.which("taskset") and os.cpu_count() else []
@@ -58,5 +60,6 @@ def test_same_weights_in_another_process_with_busy_cores(tmp_path: Path) -> None
             proc.kill()
             proc.wait()
     assert len(first["weights_sha256"]) == 64
+    assert first["precision"] == second["precision"] == precision
     assert second["weights_sha256"] == first["weights_sha256"]
     assert second["test_loss"] == first["test_loss"]

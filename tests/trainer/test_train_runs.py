@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cifar10_trainer.config import REPO_CONFIGS
+from cifar10_trainer.precision import choose, cpu_flags
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -31,8 +32,26 @@ def train(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory, subset_dir: Path) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "short"
-    train("--data-dir", str(subset_dir), "--epochs", "3", "--output-dir", str(run_dir))
+    res = train("--data-dir", str(subset_dir), "--epochs", "3", "--output-dir", str(run_dir))
+    (run_dir.parent / "stdout.txt").write_text(res.stdout)
     return run_dir
+
+
+def test_precision_auto_is_recorded_everywhere(real_run: Path) -> None:
+    """Default settings: the precision auto picks for this CPU, in the log's first line,
+    config.json and metrics.json (mixed_bfloat16 with AVX512-BF16/AMX-BF16, else float32)."""
+    auto = choose("auto", use_gpu=False, flags=cpu_flags())
+    first = (real_run.parent / "stdout.txt").read_text().splitlines()[0]
+    assert first == (
+        f"cifar-train: training on cpu x1, {len(os.sched_getaffinity(0))} threads; precision "
+        f"{auto.policy} ({auto.why}); op determinism on; run folder {real_run}"
+    )
+    config = json.loads((real_run / "config.json").read_text())
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    for record in (config, metrics):
+        assert (record["precision"], record["precision_reason"]) == (auto.policy, auto.why)
+        assert record["deterministic"] is True
+    assert config["parameters"]["precision"] == "auto"  # the setting; the record says what ran
 
 
 def test_short_real_run_beats_chance_clearly(real_run: Path) -> None:
@@ -68,8 +87,13 @@ def test_all_outputs_present_and_well_formed(real_run: Path) -> None:
     assert cm.shape == (10, 10) and cm.sum() == 500
     assert metrics["test_accuracy"] == pytest.approx(np.trace(cm) / 500, abs=1e-6)
     assert set(metrics["per_class_accuracy"]) == set(config["data"]["class_names"])
-    for key in ("test_loss", "wall_seconds", "train_images_per_s", "device"):
-        assert metrics[key], key
+    threads = len(os.sched_getaffinity(0))
+    assert metrics["device"] == f"cpu x1, {threads} threads"
+    assert 0 < metrics["train_seconds"] <= metrics["wall_seconds"]
+    seen = config["data"]["train_images"] * 3  # three epochs of every training image
+    assert metrics["train_images_per_s"] == pytest.approx(seen / metrics["train_seconds"], 0.01)
+    best = max(float(r["val_accuracy"]) for r in rows)  # history.csv keeps 6 digits
+    assert metrics["best_val_accuracy"] == pytest.approx(best, abs=1e-6)
     for name in ("learning_curves.png", "confusion_matrix.png"):
         png = (real_run / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
@@ -85,9 +109,14 @@ def test_saved_model_takes_uint8_and_matches_test_accuracy(
 
     model = keras.models.load_model(real_run / "model.keras")
     data = load_cifar10(subset_dir)
-    acc = float((model.predict(data.x_test, verbose=0).argmax(1) == data.y_test).mean())
+    probs = model.predict(data.x_test, verbose=0)
+    acc = float((probs.argmax(1) == data.y_test).mean())
     metrics = json.loads((real_run / "metrics.json").read_text())
     assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    # The recorded loss is the training loss (label smoothing 0.1) on the whole test split.
+    onehot = np.eye(10, dtype=np.float32)[data.y_test]
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(onehot, probs)
+    assert float(loss) == pytest.approx(metrics["test_loss"], rel=1e-3)
 
 
 def kill_in_second_epoch(args: list[str]) -> int:
@@ -166,10 +195,15 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
         "2",
         "--batch-size",
         "64",
+        "--precision",
+        "mixed_bfloat16",  # the strategy honours the precision (asked for, on any CPU)
         "--output-dir",
         str(run_dir),
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and "MirroredStrategy over 2" in metrics["device"]
+    assert metrics["precision"] == "mixed_bfloat16"
+    assert metrics["precision_reason"].startswith("asked for")  # "; ... slower" without BF16
+    assert metrics["global_batch"] == 64 and metrics["train_images_per_epoch"] == 64 * (4500 // 64)
     # One epoch of ~70 steps: well above chance (0.10; 0.15 is ~5 standard errors on 1,000).
     assert metrics["synthetic"] is True and metrics["test_accuracy"] > 0.15
