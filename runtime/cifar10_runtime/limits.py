@@ -1,10 +1,25 @@
-"""The serving defaults: their one home, read by the app (server.py), the connection guards
-(guards.py) and the `cifar-serve` flags (serve_cli.py). No imports, so the CLI can show
-them in --help without loading the serve extra."""
+"""The serving defaults: their one home, read by the app (server.py), the batcher and the
+connection guards (batcher.py, guards.py, connections.py) and the `cifar-serve` flags
+(serve_cli.py). No imports, so the CLI can show them in --help without loading the serve
+extra."""
 
 from __future__ import annotations
 
 MODEL_NAME = "cifar10"  # the model's name in the Open Inference Protocol
+# Images per session.run: past ~32 a small CNN's images/s on 2-8 cores stops growing while
+# each run's latency keeps growing (see benchmarks' latency rows).
+MAX_BATCH_SIZE = 32
+# Extra wait for company for a run formed from a backlog: 0, since what arrived during the
+# previous run is already the batch; a lone request never waits whatever this says.
+MAX_DELAY_MS = 0.0
+MAX_BODY_MB = 10.0  # request body: a 32x32 model needs far less; room for a few photos
+MAX_QUEUE = 256  # requests waiting for a run before new ones get 503 (8 full batches)
+# A lone request whose run is measured under this many ms runs on the event loop: the
+# hand-off to the worker thread and back costs more than that (about 0.1-0.3 ms on a busy
+# 2-core VM), and nothing else is in flight to be delayed. 0 turns it off.
+INLINE_RUN_MS = 1.0
+# Threads decoding /v1 PNG/JPEG uploads beside inference (None: the usable cores).
+DECODE_THREADS: int | None = None
 # Pixels per image (after JPEG draft scaling): far above what a 32x32 model needs, far
 # below Pillow's 89-megapixel bomb limit. A bigger image is refused from its header.
 MAX_PIXELS = 4_000_000
@@ -12,4 +27,5 @@ LARGE_DECODES = 2  # images over images.LARGE_PIXELS decoding at once, per proce
 HEADER_TIMEOUT = 10.0  # seconds for a complete request head
 BODY_TIMEOUT = 30.0  # seconds for a whole request body
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
-LIMIT_CONCURRENCY = 512  # connections (and tasks) per worker before 503
+LIMIT_CONCURRENCY = 512  # connections (and requests) per worker before 503
+HTTP = "auto"  # HTTP parser: httptools (on uvloop) when installed, else h11

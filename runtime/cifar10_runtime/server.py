@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,11 +29,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import limits
 from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
-from .guards import BodyTimeout, limit_accept_errors
-from .limits import BODY_TIMEOUT, LARGE_DECODES, MAX_PIXELS, MODEL_NAME
+from .guards import BodyTimeout, InFlight, limit_accept_errors
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
@@ -47,24 +48,33 @@ ENDPOINTS = (
 )
 
 
+# Something started with the app and stopped with it (e.g. a gRPC server beside HTTP):
+# called with the app once the batcher runs, exited before the batcher drains.
+Service = Callable[[Starlette], AbstractAsyncContextManager[Any]]
+
+
 def create_app(
     predictor_or_path: Predictor | str | os.PathLike[str],
-    max_batch_size: int = 32,
-    max_delay_ms: float = 0.0,
-    max_body_mb: float = 10,
-    max_queue: int = 256,
+    max_batch_size: int = limits.MAX_BATCH_SIZE,
+    max_delay_ms: float = limits.MAX_DELAY_MS,
+    max_body_mb: float = limits.MAX_BODY_MB,
+    max_queue: int = limits.MAX_QUEUE,
     providers: str = "auto",
     threads: int | None = None,
-    model_name: str = MODEL_NAME,
-    max_pixels: int | None = MAX_PIXELS,
-    large_decodes: int = LARGE_DECODES,
-    body_timeout: float = BODY_TIMEOUT,
+    model_name: str = limits.MODEL_NAME,
+    max_pixels: int | None = limits.MAX_PIXELS,
+    large_decodes: int = limits.LARGE_DECODES,
+    body_timeout: float = limits.BODY_TIMEOUT,
     ui: bool = True,
+    inline_ms: float = limits.INLINE_RUN_MS,
+    decode_threads: int | None = limits.DECODE_THREADS,
+    services: Sequence[Service] = (),
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
     max_batch_size=1 turns micro-batching off. The batcher starts and drains with the app's
     lifespan, so use `with TestClient(app)` (or a real server) to serve requests.
+    `services` start in the lifespan after the batcher and stop before it drains.
     """
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
@@ -79,23 +89,38 @@ def create_app(
             f"model_name must be a non-empty name without '/'. Received: {model_name!r}."
         )
     metrics = Metrics(model_name, predictor.model_version)
+    in_flight = InFlight()
     batcher = MicroBatcher(
-        predictor.predict_array, max_batch_size, max_delay_ms, max_queue, observer=metrics
+        predictor.predict_array,
+        max_batch_size,
+        max_delay_ms,
+        max_queue,
+        observer=metrics,
+        inline_ms=inline_ms,
+        crowd=in_flight.__len__,
     )
     reader = BodyReader(int(max_body_mb * 2**20))
     api = V1Api(predictor, batcher, reader, max_pixels, large_decodes)
     v2 = V2Api(predictor, batcher, reader, model_name)
+    decoders = decode_threads or _usable_cores()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limit_accept_errors(asyncio.get_running_loop())
+        # /v1 uploads decode here, beside the batcher's thread, never more than `decoders`
+        # at once (the pixel budget and images.py's large-decode gate bound each one).
+        api.decode_pool = ThreadPoolExecutor(decoders, thread_name_prefix="cifar-decode")
         await batcher.start()
-        log.info("ready: %r as %r, batching %s", predictor, model_name, batcher.stats())
         try:
-            yield
+            async with AsyncExitStack() as started:
+                for service in services:
+                    await started.enter_async_context(service(app))
+                log.info("ready: %r as %r, batching %s", predictor, model_name, batcher.stats())
+                yield
         finally:
             # uvicorn has already let in-flight requests finish; this drains the queue.
             await batcher.close()
+            api.decode_pool.shutdown(wait=True)
 
     routes = [
         Route("/v1/predict", api.predict, methods=["POST"]),
@@ -117,7 +142,7 @@ def create_app(
     }
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),
-        Middleware(BodyTimeout, seconds=body_timeout),
+        Middleware(BodyTimeout, seconds=body_timeout, in_flight=in_flight),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware
@@ -128,6 +153,12 @@ def create_app(
     app.state.batcher = batcher
     app.state.metrics = metrics
     return app
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _static_json(document: dict[str, Any]) -> Any:

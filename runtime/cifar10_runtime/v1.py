@@ -9,16 +9,17 @@ Every prediction names the file it belongs to (`file`: the multipart filename, e
 field name; "request body" for a single raw image). Answers carry
 `Server-Timing: predict;dur=<ms>` (time spent in the handler), and with ?include_input=1
 each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs). Decoding runs in
-Starlette's thread pool under the pixel budget, inference on the batcher's thread.
+the app's bounded decode pool under the pixel budget, inference on the batcher's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from concurrent.futures import Executor
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -52,6 +53,7 @@ class V1Api:
         # Images over images.LARGE_PIXELS decode at most this many at a time.
         self.large_gate = threading.BoundedSemaphore(large_decodes)
         self.headers = {"X-Model-Version": predictor.model_version}
+        self.decode_pool: Executor | None = None  # set by the app's lifespan (server.py)
 
     async def predict(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
@@ -67,7 +69,8 @@ class V1Api:
                 415,
                 f"unsupported Content-Type. Received: {content_type or '(none)'}. Send {ACCEPTED}.",
             )
-        images = await run_in_threadpool(self._decode_all, named)
+        loop = asyncio.get_running_loop()
+        images = await loop.run_in_executor(self.decode_pool, self._decode_all, named)
         probs, run_size = await self.batcher.submit(images)
         names = self.predictor.class_names
         answer = {
