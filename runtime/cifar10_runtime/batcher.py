@@ -10,11 +10,14 @@ the model idle runs at once, alone: a lone client never waits for company. A run
 from a backlog may wait at most `max_delay_ms` more for others (default 0: take what is
 queued). `max_batch_size=1` turns batching off (every request runs alone, in order).
 
-A lone request on a fast model may run right on the event loop (`inline_ms`): when
-nothing else is in flight and the measured single-request run time is under `inline_ms`,
-handing it to the worker thread and back costs more than the run itself, and nobody is
-waiting on the loop meanwhile. Slower models, and every run while others are in flight,
-always go to the worker thread, so the loop keeps reading the next requests.
+A short run may go right on the event loop (`inline_ms`): when the run's estimated time
+(the measured per-image time of single-request runs, times its images) is under
+`inline_ms`, handing it to the worker thread and back costs more than the run itself
+(thread wake-ups, GIL hand-offs, both dearer on a busy machine). A lone request (nothing
+else in flight) then runs inside `submit`, with no future and no extra loop turn; a small
+batch runs on the loop and the next one forms on the next turn, from what was read
+meanwhile. Longer runs always go to the worker thread, so the loop keeps reading the next
+requests while the model works; 0 sends every run there.
 
 Whatever goes wrong with a run (assembling the batch or running it) fails only the
 requests in that run, is logged once, and serving goes on.
@@ -223,6 +226,18 @@ class MicroBatcher:
             self._deliver_failure(batch, size, started, exc)
             self._start_run(True)
             return
+        if self._solo is not None and self._solo * size <= self.inline_max:
+            # A short run: on the loop, as a lone request's (see the module doc). The next
+            # run starts on the next turn, after the loop has read what arrived meanwhile.
+            try:
+                probs, seconds = self._timed(x)
+            except Exception as exc:
+                self._deliver_failure(batch, size, started, exc)
+            else:
+                self._deliver(batch, size, started, probs, seconds)
+                self.inline_runs += 1
+            self._scheduled = self._loop.call_soon(self._start_run, True)
+            return
         self._busy = True
         assert self._executor is not None
         work = self._executor.submit(self._timed, x)
@@ -245,13 +260,18 @@ class MicroBatcher:
         except Exception as exc:  # delivered to each waiting request, serving goes on
             self._deliver_failure(batch, size, started, exc)
         else:
-            self._succeeded(size, len(batch), started, seconds)
-            offset = 0
-            for images, future, _ in batch:
-                if not future.done():
-                    future.set_result((probs[offset : offset + len(images)], size))
-                offset += len(images)
+            self._deliver(batch, size, started, probs, seconds)
         self._start_run(True)
+
+    def _deliver(
+        self, batch: list, size: int, started: float, probs: np.ndarray, seconds: float
+    ) -> None:
+        self._succeeded(size, len(batch), started, seconds)
+        offset = 0
+        for images, future, _ in batch:
+            if not future.done():
+                future.set_result((probs[offset : offset + len(images)], size))
+            offset += len(images)
 
     def _deliver_failure(self, batch: list, size: int, started: float, exc: Exception) -> None:
         self._failed(size, len(batch), started, exc)

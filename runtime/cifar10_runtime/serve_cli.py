@@ -81,6 +81,14 @@ def app_factory() -> Any:
     help="Run every request on its own (same as --max-batch-size 1 --max-delay-ms 0).",
 )
 @click.option(
+    "--inline-ms",
+    default=limits.INLINE_RUN_MS,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Runs measured shorter than this go on the event loop instead of the worker "
+    "thread (the hand-off costs more); 0: always the worker thread.",
+)
+@click.option(
     "--max-body-mb",
     default=limits.MAX_BODY_MB,
     show_default=True,
@@ -173,6 +181,7 @@ def main(
     max_batch_size: int,
     max_delay_ms: float,
     no_batching: bool,
+    inline_ms: float,
     max_body_mb: float,
     max_queue: int,
     max_pixels: int,
@@ -217,6 +226,7 @@ def main(
         settings = {
             "max_batch_size": max_batch_size,
             "max_delay_ms": max_delay_ms,
+            "inline_ms": inline_ms,
             "max_body_mb": max_body_mb,
             "max_queue": max_queue,
             "providers": providers,
