@@ -188,16 +188,6 @@ class GuardedProtocol(asyncio.Protocol):
         self.active += 1
         _Process.requests += 1
         try:
-            limit = _Process.limit_concurrency
-            if _Process.connections > limit or _Process.requests > limit:
-                await self._busy(send, limit)
-                return
-
-            async def receive_tracked() -> Message:
-                message = await receive()
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    request.body_done = True
-                return message
 
             async def send_marked(message: Message) -> None:
                 self.sending = True
@@ -205,6 +195,17 @@ class GuardedProtocol(asyncio.Protocol):
                     await send(message)
                 finally:
                     self.sending = False
+
+            limit = _Process.limit_concurrency
+            if _Process.connections > limit or _Process.requests > limit:
+                await self._busy(send_marked, limit)
+                return
+
+            async def receive_tracked() -> Message:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    request.body_done = True
+                return message
 
             await self.app(scope, receive_tracked, send_marked)
         finally:
