@@ -15,10 +15,9 @@ parser runs (httptools on uvloop by default, h11 as the pure-Python fallback):
 - The parser's own answers (a 400 for bytes that are not HTTP) leave as JSON
   `{"error": ...}` too: a status >= 400 written while the app is not sending is the
   server's, and is rewritten before it goes out.
-- Out of file descriptors: uvloop (libuv) drops connections it cannot accept without a
-  word, so the connection count is watched against the process's descriptor limit and
-  reaching it is logged (one line per BUSY_LOG_INTERVAL); asyncio's own accept errors are
-  rate-limited by guards.limit_accept_errors.
+- Out of file descriptors: each new connection is counted against the process's
+  descriptor limit (guards.FdWatch), since uvloop drops connections it cannot accept
+  without a word.
 - Lingering close: closing a connection whose request body was not read (a 413, a 408, an
   unparseable request) first half-closes it and drops what still arrives for up to
   LINGER_SECONDS, as nginx does: closing at once would reset the connection and the
@@ -30,19 +29,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .answers import complete, is_error_answer, json_error_answer
+from .guards import FdWatch
 from .limits import HEADER_TIMEOUT, LIMIT_CONCURRENCY
 
 log = logging.getLogger("cifar10_runtime.server")
 LINGER_SECONDS = 2.0
 BUSY_LOG_INTERVAL = 10.0  # seconds between "concurrency limit" log lines under a flood
-FD_SLACK = 2  # descriptors short of the limit that count as out of them (libuv keeps one)
 PROTOCOL = "cifar10_runtime.connections:GuardedProtocol"
 PARSERS = {
     "httptools": "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol",
@@ -73,9 +72,7 @@ class _Process:
     requests = 0
     busy_refused = 0
     busy_logged_at = -float("inf")
-    fd_limit: int | None = None
-    fd_baseline: int | None = None  # descriptors open besides connections (first measured)
-    fds_logged_at = -float("inf")
+    fds = FdWatch()
 
 
 def configure(
@@ -143,7 +140,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.transport = transport
         self.open = True
         _Process.connections += 1
-        _watch_fds()
+        _Process.fds.check(_Process.connections)
         _no_delay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -260,13 +257,13 @@ class GuardedProtocol(asyncio.Protocol):
         assert self.transport is not None
         if self.foreign is not None:
             self.foreign.append(data)
-        elif not self.sending and _is_error_answer(data):
+        elif not self.sending and is_error_answer(data):
             self.foreign = [data]  # the parser's own answer: JSON once it is complete
         else:
             self.transport.write(data)
             return
         raw = b"".join(self.foreign)
-        if _complete(raw):  # framed by Content-Length; else it ends with the close
+        if complete(raw):  # framed by Content-Length; else it ends with the close
             self.foreign = None
             self.transport.write(json_error_answer(raw))
 
@@ -309,105 +306,6 @@ class _GuardedTransport:
 
     def is_closing(self) -> bool:
         return self._closed or self._transport.is_closing()
-
-
-def _watch_fds() -> None:
-    if _Process.fd_baseline is None:
-        _Process.fd_limit, open_now = _fd_limit(), _open_fds()
-        _Process.fd_baseline = max(0, open_now - _Process.connections) if open_now else 0
-    limit = _Process.fd_limit
-    if limit is None or _Process.connections + _Process.fd_baseline < limit - FD_SLACK:
-        return
-    now = time.monotonic()
-    if now - _Process.fds_logged_at >= BUSY_LOG_INTERVAL:
-        _Process.fds_logged_at = now
-        log.error(
-            "cannot accept connections: %d connections open and this process may hold %d "
-            "files (ulimit -n); new ones are dropped until some close. Raise ulimit -n or "
-            "lower --limit-concurrency.",
-            _Process.connections,
-            limit,
-        )
-
-
-def _fd_limit() -> int | None:
-    try:
-        import resource
-    except ImportError:  # not on this platform: nothing to watch
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir itself holds
-    except OSError:
-        return 0
-
-
-def _is_error_answer(data: bytes) -> bool:
-    # "HTTP/1.1 400 ..." or "HTTP/1.0 503 ...": a status line with a 4xx/5xx code.
-    return data[:5] == b"HTTP/" and data[9:10] in (b"4", b"5")
-
-
-def _complete(raw: bytes) -> bool:
-    head, found, body = raw.partition(b"\r\n\r\n")
-    if not found:
-        return False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return value.strip().isdigit() and len(body) >= int(value)
-    return False
-
-
-def json_error_answer(raw: bytes) -> bytes:
-    """A server-made HTTP error answer (any framing) rewritten with a JSON {"error"} body."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    kept, chunked = [], False
-    for line in lines[1:]:
-        name = line.split(b":", 1)[0].strip().lower()
-        if name == b"transfer-encoding":
-            chunked = b"chunked" in line.lower()
-        if name not in (b"content-type", b"content-length", b"connection", b"transfer-encoding"):
-            kept.append(line)
-    text = (_unchunk(body) if chunked else body).decode("latin-1").strip()
-    text = text or reason.decode("latin-1") or "error"
-    if code == b"400":
-        message = (
-            f"the request is not valid HTTP/1.1 ({text.rstrip('.')}). Send a request line, "
-            "headers and a blank line, as RFC 9112 says."
-        )
-    elif code == b"500":
-        message = "internal server error; see the server log."
-    else:
-        message = text
-    payload = json.dumps({"error": message}).encode()
-    kept += [
-        b"content-type: application/json",
-        b"content-length: " + str(len(payload)).encode(),
-        b"connection: close",
-    ]
-    return b"\r\n".join([version + b" " + code + b" " + reason, *kept]) + b"\r\n\r\n" + payload
-
-
-def _unchunk(body: bytes) -> bytes:
-    out, rest = [], body
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out.append(rest[:size])
-        rest = rest[size + 2 :]
-    return b"".join(out)
 
 
 def _no_delay(transport: asyncio.Transport) -> None:

@@ -5,7 +5,9 @@
   and a worker). One timer per request, armed only while the app waits for body bytes.
 - `limit_accept_errors`: when the process runs out of file descriptors asyncio logs
   "socket.accept() out of system resource" on every retry; this keeps one line per
-  interval and counts the rest.
+  interval and counts the rest. uvloop (libuv) says nothing at all and drops the
+  connections it cannot accept, so `FdWatch` logs (once per interval) when the open
+  connections reach the process's descriptor limit.
 - A client that disconnects mid-body is one log line (see server.py), never a traceback.
 The connection-level guards (header deadline, concurrency limit, lingering close, JSON
 answers for the parser's own errors) are in connections.py.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -23,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("cifar10_runtime.server")
 ACCEPT_ERROR_INTERVAL = 10.0
+FD_SLACK = 2  # descriptors short of the limit that count as out of them (libuv keeps one)
 
 
 class InFlight:
@@ -46,7 +50,7 @@ class BodyTimeout:
     def __init__(self, app: ASGIApp, seconds: float, in_flight: InFlight | None = None) -> None:
         self.app = app
         self.seconds = seconds
-        self.in_flight = in_flight or InFlight()
+        self.in_flight = in_flight if in_flight is not None else InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,3 +131,47 @@ def limit_accept_errors(
         state["last"], state["suppressed"] = now, 0
 
     loop.set_exception_handler(handler)
+
+
+class FdWatch:
+    """Logs when a process's connections use up its file descriptors (ulimit -n)."""
+
+    def __init__(self, interval: float = ACCEPT_ERROR_INTERVAL) -> None:
+        self.interval = interval
+        self.limit: int | None = None
+        self.baseline: int | None = None  # descriptors open besides connections
+        self.logged_at = -float("inf")
+
+    def check(self, connections: int) -> None:
+        """Call with the open connections (this one included) as each one is made."""
+        if self.baseline is None:  # measured once, at the first connection
+            self.limit, open_now = _fd_limit(), _open_fds()
+            self.baseline = max(0, open_now - connections) if open_now else 0
+        if self.limit is None or connections + self.baseline < self.limit - FD_SLACK:
+            return
+        now = time.monotonic()
+        if now - self.logged_at >= self.interval:
+            self.logged_at = now
+            log.error(
+                "cannot accept connections: %d connections open and this process may hold %d "
+                "files (ulimit -n); new ones are dropped until some close. Raise ulimit -n or "
+                "lower --limit-concurrency.",
+                connections,
+                self.limit,
+            )
+
+
+def _fd_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to watch
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir itself holds
+    except OSError:
+        return 0
