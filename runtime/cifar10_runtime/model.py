@@ -85,8 +85,13 @@ def open_session(
     model: str | os.PathLike[str] | bytes,
     providers: str | Sequence[str] = "auto",
     threads: int | None = None,
+    spinning: bool = True,
 ) -> tuple[ort.InferenceSession, str]:
-    """Create the InferenceSession; returns it with a printable name of the model source."""
+    """Create the InferenceSession; returns it with a printable name of the model source.
+
+    spinning=False: onnxruntime's pool threads sleep between runs instead of spinning (the
+    server, whose event loop needs a core between runs; see cifar10_runtime.server).
+    """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None. Received: {threads!r}.")
     if isinstance(model, bytes | bytearray | memoryview):
@@ -111,6 +116,8 @@ def open_session(
     # onnxruntime's own warnings (unused initializers, fallbacks) are not actionable for a
     # user; real problems still raise. Fallbacks are reported through .providers instead.
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

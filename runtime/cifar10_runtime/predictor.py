@@ -103,8 +103,9 @@ class Predictor:
         model: str | os.PathLike[str] | bytes,
         providers: str | Sequence[str] = "auto",
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
-        session, source = open_session(model, providers, threads)
+        session, source = open_session(model, providers, threads, spinning)
         spec = inspect_session(session, source, model)
         probe(session, spec)
         self.session: ort.InferenceSession = session

@@ -236,7 +236,9 @@ def main(
             "body_timeout": body_timeout,
             "ui": not no_ui,
         }
-        predictor = Predictor(model, providers=providers, threads=threads)
+        predictor = Predictor(
+            model, providers=providers, threads=threads, spinning=limits.ORT_SPINNING
+        )
         guards = {
             "header_timeout": header_timeout,
             "limit_concurrency": limit_concurrency,

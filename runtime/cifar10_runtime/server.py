@@ -79,7 +79,9 @@ def create_app(
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
     else:
-        predictor = Predictor(predictor_or_path, providers=providers, threads=threads)
+        predictor = Predictor(
+            predictor_or_path, providers=providers, threads=threads, spinning=limits.ORT_SPINNING
+        )
     if not max_body_mb > 0:
         raise ConfigError(f"max_body_mb must be more than 0. Received: {max_body_mb!r}.")
     if max_pixels is not None and max_pixels < 1024:

@@ -313,5 +313,5 @@ def test_a_crowd_keeps_runs_off_the_inline_fast_path(monkeypatch: pytest.MonkeyP
         return results
 
     results = asyncio.run(scenario())
-    # Still batched: the four queued together share one (short, so on-loop) run.
+    # Still batched: the four queued together share one run, on the worker thread.
     assert [size for _, size in results] == [4, 4, 4, 4]
