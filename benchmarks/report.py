@@ -231,11 +231,12 @@ def _other_sections(results: dict) -> list[str]:
     srv = results.get("server")
     if srv:
         lines += [
-            "## Server (`cifar-serve` on 127.0.0.1, 32x32 PNG per request)",
+            "## Server (on 127.0.0.1: cifar-serve, minimal handler, naive, KServe, MLServer)",
             "",
             "Load: benchmarks/loadgen.py (asyncio, keep-alive sockets, one thread) on the same "
             "cores as the server, so these are lower bounds for a server on its own machine. "
-            "naive_baseline: one session.run per request, no batcher.",
+            "naive_baseline: one session.run per request, no batcher; minimal_*: the minimal "
+            "Starlette handler; MLServer's REST has no binary tensors (JSON rows only).",
             "",
         ]
         rows = []
@@ -255,6 +256,8 @@ def _other_sections(results: dict) -> list[str]:
         lines += _table(
             ["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows
         )
+        lines += [f"- {line}" for line in srv.get("summary", {}).get("lines", [])]
+        lines += [f"- {note}" for note in srv.get("notes", [])] + [""]
     tr = results.get("training")
     if tr:
         lines += ["## Training throughput (same network, same epochs, same batch size 32)", ""]
