@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import limits
 from .errors import CifarError, ConfigError
 
 log = logging.getLogger("cifar10_runtime.batcher")
@@ -64,11 +65,11 @@ class MicroBatcher:
     def __init__(
         self,
         run: Callable[[np.ndarray], np.ndarray],
-        max_batch_size: int = 32,
-        max_delay_ms: float = 0.0,
-        max_queue: int = 256,
+        max_batch_size: int = limits.MAX_BATCH_SIZE,
+        max_delay_ms: float = limits.MAX_DELAY_MS,
+        max_queue: int = limits.MAX_QUEUE,
         observer: BatchObserver | None = None,
-        inline_ms: float = 0.0,
+        inline_ms: float = 0.0,  # off unless asked (the app passes limits.INLINE_RUN_MS)
         crowd: Callable[[], int] | None = None,
     ) -> None:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):

@@ -8,8 +8,10 @@
 
 Every error is JSON `{"error": "..."}`: 400 broken image, bad tensor or parameter, 404/405
 unknown route, 408 body too slow, 413 body over the limit (bodies.py), 415 unsupported
-Content-Type, 503 queue full or shutting down, 500 a bug (logged once). No redirects
-(e.g. `/readyz/` is a 404, never a `Location` built from the client's Host header).
+Content-Type, 503 queue full, shutting down or over --limit-concurrency (connections.py),
+500 a bug (logged once); even the HTTP parser's own 400 for bytes that are not HTTP is JSON
+(answers.py). No redirects (e.g. `/readyz/` is a 404, never a `Location` built from the
+client's Host header).
 """
 
 from __future__ import annotations
