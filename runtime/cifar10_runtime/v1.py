@@ -9,7 +9,8 @@ Every prediction names the file it belongs to (`file`: the multipart filename, e
 field name; "request body" for a single raw image). Answers carry
 `Server-Timing: predict;dur=<ms>` (time spent in the handler), and with ?include_input=1
 each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs). Decoding runs in
-the app's bounded decode pool under the pixel budget, inference on the batcher's thread.
+the app's bounded decode pool under the pixel budget (a single small image right on the
+loop: the hop would cost more), inference on the batcher's thread.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from . import limits
 from .batcher import MicroBatcher
 from .bodies import BodyReader
 from .contract import IMAGE_SHAPE
-from .errors import ConfigError
+from .errors import ConfigError, ImageError
 from .images import load_image
 from .predictor import Predictor, check_top_k, make_prediction
 from .ui import add_inputs, wants_input
@@ -69,8 +71,10 @@ class V1Api:
                 415,
                 f"unsupported Content-Type. Received: {content_type or '(none)'}. Send {ACCEPTED}.",
             )
-        loop = asyncio.get_running_loop()
-        images = await loop.run_in_executor(self.decode_pool, self._decode_all, named)
+        images = self._decode_small(named)
+        if images is None:
+            loop = asyncio.get_running_loop()
+            images = await loop.run_in_executor(self.decode_pool, self._decode_all, named)
         probs, run_size = await self.batcher.submit(images)
         names = self.predictor.class_names
         answer = {
@@ -85,6 +89,17 @@ class V1Api:
         timing = f"predict;dur={(time.perf_counter() - started) * 1000:.3f}"
         headers = {**self.headers, "X-Batch-Size": str(run_size), "Server-Timing": timing}
         return JSONResponse(answer, headers=headers)
+
+    def _decode_small(self, named: list[tuple[str, bytes]]) -> np.ndarray | None:
+        """One small image decoded right here (see limits.INLINE_DECODE_PIXELS), else None."""
+        if len(named) != 1:
+            return None
+        name, data = named[0]
+        budget = min(limits.INLINE_DECODE_PIXELS, self.max_pixels or limits.INLINE_DECODE_PIXELS)
+        try:  # refused from its header when over the small budget: then the pool decodes it
+            return load_image(data, name, budget)[None]
+        except ImageError:
+            return None  # too big for here, or broken: the pool's full decode says which
 
     def _decode_all(self, named: list[tuple[str, bytes]]) -> np.ndarray:
         batch = np.empty((len(named), *IMAGE_SHAPE), dtype=np.uint8)

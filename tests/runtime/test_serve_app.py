@@ -406,3 +406,17 @@ def test_services_start_after_the_batcher_and_stop_before_it_drains(
         assert client.get("/readyz").status_code == 200
         assert events == [("start", True)]
     assert events == [("start", True), ("stop", True)]
+
+
+@pytest.mark.parametrize(("side", "status"), [(32, 200), (40, 400), (200, 400)])
+def test_small_and_large_single_images_keep_the_pixel_budget(
+    predictor: Predictor, side: int, status: int
+) -> None:
+    # 32x32 and 40x40 are small enough to decode on the loop, 200x200 goes to the pool:
+    # whichever path, --max-pixels 1024 holds.
+    body = encode(Image.fromarray(gradient(side, side)))
+    with TestClient(create_app(predictor, max_pixels=1024)) as client:
+        response = client.post("/v1/predict", content=body, headers={"Content-Type": PNG})
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert f"{side}x{side} = {side * side} pixels is over" in response.json()["error"]
