@@ -36,7 +36,7 @@ from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
 from .guards import BodyTimeout, InFlight, limit_accept_errors
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import INFERENCE_APIS, Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
 from .ui import page_routes
@@ -134,6 +134,8 @@ def create_app(
         *v2.routes(),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
     ]
+    # Inference first: Starlette tries routes in order, and these carry the load.
+    routes.sort(key=lambda route: getattr(route, "path", "") not in INFERENCE_APIS)
     if ui:
         routes += page_routes()
     document = openapi_document(routes, model_name, predictor.model_version)
