@@ -3,8 +3,9 @@
 POST /v2/models/cifar10/infer with binary tensors (Triton's extension) or JSON `data`, one
 `InferenceSession.run` per request called right in the async handler (no thread hop, no
 batcher, no guards, no metrics, no validation beyond what the arrays need). What a user
-would write in 30 lines, and the floor `cifar-serve` is measured against: anything
-`cifar-serve` adds per request shows up as the distance to this.
+would write in 30 lines (onnxruntime's defaults otherwise, its threads' spinning
+included), and the floor `cifar-serve` is measured against: anything `cifar-serve` adds
+per request shows up as the distance to this.
 
     python minimal_server.py MODEL PORT THREADS h11|httptools
 (h11 runs on asyncio's loop, httptools on uvloop, as uvicorn's own `auto` would pick.)
