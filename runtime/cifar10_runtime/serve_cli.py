@@ -85,8 +85,8 @@ def app_factory() -> Any:
     default=limits.INLINE_RUN_MS,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Runs measured shorter than this go on the event loop instead of the worker "
-    "thread (the hand-off costs more); 0: always the worker thread.",
+    help="A lone request (nothing else in flight) whose run is measured shorter than this "
+    "runs on the event loop, not the worker thread (the hand-off costs more); 0: never.",
 )
 @click.option(
     "--max-body-mb",
