@@ -1,7 +1,7 @@
 """An asyncio HTTP/1.1 load generator: N keep-alive connections in one thread.
 
 One event loop drives every client with raw sockets (no HTTP library: the request bytes are
-built once, responses are framed by Content-Length), so the whole load costs at most one
+built once, responses are framed by Content-Length or chunked), so the whole load costs at most one
 core and little of it, leaving the server the cores it needs. Loops are bounded by count
 and by time; any non-200 or transport error is counted, never retried silently.
 """
@@ -32,11 +32,14 @@ async def _one_client(
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
+                name = line[:18].lower()
+                if name.startswith(b"content-length:"):
                     length = int(line[15:])
-            payload = await reader.readexactly(length)
+                elif name == b"transfer-encoding:" and b"chunked" in line.lower():
+                    chunked = True  # e.g. KServe's binary answers
+            payload = await (_read_chunked(reader) if chunked else reader.readexactly(length))
             if status != 200:
                 errors.append(f"HTTP {status}: {payload[:200]!r}")
                 if b"connection: close" in head.lower():
@@ -47,6 +50,14 @@ async def _one_client(
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         writer.close()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        parts.append((await reader.readexactly(size + 2))[:-2])
+    await reader.readuntil(b"\r\n")  # the empty trailer
+    return b"".join(parts)
 
 
 async def _run(

@@ -10,11 +10,12 @@ def server(results: dict) -> list[str]:
     if not srv:
         return []
     lines = [
-        "## Server (`cifar-serve` on 127.0.0.1, 32x32 PNG per request)",
+        "## Server (on 127.0.0.1: cifar-serve, minimal handler, naive, KServe, MLServer)",
         "",
         "Load: benchmarks/loadgen.py (asyncio, keep-alive sockets, one thread) on the same "
         "cores as the server, so these are lower bounds for a server on its own machine. "
-        "naive_baseline: one session.run per request, no batcher.",
+        "naive_baseline: one session.run per request, no batcher; minimal_*: the minimal "
+        "Starlette handler; MLServer's REST has no binary tensors (JSON rows only).",
         "",
     ]
     rows = []
@@ -33,6 +34,8 @@ def server(results: dict) -> list[str]:
             )
     head = ["mode", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"]
     lines += table(head, rows)
+    lines += [f"- {line}" for line in srv.get("summary", {}).get("lines", [])]
+    lines += [f"- {note}" for note in srv.get("notes", [])] + [""]
     if srv.get("grpc"):  # gRPC beside REST on one process (benchmarks/grpc_bench.py)
         from ..grpc_bench import markdown_lines
 

@@ -13,8 +13,6 @@ worker process keeps its own numbers: a scrape reaches one worker, as with repli
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +25,7 @@ from prometheus_client import (
 )
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PREFIX = "cifar"
 # 0.5 ms .. 10 s: one small-model run is well under a millisecond, a loaded server is not.
@@ -37,8 +36,6 @@ UNMATCHED = "(unmatched)"  # every path no route knows shares one label: no labe
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
 METHODS |= {"PATCH"}
 OTHER = "other"
-
-ASGIApp = Callable[..., Awaitable[None]]
 
 
 class Metrics:
@@ -153,14 +150,14 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = [500]  # if the app raises before answering, the server sends a 500
 
-        async def send_and_record(message: dict[str, Any]) -> None:
+        async def send_and_record(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

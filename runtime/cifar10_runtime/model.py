@@ -93,8 +93,13 @@ def open_session(
     model: str | os.PathLike[str] | bytes,
     providers: str | Sequence[str] = "auto",
     threads: int | None = None,
+    spinning: bool = True,
 ) -> tuple[ort.InferenceSession, str]:
-    """Create the InferenceSession; returns it with a printable name of the model source."""
+    """Create the InferenceSession; returns it with a printable name of the model source.
+
+    spinning=False: onnxruntime's pool threads sleep between runs instead of spinning (the
+    server, whose event loop needs a core between runs; see cifar10_runtime.server).
+    """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None. Received: {threads!r}.")
     if isinstance(model, bytes | bytearray | memoryview):
@@ -115,7 +120,7 @@ def open_session(
             "Pass the path of an .onnx file."
         )
     names, strict = resolve_providers(providers)
-    options = session_options(threads)
+    options = session_options(threads, spinning=spinning)
     try:
         session = ort.InferenceSession(payload, sess_options=options, providers=names)
     except Exception as exc:  # onnxruntime raises its own pybind classes for each failure

@@ -117,13 +117,14 @@ class Predictor:
         threads: int | None = None,
         engine: str = "auto",
         precision: str = "auto",
+        spinning: bool = True,
         *,
         self_check: bool = True,
     ) -> None:
         from .selection import check_request
 
         check_request(engine, precision)  # a typo fails before any work
-        session, source = open_session(model, providers, threads)
+        session, source = open_session(model, providers, threads, spinning)
         spec = inspect_session(session, source, model)
         probe(session, spec)
         anchor = ort_runner(session, "fp32", spec.input_name, spec.output_name, model)

@@ -6,9 +6,11 @@ starts N processes that each load the model (through `app_factory` and an enviro
 variable carrying the settings); onnxruntime threads are then split between them, and
 each worker's /readyz turns 200 only once its own model is loaded.
 
-Connections are guarded (guards.py): a request head must arrive within --header-timeout,
-its body within --body-timeout, idle keep-alive connections close after
---timeout-keep-alive, and --limit-concurrency caps connections before new ones get 503.
+HTTP runs on uvicorn with httptools on uvloop when they are installed (the serve extra
+brings them), else h11 on asyncio (--http). Connections are guarded whichever parser runs
+(connections.py, guards.py): a request head must arrive within --header-timeout, its body
+within --body-timeout, idle keep-alive connections close after --timeout-keep-alive, and
+--limit-concurrency caps connections and requests before new ones get a JSON 503.
 """
 
 from __future__ import annotations
@@ -45,14 +47,14 @@ def log_config(level: str) -> dict[str, Any]:
 
 def app_factory() -> Any:
     """Build the app from $CIFAR10_SERVE_CONFIG (used by uvicorn worker processes)."""
-    from .guards import configure
+    from .connections import configure
     from .server import create_app
 
     raw = os.environ.get(CONFIG_ENV)
     if not raw:
         raise ConfigError(f"{CONFIG_ENV} is not set; start workers through cifar-serve.")
     config = json.loads(raw)
-    configure(config.pop("header_timeout"))
+    configure(**config.pop("connections"))
     return create_app(config.pop("model"), **config)
 
 
@@ -62,14 +64,14 @@ def app_factory() -> Any:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--max-batch-size",
-    default=32,
+    default=limits.MAX_BATCH_SIZE,
     show_default=True,
     type=click.IntRange(min=1),
     help="Most images in one session.run; 1 turns micro-batching off.",
 )
 @click.option(
     "--max-delay-ms",
-    default=0.0,
+    default=limits.MAX_DELAY_MS,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Extra wait for a batch formed while the model was busy (a lone request never waits).",
@@ -80,15 +82,23 @@ def app_factory() -> Any:
     help="Run every request on its own (same as --max-batch-size 1 --max-delay-ms 0).",
 )
 @click.option(
+    "--inline-ms",
+    default=limits.INLINE_RUN_MS,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="A lone request (nothing else in flight) whose run is measured shorter than this "
+    "runs on the event loop, not the worker thread (the hand-off costs more); 0: never.",
+)
+@click.option(
     "--max-body-mb",
-    default=10.0,
+    default=limits.MAX_BODY_MB,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Largest request body; bigger ones get 413.",
 )
 @click.option(
     "--max-queue",
-    default=256,
+    default=limits.MAX_QUEUE,
     show_default=True,
     type=click.IntRange(min=1),
     help="Requests waiting for inference before new ones get 503.",
@@ -119,7 +129,14 @@ def app_factory() -> Any:
     default=limits.LIMIT_CONCURRENCY,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Most open connections (and tasks) per worker before new requests get 503.",
+    help="Most open connections (and requests in progress) per worker before new requests get 503.",
+)
+@click.option(
+    "--http",
+    default=limits.HTTP,
+    show_default=True,
+    type=click.Choice(["auto", "httptools", "h11"]),
+    help="HTTP parser: auto is httptools (on uvloop) when installed, else h11 (on asyncio).",
 )
 @click.option(
     "--header-timeout",
@@ -180,12 +197,14 @@ def main(
     max_batch_size: int,
     max_delay_ms: float,
     no_batching: bool,
+    inline_ms: float,
     max_body_mb: float,
     max_queue: int,
     max_pixels: int,
     max_request_pixels: int,
     model_name: str,
     limit_concurrency: int,
+    http: str,
     header_timeout: float,
     body_timeout: float,
     timeout_keep_alive: float,
@@ -211,7 +230,7 @@ def main(
         try:
             import uvicorn
 
-            from .guards import PROTOCOL, configure
+            from .connections import PROTOCOL, configure
             from .server import create_app
         except ImportError as exc:
             raise ConfigError(
@@ -239,6 +258,7 @@ def main(
         settings = {
             "max_batch_size": max_batch_size,
             "max_delay_ms": max_delay_ms,
+            "inline_ms": inline_ms,
             "max_body_mb": max_body_mb,
             "max_queue": max_queue,
             "providers": providers,
@@ -256,13 +276,25 @@ def main(
             "limit_concurrency": limit_concurrency,
         }
         predictor = Predictor(
-            model, providers=providers, threads=threads, engine=engine, precision=precision
+            model,
+            providers=providers,
+            threads=threads,
+            engine=engine,
+            precision=precision,
+            spinning=limits.ORT_SPINNING,
         )
+        guards = {
+            "header_timeout": header_timeout,
+            "limit_concurrency": limit_concurrency,
+            "http": http,
+        }
+        parser = configure(**guards)
+        loop = "uvloop" if parser == "httptools" and _has("uvloop") else "asyncio"
         click.echo(
             f"cifar-serve: {model} (version {predictor.model_version!r}) on "
             f"{predictor.engine} ({', '.join(predictor.providers)}); batching: max "
-            f"{max_batch_size} images, "
-            f"{max_delay_ms:g} ms; http://{host}:{port}"
+            f"{max_batch_size} images, {max_delay_ms:g} ms; HTTP: {parser} on {loop}; "
+            f"http://{host}:{port}"
             + (f", gRPC {host}:{grpc_port}" if grpc_port is not None else ""),
             err=True,
         )
@@ -275,22 +307,29 @@ def main(
             "timeout_graceful_shutdown": GRACEFUL_SECONDS,
             "lifespan": "on",
             "http": PROTOCOL,
-            "limit_concurrency": limit_concurrency,
+            "loop": loop,
+            "ws": "none",
+            # --limit-concurrency is enforced by connections.py (a JSON 503), not uvicorn.
             "timeout_keep_alive": timeout_keep_alive,
             "log_config": log_config(log_level),
         }
         if workers == 1:
             fixed = ("threads", "engine", "precision")  # already applied to this Predictor
             app = create_app(predictor, **{k: v for k, v in settings.items() if k not in fixed})
-            configure(header_timeout)
             uvicorn.run(app, **common)
         else:
-            config = {"model": os.path.abspath(model), "header_timeout": header_timeout}
+            config = {"model": os.path.abspath(model), "connections": guards}
             os.environ[CONFIG_ENV] = json.dumps({**config, **settings})
             del predictor  # each worker loads its own copy
             uvicorn.run(
                 "cifar10_runtime.serve_cli:app_factory", factory=True, workers=workers, **common
             )
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 if __name__ == "__main__":  # pragma: no cover

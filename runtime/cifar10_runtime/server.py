@@ -8,8 +8,10 @@
 
 Every error is JSON `{"error": "..."}`: 400 broken image, bad tensor or parameter, 404/405
 unknown route, 408 body too slow, 413 body over the limit (bodies.py), 415 unsupported
-Content-Type, 503 queue full or shutting down, 500 a bug (logged once). No redirects
-(e.g. `/readyz/` is a 404, never a `Location` built from the client's Host header).
+Content-Type, 503 queue full, shutting down or over --limit-concurrency (connections.py),
+500 a bug (logged once); even the HTTP parser's own 400 for bytes that are not HTTP is JSON
+(answers.py). No redirects (e.g. `/readyz/` is a 404, never a `Location` built from the
+client's Host header).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,21 +31,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import limits
 from .batcher import MicroBatcher, UnavailableError
 from .bodies import BodyReader
 from .errors import CifarError, ConfigError, ImageError
-from .guards import BodyTimeout, limit_accept_errors
+from .guards import BodyTimeout, InFlight, limit_accept_errors
 from .headers import NoSniffMiddleware
-from .limits import (
-    BODY_TIMEOUT,
-    GRPC_GRACE_SECONDS,
-    LARGE_DECODES,
-    LIMIT_CONCURRENCY,
-    MAX_PIXELS,
-    MAX_REQUEST_PIXELS,
-    MODEL_NAME,
-)
-from .metrics import Metrics, MetricsMiddleware
+from .metrics import INFERENCE_APIS, Metrics, MetricsMiddleware
 from .openapi import openapi_document
 from .predictor import Predictor
 from .ui import page_routes
@@ -56,26 +51,45 @@ ENDPOINTS = (
 )
 
 
+# Something started with the app and stopped with it (e.g. a gRPC server beside HTTP):
+# called with the app once the batcher runs, exited before the batcher drains.
+Service = Callable[[Starlette], AbstractAsyncContextManager[Any]]
+
+
+@asynccontextmanager
+async def _serving(grpc: Any) -> AsyncIterator[None]:
+    """The gRPC server as a service: started with the app, stopped before the batcher drains,
+    giving RPCs in progress limits.GRPC_GRACE_SECONDS."""
+    await grpc.start()
+    try:
+        yield
+    finally:
+        await grpc.stop(limits.GRPC_GRACE_SECONDS)
+
+
 def create_app(
     predictor_or_path: Predictor | str | os.PathLike[str],
-    max_batch_size: int = 32,
-    max_delay_ms: float = 0.0,
-    max_body_mb: float = 10,
-    max_queue: int = 256,
+    max_batch_size: int = limits.MAX_BATCH_SIZE,
+    max_delay_ms: float = limits.MAX_DELAY_MS,
+    max_body_mb: float = limits.MAX_BODY_MB,
+    max_queue: int = limits.MAX_QUEUE,
     providers: str = "auto",
     threads: int | None = None,
-    model_name: str = MODEL_NAME,
-    max_pixels: int | None = MAX_PIXELS,
-    large_decodes: int = LARGE_DECODES,
-    body_timeout: float = BODY_TIMEOUT,
+    model_name: str = limits.MODEL_NAME,
+    max_pixels: int | None = limits.MAX_PIXELS,
+    large_decodes: int = limits.LARGE_DECODES,
+    body_timeout: float = limits.BODY_TIMEOUT,
     ui: bool = True,
-    max_request_pixels: int | None = MAX_REQUEST_PIXELS,
+    max_request_pixels: int | None = limits.MAX_REQUEST_PIXELS,
     grpc_port: int | None = None,
     grpc_host: str = "127.0.0.1",
     grpc_reuse_port: bool = False,
-    limit_concurrency: int = LIMIT_CONCURRENCY,
+    limit_concurrency: int = limits.LIMIT_CONCURRENCY,
     engine: str = "auto",
     precision: str = "auto",
+    inline_ms: float = limits.INLINE_RUN_MS,
+    decode_threads: int | None = limits.DECODE_THREADS,
+    services: Sequence[Service] = (),
 ) -> Starlette:
     """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
 
@@ -83,6 +97,7 @@ def create_app(
     lifespan, so use `with TestClient(app)` (or a real server) to serve requests.
     grpc_port (0: any free port) also serves the Open Inference Protocol over gRPC, on the
     same event loop, batcher and metrics (grpc_server.py), started and stopped with them.
+    `services` start in the lifespan after the batcher and stop before it drains.
     """
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
@@ -93,6 +108,7 @@ def create_app(
             threads=threads,
             engine=engine,
             precision=precision,
+            spinning=limits.ORT_SPINNING,
         )
     if not max_body_mb > 0:
         raise ConfigError(f"max_body_mb must be more than 0. Received: {max_body_mb!r}.")
@@ -103,35 +119,48 @@ def create_app(
             f"model_name must be a non-empty name without '/'. Received: {model_name!r}."
         )
     metrics = Metrics(model_name, predictor.model_version, predictor.engine, predictor.precision)
+    in_flight = InFlight()
     batcher = MicroBatcher(
-        predictor.predict_array, max_batch_size, max_delay_ms, max_queue, observer=metrics
+        predictor.predict_array,
+        max_batch_size,
+        max_delay_ms,
+        max_queue,
+        observer=metrics,
+        inline_ms=inline_ms,
+        crowd=in_flight.__len__,
     )
     reader = BodyReader(int(max_body_mb * 2**20))
     api = V1Api(predictor, batcher, reader, max_pixels, large_decodes, max_request_pixels)
     v2 = V2Api(predictor, batcher, reader, model_name)
     grpc = None
+    services = list(services)
     if grpc_port is not None:
         from .grpc_server import grpc_server
 
         grpc = grpc_server(
             v2, metrics, grpc_host, grpc_port, reader.max_body, limit_concurrency, grpc_reuse_port
         )
+        services.insert(0, lambda app: _serving(grpc))
+    decoders = decode_threads or _usable_cores()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limit_accept_errors(asyncio.get_running_loop())
+        # /v1 uploads decode here, beside the batcher's thread, never more than `decoders`
+        # at once (the pixel budget and images.py's large-decode gate bound each one).
+        api.decode_pool = ThreadPoolExecutor(decoders, thread_name_prefix="cifar-decode")
         await batcher.start()
-        if grpc is not None:
-            await grpc.start()
-        log.info("ready: %r as %r, batching %s", predictor, model_name, batcher.stats())
         try:
-            yield
+            async with AsyncExitStack() as started:
+                for service in services:
+                    await started.enter_async_context(service(app))
+                log.info("ready: %r as %r, batching %s", predictor, model_name, batcher.stats())
+                yield
         finally:
-            # uvicorn has already let in-flight requests finish; gRPC's get their grace
-            # (the batcher still runs for them), then the queue drains.
-            if grpc is not None:
-                await grpc.stop(GRPC_GRACE_SECONDS)
+            # uvicorn has already let in-flight requests finish, the services have stopped
+            # (gRPC's in-progress calls got their grace while the batcher ran): drain the queue.
             await batcher.close()
+            api.decode_pool.shutdown(wait=True)
 
     routes = [
         Route("/v1/predict", api.predict, methods=["POST"]),
@@ -141,6 +170,8 @@ def create_app(
         *v2.routes(),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
     ]
+    # Inference first: Starlette tries routes in order, and these carry the load.
+    routes.sort(key=lambda route: getattr(route, "path", "") not in INFERENCE_APIS)
     if ui:
         routes += page_routes()
     document = openapi_document(routes, model_name, predictor.model_version)
@@ -154,7 +185,7 @@ def create_app(
     middleware = [
         Middleware(NoSniffMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
-        Middleware(BodyTimeout, seconds=body_timeout),
+        Middleware(BodyTimeout, seconds=body_timeout, in_flight=in_flight),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware
@@ -166,6 +197,12 @@ def create_app(
     app.state.metrics = metrics
     app.state.grpc = grpc
     return app
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _static_json(document: dict[str, Any]) -> Any:

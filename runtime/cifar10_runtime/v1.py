@@ -9,8 +9,9 @@ Every prediction names the file it belongs to (`file`: the multipart filename, e
 field name; "request body" for a single raw image). Answers carry
 `Server-Timing: predict;dur=<ms>` (time spent in the handler), and with ?include_input=1
 each prediction's decoded 32x32 image (`input_rgb`, see ui.add_inputs). Decoding runs in
-Starlette's thread pool under the pixel budgets (per image, 400; per request, 413),
-inference on the batcher's thread.
+the app's bounded decode pool under the pixel budgets (per image, 400; per request, 413;
+a single small image right on the loop: the hop would cost more), inference on the batcher's
+thread.
 
 `X-Model-Version` (untrusted.version_header: percent-encoded where a header cannot carry
 the version as it is) is built once, at start-up, and /readyz sends it too: a server that
@@ -20,19 +21,21 @@ metadata to their last name.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from concurrent.futures import Executor
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from . import limits
 from .batcher import MicroBatcher
 from .bodies import BodyReader
-from .errors import ConfigError, ModelError
-from .images import DecodeBudgetError, load_images
+from .errors import ConfigError, ImageError, ModelError
+from .images import DecodeBudgetError, load_image, load_images
 from .predictor import Predictor, check_top_k, make_prediction
 from .ui import add_inputs, wants_input
 from .untrusted import MAX_VERSION_HEADER, parse_decimal, version_header, without_server_paths
@@ -61,6 +64,7 @@ class V1Api:
         self.large_gate = threading.BoundedSemaphore(large_decodes)
         self.headers = {"X-Model-Version": _version_header(predictor)}
         self.ready_body = {"status": "ready", "model_version": predictor.model_version}
+        self.decode_pool: Executor | None = None  # set by the app's lifespan (server.py)
 
     async def predict(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
@@ -76,10 +80,13 @@ class V1Api:
                 415,
                 f"unsupported Content-Type. Received: {content_type or '(none)'}. Send {ACCEPTED}.",
             )
-        try:
-            images = await run_in_threadpool(self._decode_all, named)
-        except DecodeBudgetError as exc:
-            raise HTTPException(413, str(exc)) from None
+        images = self._decode_small(named)
+        if images is None:
+            loop = asyncio.get_running_loop()
+            try:
+                images = await loop.run_in_executor(self.decode_pool, self._decode_all, named)
+            except DecodeBudgetError as exc:
+                raise HTTPException(413, str(exc)) from None
         probs, run_size = await self.batcher.submit(images)
         names = self.predictor.class_names
         answer = {
@@ -94,6 +101,17 @@ class V1Api:
         timing = f"predict;dur={(time.perf_counter() - started) * 1000:.3f}"
         headers = {**self.headers, "X-Batch-Size": str(run_size), "Server-Timing": timing}
         return JSONResponse(answer, headers=headers)
+
+    def _decode_small(self, named: list[tuple[str, bytes]]) -> np.ndarray | None:
+        """One small image decoded right here (see limits.INLINE_DECODE_PIXELS), else None."""
+        if len(named) != 1:
+            return None
+        name, data = named[0]
+        budget = min(limits.INLINE_DECODE_PIXELS, self.max_pixels or limits.INLINE_DECODE_PIXELS)
+        try:  # refused from its header when over the small budget: then the pool decodes it
+            return load_image(data, name, budget)[None]
+        except ImageError:
+            return None  # too big for here, or broken: the pool's full decode says which
 
     def _decode_all(self, named: list[tuple[str, bytes]]) -> np.ndarray:
         return load_images(named, self.max_pixels, self.large_gate, self.max_request_pixels)

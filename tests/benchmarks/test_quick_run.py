@@ -16,6 +16,7 @@ import pytest
 from cifar10_trainer.precision import choose, cpu_flags
 
 REPO = Path(__file__).resolve().parents[2]
+API_V2 = ("v2_binary", "v2_json")
 ENGINES = {
     "ort",
     "predictor",
@@ -54,17 +55,19 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert results["cold_start"]["tensorflow"]["median_s"] > 0
     assert results["footprint"]["toolkit"]["venv_mb"] > 0
     modes = results["server"]["modes"]
-    assert set(modes) == {
-        "default v1",
-        "default v2_binary",
-        "max_batch_1 v1",
-        "workers_2 v1",
-        "naive_baseline v1",
-    }
+    own = {"default", "workers_2"}
+    expected = {f"{server} {api}" for server in own for api in ("v1", "v2_binary", "v2_json")}
+    expected |= {"max_batch_1 v1", "naive_baseline v1"}
+    expected |= {f"minimal_{http} {api}" for http in ("h11", "httptools") for api in API_V2}
+    if not results["server"]["notes"]:  # the peers venv is there: KServe and MLServer ran
+        expected |= {"kserve v2_binary", "kserve v2_json", "mlserver v2_json"}
+    assert set(modes) == expected
     for mode in modes.values():
         assert [r["clients"] for r in mode["results"]] == [1, 16, 32]
         assert all(r["requests"] > 0 and r["errors"] == 0 for r in mode["results"])
-    assert results["server"]["summary"]["lone_p50_default_over_batch1"] > 0
+    summary = results["server"]["summary"]
+    assert summary["lone_p50_default_over_minimal_httptools"] > 0
+    assert summary["errors"] == {}
     tr = results["training"]
     toolkit, plain = tr["cifar_train"], tr["plain_fit"]
     assert toolkit["precision"] == plain["precision"] == "float32"  # like with like

@@ -256,3 +256,62 @@ def test_a_failing_run_fails_its_requests_only() -> None:
 def test_bad_settings_are_config_errors(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         MicroBatcher(Recorder(), **kwargs)
+
+
+class Clock:
+    """A fake model that reports a chosen run time, so `inline_ms` decisions are exact."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.threads: list[str] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        return np.zeros((len(x), 10), np.float32)
+
+
+def _fake_time(monkeypatch: pytest.MonkeyPatch, model: Clock) -> None:
+    # Each run "takes" model.seconds: perf_counter advances by that much per call pair.
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(
+        "cifar10_runtime.batcher.time.perf_counter", lambda: next(ticks) * model.seconds
+    )
+
+
+@pytest.mark.parametrize(("run_ms", "on_loop"), [(0.2, True), (5.0, False)])
+def test_a_lone_request_runs_on_the_loop_only_when_its_run_is_short(
+    monkeypatch: pytest.MonkeyPatch, run_ms: float, on_loop: bool
+) -> None:
+    model = Clock(run_ms / 1000)
+    _fake_time(monkeypatch, model)
+
+    async def scenario() -> MicroBatcher:
+        batcher = MicroBatcher(model, inline_ms=1.0, crowd=lambda: 1)
+        await batcher.start()
+        for _ in range(3):  # the first run measures, the others may go inline
+            await batcher.submit(_images(1))
+        await batcher.close()
+        return batcher
+
+    loop_thread = threading.current_thread().name
+    batcher = asyncio.run(scenario())
+    assert model.threads[0] == "cifar-batch_0"  # not measured yet: the worker thread
+    assert (model.threads[1:] == [loop_thread] * 2) is on_loop
+    assert batcher.inline_runs == (2 if on_loop else 0)
+
+
+def test_a_crowd_keeps_runs_off_the_inline_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = Clock(0.0002)
+    _fake_time(monkeypatch, model)
+
+    async def scenario() -> list:
+        batcher = MicroBatcher(model, inline_ms=1.0, crowd=lambda: 5)  # others are in flight
+        await batcher.start()
+        await batcher.submit(_images(1))
+        results = await asyncio.gather(*(batcher.submit(_images(i)) for i in range(4)))
+        await batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    # Still batched: the four queued together share one run, on the worker thread.
+    assert [size for _, size in results] == [4, 4, 4, 4]

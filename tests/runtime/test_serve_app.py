@@ -6,6 +6,7 @@ Images are generated (serve_samples.py); concurrency is arranged with a gated pr
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Iterator
@@ -388,3 +389,34 @@ def test_create_app_from_a_path(valid_model: Path, tmp_path: Path) -> None:
         assert client.get("/v1/metadata").json()["model_version"] == "tiny-1.0"
     with pytest.raises(ModelError, match="model file not found"):
         create_app(tmp_path / "absent.onnx")
+
+
+def test_services_start_after_the_batcher_and_stop_before_it_drains(
+    predictor: Predictor,
+) -> None:
+    events: list[tuple[str, bool]] = []
+
+    @contextlib.asynccontextmanager
+    async def service(app):  # type: ignore[no-untyped-def]
+        events.append(("start", app.state.batcher.running))
+        yield
+        events.append(("stop", app.state.batcher.running))
+
+    with TestClient(create_app(predictor, services=[service])) as client:
+        assert client.get("/readyz").status_code == 200
+        assert events == [("start", True)]
+    assert events == [("start", True), ("stop", True)]
+
+
+@pytest.mark.parametrize(("side", "status"), [(32, 200), (40, 400), (200, 400)])
+def test_small_and_large_single_images_keep_the_pixel_budget(
+    predictor: Predictor, side: int, status: int
+) -> None:
+    # 32x32 and 40x40 are small enough to decode on the loop, 200x200 goes to the pool:
+    # whichever path, --max-pixels 1024 holds.
+    body = encode(Image.fromarray(gradient(side, side)))
+    with TestClient(create_app(predictor, max_pixels=1024)) as client:
+        response = client.post("/v1/predict", content=body, headers={"Content-Type": PNG})
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert f"{side}x{side} = {side * side} pixels is over" in response.json()["error"]

@@ -3,11 +3,13 @@ huge images, cut and oversize bodies, vanishing clients, Host-header redirects, 
 
 Raw sockets, so the test controls every byte. Each wait is an event (the server closing
 the socket, an answer, a log line) with a generous bound; the server's timeouts are set
-to 1 s so that the events come quickly.
+to 1 s so that the events come quickly. Every test runs on both HTTP parsers (httptools,
+the default, and h11): the guards must not depend on either one's internals.
 """
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 from collections.abc import Iterator
@@ -23,11 +25,21 @@ pytestmark = pytest.mark.slow
 BOUND = 30.0
 FLAGS = ("--threads", "1", "--header-timeout", "1", "--body-timeout", "1")
 FLAGS += ("--timeout-keep-alive", "1", "--max-body-mb", "0.05")
+PARSERS = ["httptools", "h11"]
+
+
+@pytest.fixture(scope="module", params=PARSERS)
+def http(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def server(valid_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    srv = ServeProcess(valid_model, tmp_path_factory.mktemp("hostile") / "serve.log", *FLAGS)
+def server(
+    valid_model: Path, tmp_path_factory: pytest.TempPathFactory, http: str
+) -> Iterator[ServeProcess]:
+    log = tmp_path_factory.mktemp(f"hostile-{http}") / "serve.log"
+    srv = ServeProcess(valid_model, log, *FLAGS, "--http", http)
+    assert f"HTTP: {http} on " in srv.text()
     yield srv
     srv.stop()
 
@@ -73,6 +85,72 @@ def test_a_slow_body_gets_408_and_the_connection_closes(server: ServeProcess) ->
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert b"did not arrive within 1 s" in answer
     _assert_ready(server)
+
+
+def test_a_slow_head_after_a_keep_alive_answer_is_closed(server: ServeProcess) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nX-S")
+        answer = _read_until_closed(sock)  # the first answer, then the unfinished head: closed
+    assert answer.count(b"HTTP/1.1 200 ") == 1 and answer.endswith(b'{"status":"ok"}')
+
+
+def _answer(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    fields = dict(line.lower().split(b": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), fields, body
+
+
+def test_bytes_that_are_not_http_get_a_json_400_and_a_close(server: ServeProcess) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+        status, fields, body = _answer(_read_until_closed(sock))
+    assert status == 400 and fields[b"content-type"] == b"application/json", fields
+    assert fields[b"connection"] == b"close" and int(fields[b"content-length"]) == len(body)
+    assert "not valid HTTP/1.1" in json.loads(body)["error"]
+    _assert_ready(server)
+
+
+def test_a_declared_body_over_the_limit_gets_413_before_it_is_sent(server: ServeProcess) -> None:
+    with _connect(server) as sock:
+        head = b"POST /v2/models/cifar10/infer HTTP/1.1\r\nHost: x\r\n"
+        sock.sendall(head + b"Content-Length: 900000000\r\n\r\n" + b"\0" * 1000)
+        answer = _read_until_closed(sock)  # answered and closed: the 900 MB never come
+    status, fields, body = _answer(answer)
+    assert status == 413 and fields[b"connection"] == b"close"
+    assert "larger than the limit" in json.loads(body)["error"]
+    _assert_ready(server)
+
+
+def test_pipelined_requests_are_answered_in_order(server: ServeProcess) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3 + b"GET /readyz HTTP/1.1\r\n")
+        sock.sendall(b"Host: x\r\nConnection: close\r\n\r\n")
+        answer = _read_until_closed(sock)
+    assert answer.count(b'{"status":"ok"}') == 3 and answer.endswith(b"}")
+    assert answer.rindex(b'"status":"ready"') > answer.rindex(b'{"status":"ok"}')
+
+
+def test_over_the_concurrency_limit_is_a_json_503(
+    valid_model: Path, tmp_path: Path, http: str
+) -> None:
+    flags = ("--threads", "1", "--limit-concurrency", "1", "--http", http)
+    srv = ServeProcess(valid_model, tmp_path / "serve.log", *flags)
+    try:
+        with _connect(srv) as first:
+            first.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert first.recv(65536).startswith(b"HTTP/1.1 200 ")  # open and counted
+            second = _connect(srv)
+            second.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, fields, body = _answer(_read_until_closed(second))
+            second.close()
+        assert status == 503 and fields[b"content-type"] == b"application/json"
+        assert fields[b"retry-after"] == b"1"
+        assert "--limit-concurrency" in json.loads(body)["error"]
+        assert srv.wait_for("concurrency limit reached (--limit-concurrency 1)")
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.text()
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: ServeProcess) -> None:
@@ -138,9 +216,10 @@ def _low_fd_limit() -> None:  # runs in the server's process, before exec
 
 
 def test_out_of_file_descriptors_is_logged_once_and_the_server_recovers(
-    valid_model: Path, tmp_path: Path
+    valid_model: Path, tmp_path: Path, http: str
 ) -> None:
-    srv = ServeProcess(valid_model, tmp_path / "serve.log", *FLAGS, preexec_fn=_low_fd_limit)
+    flags = (*FLAGS, "--http", http)
+    srv = ServeProcess(valid_model, tmp_path / "serve.log", *flags, preexec_fn=_low_fd_limit)
     idle = []
     try:
         for _ in range(45):  # more than the server has descriptors for; all stay silent

@@ -3,7 +3,7 @@ Playwright) against a real `cifar-serve` process on 127.0.0.1.
 
 Playwright's own browser download cannot work on these machines, so it only drives the
 system Chromium (`apt-get install chromium`); without either, the test skips saying so.
-Every wait is bounded (Playwright's expect timeouts, a 30 s readiness loop).
+Every wait is bounded (Playwright's expect timeouts, ServeProcess's log-driven start).
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from __future__ import annotations
 import base64
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
+from serve_process import ServeProcess
 
 from cifar10_runtime import ImageError, Predictor, load_image
 
@@ -40,43 +36,14 @@ LATENCY = re.compile(r"^\d+\.\d\d ms")
 REFUSED = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
 def server_url(exported_dir: Path, tmp_path: Path) -> Iterator[str]:
-    script = Path(sys.executable).with_name("cifar-serve")
-    if not script.exists():
-        pytest.skip(f"cifar-serve is not installed next to {sys.executable}")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
-    model = exported_dir / "model.onnx"
-    command = [str(script), str(model), "--port", str(port), "--threads", "1"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    # ServeProcess: port 0 (no race), readiness from the server's own log (no sleeps).
+    srv = ServeProcess(exported_dir / "model.onnx", tmp_path / "serve.log", "--threads", "1")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"cifar-serve exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"cifar-serve not ready:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield url
+        yield srv.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        srv.stop()
 
 
 @pytest.fixture()
