@@ -25,6 +25,7 @@ from .limits import INLINE_JSON_BYTES
 from .untrusted import parse_decimal
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+NESTED_TOO_DEEPLY = "the request's JSON is nested too deeply to parse; tensor data is a flat list."
 
 
 def bad_request(message: str) -> HTTPException:
@@ -90,12 +91,12 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
     try:
         # Big bodies (parsed in a worker thread) go in short steps: see v2_json.
         header = _loads(head) if len(head) <= INLINE_JSON_BYTES else v2_json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request is not valid JSON ({first_line(exc, 120)}).") from None
     except RecursionError:
-        raise bad_request(
-            "the request's JSON is nested too deeply to parse; tensor data is a flat list."
-        ) from None
+        raise bad_request(NESTED_TOO_DEEPLY) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        if "depth limit" in str(exc):  # orjson's own nesting cap (1024 levels)
+            raise bad_request(NESTED_TOO_DEEPLY) from None
+        raise bad_request(f"the request is not valid JSON ({first_line(exc, 120)}).") from None
     if not isinstance(header, dict):
         raise bad_request("the request must be a JSON object with 'inputs'.")
     request_id = header.get("id")

@@ -8,6 +8,7 @@ are events (an answer, the server closing) with generous bounds; nothing is time
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import stat
@@ -116,7 +117,30 @@ def _junk_methods(server: ServeProcess, start: int, count: int) -> None:
             assert _read_response(sock, buffer)[0] == 405
 
 
-def test_junk_methods_do_not_grow_the_metrics(server: ServeProcess) -> None:
+@pytest.fixture(scope="module")
+def h11_server(
+    valid_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeProcess]:
+    """The pure-Python parser: h11 hands any token as a method to the app (httptools refuses
+    unknown methods itself), so this is where client-chosen methods reach the metrics."""
+    log = tmp_path_factory.mktemp("adversarial-h11") / "serve.log"
+    srv = ServeProcess(valid_model, log, *FLAGS, "--http", "h11")
+    yield srv
+    srv.stop()
+    assert "Traceback" not in srv.text(), srv.text()[-3000:]
+
+
+def test_the_default_parser_answers_a_junk_method_with_json_400(server: ServeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as sock:
+        sock.sendall(b"Q00001ZZZ /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, body = _read_response(sock, bytearray())
+    assert status == 400 and "error" in json.loads(body), body
+    assert "Q00001ZZZ" not in httpx.get(f"{server.url}/metrics", timeout=BOUND).text
+    _assert_ready(server)
+
+
+def test_junk_methods_do_not_grow_the_metrics(h11_server: ServeProcess) -> None:
+    server = h11_server
     _junk_methods(server, 0, 1)  # every series these requests can make now exists
     _metrics(server)
     size_before, series_before = _metrics(server)
