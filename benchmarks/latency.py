@@ -80,16 +80,28 @@ def onnx_engines(model: Path, int8: Path | None, threads: int, images: Images) -
 
         return make
 
+    # The default Predictor runs what its load-time choice picked (e.g. the int8 twin): its
+    # rows carry that precision, so sanity.py does not read them as float32 ones.
+    runs = pred.precision
     engines = [
         Engine("ort", "onnxruntime InferenceSession.run, uint8 array (baseline)", bare),
-        Engine("predictor", "Predictor.predict_array, uint8 array", pred_array),
         Engine(
-            "predictor_png32", "Predictor on 32x32 PNG bytes (decode included)", pred_encoded(png)
+            "predictor",
+            f"Predictor.predict_array, uint8 array (runs {pred.engine})",
+            pred_array,
+            model=runs,
+        ),
+        Engine(
+            "predictor_png32",
+            "Predictor on 32x32 PNG bytes (decode included)",
+            pred_encoded(png),
+            model=runs,
         ),
         Engine(
             "predictor_jpeg640",
             "Predictor on 640x480 JPEG bytes (decode + resize included)",
             pred_encoded(jpeg),
+            model=runs,
         ),
     ]
     if int8 is not None:

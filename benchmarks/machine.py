@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import time
+from pathlib import Path
 
 from cifar10_runtime.cpu import FLAGS_OF_INTEREST, cpu_features, read_cpuinfo
 
@@ -93,14 +94,48 @@ def blas_info() -> dict:
         return {}
 
 
+# Set on some of these machines because older OpenBLAS builds crash or compute wrong results on
+# their CPUs; they pin a current numpy's OpenBLAS to an older kernel (e.g. Haswell: AVX2 on an
+# AVX-512 CPU), which under-measures the peak. The peak alone is measured without them.
+PEAK_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
 def measure_peak(threads: int, size: int = 4096, reps: int = 3) -> dict:
-    """Best-of-`reps` GFLOP/s of a size x size float32 matmul (2*n^3 FLOPs), after a warm-up.
+    """Best-of-`reps` GFLOP/s of a size x size float32 matmul (2*n^3 FLOPs), after a warm-up,
+    in a child process with OPENBLAS_NUM_THREADS=`threads` and without PEAK_UNSET (which
+    variables were dropped is recorded).
 
     The best, not the mean: a shared machine only ever makes a product slower, so the fastest
-    repeat is the closest to what the CPU can do. The thread count reaches OpenBLAS through
-    OPENBLAS_NUM_THREADS, which __main__ sets before numpy is first imported; it is recorded
-    here so a mismatch would be visible.
+    repeat is the closest to what the CPU can do.
     """
+    import json
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in PEAK_UNSET}
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
+    code = (
+        "import json, sys; from benchmarks.machine import matmul_peak; "
+        "print(json.dumps(matmul_peak(*map(int, sys.argv[1:]))))"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(threads), str(size), str(reps)],
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the matmul peak child failed: {done.stderr.strip()[-500:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["env_unset"] = [k for k in PEAK_UNSET if k in os.environ]
+    return result
+
+
+def matmul_peak(threads: int, size: int, reps: int) -> dict:
+    """measure_peak's child: the timing itself (numpy imported here, after the environment
+    was set, since OpenBLAS reads it once when it loads)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -114,8 +149,6 @@ def measure_peak(threads: int, size: int = 4096, reps: int = 3) -> dict:
         np.matmul(a, b, out=out)
         times.append((time.perf_counter_ns() - t0) / 1e9)
     best = min(times)
-    # OpenBLAS workers spin for a while after a call; let them park before the next timing.
-    time.sleep(0.3)
     return {
         "size": size,
         "reps": len(times),
