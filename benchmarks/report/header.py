@@ -31,8 +31,14 @@ def header(results: dict) -> list[str]:
         f"dense {dense_macs(model) / 1e6:.2f} M MACs; {model['parameters']:,} parameters)"
         f"{'; INT8: ' + str(model['int8']) if model.get('int8') else ''}",
         f"- **Peak**: {peak_text(peak)}, best of {peak['reps']} float32 "
-        f"{peak['size']}x{peak['size']} numpy matmuls ({m.get('blas', {}).get('name')}) in the "
-        "same process with the same threads, before and after the latency rows.",
+        f"{peak['size']}x{peak['size']} numpy matmuls ({m.get('blas', {}).get('name')}) with the "
+        "same threads, before and after the latency rows"
+        + (
+            f", in a child process without {' and '.join(peak['env_unset'])} (they pin OpenBLAS "
+            "to an older kernel)."
+            if peak.get("env_unset")
+            else "."
+        ),
         f"- **Timing**: {run['budget']}",
         "",
     ]
