@@ -18,7 +18,14 @@ step "building both wheels into $WORK/dist"
 "$PYTHON" -m venv "$WORK/build-venv"
 "$WORK/build-venv/bin/pip" install "${PIP_FLAGS[@]}" --upgrade pip setuptools wheel
 "$WORK/build-venv/bin/pip" wheel "${PIP_FLAGS[@]}" --no-deps -w "$WORK/dist" "$REPO/runtime" "$REPO"
-unzip -l "$WORK"/dist/cifar10_toolkit-*.whl | grep -q "cifar10_trainer/configs/seed.toml"
+# Read the listing whole, not through `| grep -q`: grep -q exits at the first match, unzip
+# then dies of SIGPIPE and pipefail fails the step (exit 141) whenever the listing is longer
+# than the pipe buffer: it did so on CI.
+listing=$(unzip -l "$WORK"/dist/cifar10_toolkit-*.whl)
+[[ "$listing" == *"cifar10_trainer/configs/seed.toml"* ]] || {
+    echo "wheels: cifar10_trainer/configs/seed.toml missing from the toolkit wheel" >&2
+    exit 1
+}
 passed=$((passed + 1))
 
 step "installing them into a fresh venv"
