@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # benchmarks/ (its subset module: no numpy) from any venv
 from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET  # noqa: E402
 from benchmarks.subset import subset_available  # noqa: E402
+
+# The runtime keeps its load-time engine timings in ~/.cache (route_cache.py): the suite uses
+# a folder of its own, set before any test or the processes they start reads it.
+os.environ["CIFAR10_ROUTE_CACHE"] = tempfile.mkdtemp(prefix="cifar10-route-cache-")
 
 # Built by `make fixtures` (tests/make_fixtures.py) in the full venv, read by every venv.
 FIXTURES = Path(os.environ.get("CIFAR10_FIXTURES", REPO / "build" / "fixtures"))

@@ -48,7 +48,7 @@ class Runner:
     providers: tuple[str, ...] = ()
     session: Any = None  # the onnxruntime session, when the engine is one
     source: Any = None  # the model (path or bytes) the runner was made from
-    spinning: bool = True  # onnxruntime: idle workers spin (its default) or park at once
+    spinning: bool = True  # onnxruntime: workers spin on after a run (its default) or stop
 
     @property
     def name(self) -> str:
@@ -198,8 +198,8 @@ def openvino_runner(model: str | bytes, precision: str, threads: int | None) -> 
 
 def _plugin_runner(model, precision: str, threads: int, config: dict[str, str]) -> Runner:
     devices, _ = _plugin_devices()
-    # onnxruntime's own pool only runs nodes OpenVINO leaves to it: parked when idle, so it
-    # never holds the cores OpenVINO's threads are working on.
+    # onnxruntime's own pool only runs nodes OpenVINO leaves to it: it stops spinning when a
+    # run returns, so it never holds the cores OpenVINO's threads are working on.
     options = session_options(threads, spinning=False)
     options.add_provider_for_devices(list(devices), {"load_config": json.dumps({"CPU": config})})
     try:
@@ -235,4 +235,5 @@ def _api_runner(model, precision: str, config: dict[str, str]) -> Runner:
             request = local.request = compiled.create_infer_request()
         return request.infer({0: x})[output]
 
-    return Runner("openvino", precision, f"openvino {_version('openvino')} (its own API)", run)
+    backend = f"openvino {_version('openvino')} (its own API)"
+    return Runner("openvino", precision, backend, run, source=model)

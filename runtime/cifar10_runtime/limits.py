@@ -18,9 +18,9 @@ MAX_QUEUE = 256  # requests waiting for a run before new ones get 503 (8 full ba
 # hand-off to the worker thread and back costs more than that (about 0.1-0.3 ms on a busy
 # 2-core VM), and nothing else is in flight to be delayed. 0 turns it off.
 INLINE_RUN_MS = 1.0
-# onnxruntime's pool threads spin between parallel sections by default; in the server they
-# would spin on the cores the event loop needs while a run is on the worker thread
-# (measured on a 2-core EPYC: 16 clients 1.5-2.2x the requests/s with spinning off).
+# onnxruntime's pool threads spin on after a run by default; in the server they would spin
+# on the cores the event loop needs (measured on a 2-core EPYC: 16 clients 1.5-2.2x the
+# requests/s with spinning off). Off means: spin within a run, stop when it returns.
 ORT_SPINNING = False
 # Threads decoding /v1 PNG/JPEG uploads beside inference (None: the usable cores).
 DECODE_THREADS: int | None = None

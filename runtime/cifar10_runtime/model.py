@@ -97,8 +97,9 @@ def open_session(
 ) -> tuple[ort.InferenceSession, str]:
     """Create the InferenceSession; returns it with a printable name of the model source.
 
-    spinning=False: onnxruntime's pool threads sleep between runs instead of spinning (the
-    server, whose event loop needs a core between runs; see cifar10_runtime.server).
+    spinning=False: onnxruntime's pool threads stop spinning when a run returns instead of
+    spinning on for a while (the server, whose event loop needs a core between runs; see
+    cifar10_runtime.sessions.session_options).
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None. Received: {threads!r}.")

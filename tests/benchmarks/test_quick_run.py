@@ -52,6 +52,7 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     assert 1e6 < results["model"]["flops_per_image"] < 1e9
     assert results["machine"]["peak"]["gflops"] > 0
     assert results["cold_start"]["runtime"]["median_s"] > 0
+    assert results["cold_start"]["runtime_first_load"]["median_s"] > 0
     assert results["cold_start"]["tensorflow"]["median_s"] > 0
     assert results["footprint"]["toolkit"]["venv_mb"] > 0
     modes = results["server"]["modes"]
