@@ -7,10 +7,16 @@ extension (loadgen.py: raw keep-alive sockets), gRPC is ModelInfer with raw_inpu
 built once as bytes, one uint8 image each, so neither client pays for protobuf or JSON per
 call. Cells run in interleaved rounds (alternating order), their windows pooled, as in
 server.py; loops are bounded in requests and seconds, the server is stopped whatever happens.
+
+The two clients do not cost the same (grpc.aio spends several times the CPU per call of
+loadgen's raw sockets) and they share the cores with the server, so each cell also records
+the CPU time per request of the server process and of the client process: the server's
+figure is the one that compares the two protocols' serving paths.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -77,7 +83,8 @@ def bench_grpc(
     out: dict = {"command": " ".join(cmd), "rounds": rounds, "modes": {"rest_v2_binary": {}}}
     out["modes"]["grpc"] = {}
     windows: dict = {(mode, c): [] for mode in out["modes"] for c in CLIENTS}
-    with running_server(cmd, port, env, log_path):
+    cpu: dict = {cell: [0.0, 0.0, 0] for cell in windows}  # server s, client s, requests
+    with running_server(cmd, port, env, log_path) as proc:
         found = GRPC_LINE.search(log_path.read_text(errors="replace"))
         if found is None:
             raise RuntimeError(f"cifar-serve did not report its gRPC port; log: {log_path}")
@@ -86,18 +93,48 @@ def bench_grpc(
         for round_ in range(rounds):
             for mode, clients in cells if round_ % 2 == 0 else cells[::-1]:
                 args = (clients, seconds / rounds, max_requests // rounds, 2 * clients)
+                server0, client0 = process_cpu_s(proc.pid), _own_cpu_s()
                 if mode == "grpc":  # loadgen's driver, with the gRPC client in each slot
-                    windows[(mode, clients)].append(
-                        load(address, grpc_bytes, *args, client=_grpc_client)  # type: ignore[arg-type]
-                    )
+                    window = load(address, grpc_bytes, *args, client=_grpc_client)  # type: ignore[arg-type]
                 else:
-                    windows[(mode, clients)].append(load(port, rest, *args))
-    for (mode, _), parts in windows.items():
-        out["modes"][mode].setdefault("results", []).append(merge_windows(parts))
+                    window = load(port, rest, *args)
+                windows[(mode, clients)].append(window)
+                spent = cpu[(mode, clients)]
+                spent[0] += process_cpu_s(proc.pid) - server0
+                spent[1] += _own_cpu_s() - client0
+                spent[2] += window["requests"] + 2 * clients  # the warm-up's requests too
+    for (mode, clients), parts in windows.items():
+        row = merge_windows(parts)
+        server_s, client_s, requests = cpu[(mode, clients)]
+        row["server_cpu_us_per_request"] = 1e6 * server_s / requests if requests else None
+        row["client_cpu_us_per_request"] = 1e6 * client_s / requests if requests else None
+        out["modes"][mode].setdefault("results", []).append(row)
     out["summary"] = _summary(out["modes"])
     for line in out["summary"]["lines"]:
         log(f"  server {line}")
     return out
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds the threads of process `pid` have run so far: the sum of their
+    /proc/PID/task/TID/schedstat (nanoseconds; a window of a fraction of a second is below
+    /proc/PID/stat's 10 ms ticks), 0 where unreadable (not Linux)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended between the listing and the read
+    return total / 1e9
+
+
+def _own_cpu_s() -> float:
+    return time.process_time()
 
 
 def _summary(modes: dict) -> dict:
@@ -113,9 +150,13 @@ def _summary(modes: dict) -> dict:
         g, r = row("grpc", clients), row("rest_v2_binary", clients)
         ratio = g["requests_per_s"] / r["requests_per_s"] if r["requests_per_s"] else None
         out[f"grpc_over_rest_{clients}"] = ratio
+        g_cpu, r_cpu = g.get("server_cpu_us_per_request"), r.get("server_cpu_us_per_request")
+        cpu_ratio = g_cpu / r_cpu if g_cpu and r_cpu else None
+        out[f"grpc_over_rest_server_cpu_{clients}"] = cpu_ratio
+        cpu_text = f"; server CPU per request {cpu_ratio:.2f}x REST's" if cpu_ratio else ""
         out["lines"].append(
             f"{clients:>2} clients, one process: gRPC {cell(g)}, REST binary v2 {cell(r)}: "
-            f"{ratio or 0:.2f}x"
+            f"{ratio or 0:.2f}x{cpu_text}"
         )
     return out
 
@@ -129,6 +170,8 @@ def markdown_lines(out: dict, table, fmt) -> list[str]:  # noqa: ANN001 - the re
             fmt(r["requests_per_s"], "{:.0f}"),
             fmt(r["p50_ms"]),
             fmt(r["p99_ms"]),
+            fmt(r.get("server_cpu_us_per_request"), "{:.0f}"),
+            fmt(r.get("client_cpu_us_per_request"), "{:.0f}"),
             str(r["requests"]),
             str(r["errors"]),
         ]
@@ -140,10 +183,15 @@ def markdown_lines(out: dict, table, fmt) -> list[str]:  # noqa: ANN001 - the re
         "",
     ]
     lines += [
-        "REST: binary v2 over loadgen's sockets; gRPC: ModelInfer, raw contents, grpc.aio.",
+        "REST: binary v2 over loadgen's sockets; gRPC: ModelInfer, raw contents, grpc.aio. "
+        "*server CPU* and *client CPU* are each process's CPU time per request (all its "
+        "threads): the clients share the cores with the server, and grpc.aio's client "
+        "costs several times loadgen's, so the server's column is the one that compares "
+        "the serving paths.",
         "",
     ]
-    header = ["protocol", "clients", "req/s", "p50 ms", "p99 ms", "requests", "errors"]
+    header = ["protocol", "clients", "req/s", "p50 ms", "p99 ms", "server CPU us/req"]
+    header += ["client CPU us/req", "requests", "errors"]
     return lines + table(header, rows) + [f"- {line}" for line in out["summary"]["lines"]] + [""]
 
 

@@ -28,6 +28,9 @@ def test_grpc_and_rest_rows_from_one_server(fixtures_dir: Path, tmp_path: Path) 
         assert [r["clients"] for r in mode["results"]] == list(CLIENTS)
         assert all(r["requests"] > 0 and r["errors"] == 0 for r in mode["results"])
     assert out["summary"]["grpc_over_rest_16"] > 0
+    for mode in out["modes"].values():  # each process's CPU per request, both measured
+        for r in mode["results"]:
+            assert r["server_cpu_us_per_request"] > 0 and r["client_cpu_us_per_request"] > 0
     assert sum("gRPC" in line and "REST binary v2" in line for line in lines) == len(CLIENTS)
     from benchmarks.report.fmt import num, table
 
