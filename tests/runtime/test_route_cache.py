@@ -1,4 +1,9 @@
-"""The load-time timings kept per machine (cifar10_runtime.route_cache)."""
+"""The load-time timings kept per machine (cifar10_runtime.route_cache).
+
+Most tests drive `route_speeds` with two stand-in runners over files of their own, so they
+do not depend on which candidates an export allowed on this CPU; the last ones load the
+exported int8 fixture through `Predictor`, where it has two candidates.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ import numpy as np
 import pytest
 
 from cifar10_runtime import Predictor, route_cache
+from cifar10_runtime.engines import Runner
 from cifar10_runtime.golden import Golden
+
+IMAGES = np.zeros((4, 32, 32, 3), np.uint8)
 
 
 @pytest.fixture()
@@ -19,8 +27,20 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / route_cache.FILE
 
 
+def _runners(folder: Path, content: bytes = b"model") -> list[Runner]:
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), 10), np.float32)
+
+    runners = []
+    for engine, precision in (("onnxruntime", "fp32"), ("onnxruntime", "int8")):
+        path = folder / f"{precision}.onnx"
+        path.write_bytes(content + precision.encode())
+        runners.append(Runner(engine, precision, "stand-in 1.0", run, source=str(path)))
+    return runners
+
+
 def _forbid_timing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From here on the test fails if a load times its candidates (a cache hit must not)."""
+    """From here on the test fails if anything times the runners (a cache hit must not)."""
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("the candidates were timed although their timings were cached")
@@ -28,88 +48,92 @@ def _forbid_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(route_cache, "time_runners", refuse)
 
 
-def _load(engines_dir: Path, threads: int = 1) -> Predictor:
-    return Predictor(engines_dir / "model.onnx", threads=threads, engine="onnxruntime")
-
-
 def test_the_first_load_times_and_keeps_what_the_next_load_uses(
-    engines_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = _load(engines_dir)
-    assert "timed at load" in first.engine_choice["why"]
-    entries = json.loads(cache.read_text())
-    assert len(entries) == 1
-    (entry,) = entries.values()
+    runners = _runners(tmp_path)
+    speeds, note = route_cache.route_speeds(runners, IMAGES, 1)
+    assert note == "timed at load"
+    (entry,) = json.loads(cache.read_text()).values()
     assert set(entry["speeds"]) == {"onnxruntime/fp32", "onnxruntime/int8"}
     _forbid_timing(monkeypatch)
-    second = _load(engines_dir)
-    assert second.engine == first.engine
-    assert str(cache) in second.engine_choice["why"]
-    rows = {r["candidate"]: r for r in second.engine_choice["candidates"]}
-    assert all("images_per_s" in rows[name] for name in entry["speeds"])
+    again, note = route_cache.route_speeds(runners, IMAGES, 1)
+    assert again == speeds
+    assert str(cache) in note and f"{route_cache.ENV}=off" in note
 
 
-def test_another_thread_count_is_another_key(engines_dir: Path, cache: Path) -> None:
-    _load(engines_dir, threads=1)
-    _load(engines_dir, threads=2)
+@pytest.mark.parametrize("change", ["threads", "file content"])
+def test_another_thread_count_or_file_is_another_key(
+    tmp_path: Path, cache: Path, change: str
+) -> None:
+    route_cache.route_speeds(_runners(tmp_path), IMAGES, 1)
+    if change == "threads":
+        route_cache.route_speeds(_runners(tmp_path), IMAGES, 2)
+    else:
+        route_cache.route_speeds(_runners(tmp_path, b"re-exported"), IMAGES, 1)
     assert len(json.loads(cache.read_text())) == 2
 
 
-def test_the_golden_check_still_runs_on_a_cache_hit(
-    engines_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _load(engines_dir)
-    _forbid_timing(monkeypatch)
-    calls = []
-    real = Golden.max_diff
-    monkeypatch.setattr(Golden, "max_diff", lambda g, out: calls.append(1) or real(g, out))
-    _load(engines_dir)
-    assert len(calls) >= 2  # float32 and the int8 twin replayed the golden set
-
-
 def test_off_never_writes_and_times_every_load(
-    engines_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
     monkeypatch.setenv(route_cache.ENV, "off")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    monkeypatch.setenv("HOME", str(home))
     assert route_cache.cache_file() is None
-    assert "timed at load" in _load(engines_dir).engine_choice["why"]
-    assert list(tmp_path.iterdir()) == []
+    for _ in range(2):
+        assert route_cache.route_speeds(_runners(tmp_path), IMAGES, 1)[1] == "timed at load"
+    assert list(home.iterdir()) == []
+
+
+def test_the_default_place_is_the_users_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(route_cache.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
+    assert route_cache.cache_file() == Path("/somewhere/cifar10-runtime/routes.json")
 
 
 @pytest.mark.parametrize(
-    "damage",
-    ["not json", "[]", '{"x": 1}', "KEY:speeds-missing", "KEY:negative", "KEY:too-old"],
+    "damage", ["not json", "[]", '{"x": 1}', "no speeds", "negative", "too old", "one missing"]
 )
 def test_a_damaged_or_stale_entry_is_timed_again_and_replaced(
-    engines_dir: Path, cache: Path, damage: str
+    tmp_path: Path, cache: Path, damage: str
 ) -> None:
-    _load(engines_dir)
+    runners = _runners(tmp_path)
+    route_cache.route_speeds(runners, IMAGES, 1)
     entries = json.loads(cache.read_text())
     (key,) = entries
-    if damage == "KEY:speeds-missing":
-        entries[key].pop("speeds")
-    elif damage == "KEY:negative":
-        entries[key]["speeds"]["onnxruntime/int8"]["1"] = -1
-    elif damage == "KEY:too-old":
-        entries[key]["measured_at"] = time.time() - route_cache.MAX_AGE_S - 60
-    text = json.dumps(entries) if damage.startswith("KEY:") else damage
-    cache.write_text(text)
-    assert "timed at load" in _load(engines_dir).engine_choice["why"]
+    entry = entries[key]
+    if damage == "no speeds":
+        entry.pop("speeds")
+    elif damage == "negative":
+        entry["speeds"]["onnxruntime/int8"]["1"] = -1
+    elif damage == "too old":
+        entry["measured_at"] = time.time() - route_cache.MAX_AGE_S - 60
+    elif damage == "one missing":
+        entry["speeds"].pop("onnxruntime/fp32")
+    cache.write_text(damage if damage in ("not json", "[]", '{"x": 1}') else json.dumps(entries))
+    assert route_cache.route_speeds(runners, IMAGES, 1)[1] == "timed at load"
     fresh = json.loads(cache.read_text())
-    assert key in fresh and route_cache._valid(fresh[key], []) is not None
+    assert route_cache._valid(fresh[key], runners) is not None
 
 
 def test_a_cache_that_cannot_be_written_is_passed_over(
-    engines_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv(route_cache.ENV, str(blocker / "cache"))
-    predictor = _load(engines_dir)
-    assert "timed at load" in predictor.engine_choice["why"]
-    assert predictor.predict_array(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 10)
+    for _ in range(2):
+        assert route_cache.route_speeds(_runners(tmp_path), IMAGES, 1)[1] == "timed at load"
+
+
+def test_a_runner_without_a_source_file_is_never_cached(tmp_path: Path, cache: Path) -> None:
+    runners = _runners(tmp_path)
+    runners[1].source = None
+    route_cache.route_speeds(runners, IMAGES, 1)
+    assert not cache.exists()
 
 
 def test_entries_are_capped_newest_kept(cache: Path) -> None:
@@ -117,3 +141,29 @@ def test_entries_are_capped_newest_kept(cache: Path) -> None:
     route_cache._write(cache, entries)
     kept = json.loads(cache.read_text())
     assert len(kept) == route_cache.MAX_ENTRIES and "k99" in kept and "k0" not in kept
+
+
+# --- through Predictor, on the exported model with its int8 twin ------------------------
+def _two_candidates(engines_dir: Path) -> Predictor:
+    predictor = Predictor(engines_dir / "model.onnx", threads=1, engine="onnxruntime")
+    passed = [r for r in predictor.engine_choice["candidates"] if r["status"].startswith("pass")]
+    if len(passed) < 2:
+        pytest.skip(f"the export allowed one candidate on this CPU, nothing to time: {passed}")
+    return predictor
+
+
+def test_a_second_predictor_uses_the_cached_timings_and_still_checks_the_golden_set(
+    engines_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _two_candidates(engines_dir)
+    assert "timed at load" in first.engine_choice["why"]
+    _forbid_timing(monkeypatch)
+    checks = []
+    real = Golden.max_diff
+    monkeypatch.setattr(Golden, "max_diff", lambda g, out: checks.append(1) or real(g, out))
+    second = Predictor(engines_dir / "model.onnx", threads=1, engine="onnxruntime")
+    assert second.engine == first.engine
+    assert str(cache) in second.engine_choice["why"]
+    assert len(checks) >= 2  # float32 and the int8 twin replayed the golden set
+    rows = {r["candidate"]: r for r in second.engine_choice["candidates"]}
+    assert "images_per_s" in rows["onnxruntime/int8"]
