@@ -231,13 +231,12 @@ def main(
             import uvicorn
 
             from .connections import PROTOCOL, configure
-            from .server import create_app
+            from .server import create_app, serving_predictor
         except ImportError as exc:
             raise ConfigError(
                 f"cifar-serve needs the serve extra ({exc.name} is missing). "
                 "Install it with: pip install 'cifar10-runtime[serve]'"
             ) from exc
-        from .predictor import Predictor
 
         if grpc_port is not None:
             try:
@@ -275,14 +274,7 @@ def main(
             "grpc_reuse_port": workers > 1,  # the workers share the gRPC port too
             "limit_concurrency": limit_concurrency,
         }
-        predictor = Predictor(
-            model,
-            providers=providers,
-            threads=threads,
-            engine=engine,
-            precision=precision,
-            spinning=limits.ORT_SPINNING,
-        )
+        predictor = serving_predictor(model, providers, threads, engine, precision)
         guards = {
             "header_timeout": header_timeout,
             "limit_concurrency": limit_concurrency,

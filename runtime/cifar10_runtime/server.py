@@ -67,6 +67,25 @@ async def _serving(grpc: Any) -> AsyncIterator[None]:
         await grpc.stop(limits.GRPC_GRACE_SECONDS)
 
 
+def serving_predictor(
+    model: str | os.PathLike[str],
+    providers: str = "auto",
+    threads: int | None = None,
+    engine: str = "auto",
+    precision: str = "auto",
+) -> Predictor:
+    """The Predictor a server runs (create_app and cifar-serve): onnxruntime's workers stop
+    spinning when a run returns (limits.ORT_SPINNING), leaving the event loop its core."""
+    return Predictor(
+        model,
+        providers=providers,
+        threads=threads,
+        engine=engine,
+        precision=precision,
+        spinning=limits.ORT_SPINNING,
+    )
+
+
 def create_app(
     predictor_or_path: Predictor | str | os.PathLike[str],
     max_batch_size: int = limits.MAX_BATCH_SIZE,
@@ -102,14 +121,7 @@ def create_app(
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
     else:
-        predictor = Predictor(
-            predictor_or_path,
-            providers=providers,
-            threads=threads,
-            engine=engine,
-            precision=precision,
-            spinning=limits.ORT_SPINNING,
-        )
+        predictor = serving_predictor(predictor_or_path, providers, threads, engine, precision)
     if not max_body_mb > 0:
         raise ConfigError(f"max_body_mb must be more than 0. Received: {max_body_mb!r}.")
     if max_pixels is not None and max_pixels < 1024:
