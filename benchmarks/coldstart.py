@@ -25,10 +25,6 @@ BARE_RUNTIME_VENV = REPO / "build" / "venv-runtime-bare"
 # The runtime with the openvino extra, as a user installs it (Makefile bench target).
 OPENVINO_RUNTIME_VENV = REPO / "build" / "venv-runtime-openvino"
 
-# cifar10_runtime.route_cache.ENV, restated: this module also runs where the runtime is not
-# importable (the TensorFlow venv times the runtime venv's CLI from outside).
-ROUTE_CACHE_ENV = "CIFAR10_ROUTE_CACHE"
-
 # The TensorFlow path a user would write: load the .keras file, decode the image, one direct
 # call (quicker than model.predict for one image, so the comparison favours TensorFlow).
 TF_SCRIPT = """
@@ -110,6 +106,8 @@ def cold_start(
     route cache (cifar10_runtime.route_cache; the unrecorded warm-up run writes it), the
     golden check runs as always. "runtime_first_load" turns the cache off, so every run
     times the engines, as the very first load of a model on a machine does."""
+    from cifar10_runtime.route_cache import ENV as ROUTE_CACHE_ENV
+
     rt_venv = RUNTIME_VENV if runtime_venv_ready() else FULL_VENV
     runtime_cmd = [
         str(venv_bin(rt_venv, "cifar-predict")),

@@ -14,10 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # benchmarks/ (its subset module: no numpy) from any venv
 from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET  # noqa: E402
 from benchmarks.subset import subset_available  # noqa: E402
+from cifar10_runtime.route_cache import ENV as ROUTE_CACHE_ENV  # noqa: E402
 
 # The runtime keeps its load-time engine timings in ~/.cache (route_cache.py): the suite uses
 # a folder of its own, set before any test or the processes they start reads it.
-os.environ["CIFAR10_ROUTE_CACHE"] = tempfile.mkdtemp(prefix="cifar10-route-cache-")
+os.environ[ROUTE_CACHE_ENV] = tempfile.mkdtemp(prefix="cifar10-route-cache-")
 
 # Built by `make fixtures` (tests/make_fixtures.py) in the full venv, read by every venv.
 FIXTURES = Path(os.environ.get("CIFAR10_FIXTURES", REPO / "build" / "fixtures"))

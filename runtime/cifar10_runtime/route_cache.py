@@ -16,7 +16,6 @@ silently, and the load times as if there were none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ import numpy as np
 
 from .cpu import cpu_features
 from .engines import Runner, usable_cpus
+from .files import sha256_hex, write_text
 from .routes import TIMING_BATCHES, TIMING_CAP_S, time_runners
 
 ENV = "CIFAR10_ROUTE_CACHE"
@@ -94,19 +94,16 @@ def _key(runners: list[Runner], threads: int | None) -> str | None:
         "threads": threads,
         "batches": list(TIMING_BATCHES),
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    return sha256_hex(json.dumps(parts, sort_keys=True).encode())[:32]
 
 
 def _digest(source: Any) -> str | None:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return hashlib.sha256(source).hexdigest()
-    if isinstance(source, str | os.PathLike):
-        try:
-            with open(source, "rb") as handle:
-                return hashlib.file_digest(handle, "sha256").hexdigest()
-        except OSError:
-            return None
-    return None
+    if not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+        return None
+    try:
+        return sha256_hex(source)
+    except OSError:
+        return None
 
 
 def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float]], str] | None:
@@ -143,14 +140,7 @@ def _write(path: Path, entries: dict[str, Any]) -> None:
         return value if isinstance(value, int | float) else 0.0
 
     kept = dict(sorted(entries.items(), key=age, reverse=True)[:MAX_ENTRIES])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(kept, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(kept, indent=1, sort_keys=True))
     except OSError as exc:
         log.debug("route cache not written to %s: %s", path, exc)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
