@@ -94,9 +94,9 @@ $(OV_VENV)/.installed: runtime/pyproject.toml
 
 # The server benchmark's peers (KServe, MLServer) in their own venv, never the runtime's.
 PEERS_VENV := build/venv-peers
-$(PEERS_VENV)/.installed: benchmarks/peers/requirements.txt
+$(PEERS_VENV)/.installed: benchmarks/serving/peers/requirements.txt
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/pip install $(PIP_FLAGS) -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/pip install $(PIP_FLAGS) -r benchmarks/serving/peers/requirements.txt
 	touch $@
 
 bench: install runtime-venv $(BARE_VENV)/.installed $(OV_VENV)/.installed $(PEERS_VENV)/.installed

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work_dir or REPO / "build" / "benchmarks" / name).resolve()
     work.mkdir(parents=True, exist_ok=True)
 
-    from .run import run_all  # imports numpy: only after the thread variables are set
+    from benchmarks.run import run_all  # imports numpy: only after the thread variables are set
 
     t0 = time.perf_counter()
     results = run_all(args, name, threads, env, work)

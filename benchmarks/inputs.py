@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .subset import BATCH_DIR, DEFAULT_SUBSET, subset_available
+from cifar10_subset import BATCH_DIR, DEFAULT_SUBSET, subset_available
 
 __all__ = ["BATCH_DIR", "DEFAULT_SUBSET", "Images", "load_images", "subset_available"]
 

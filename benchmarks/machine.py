@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from cifar10_runtime.cpu import FLAGS_OF_INTEREST, cpu_features, read_cpuinfo
+from cifar10_runtime.engines.cpu import FLAGS_OF_INTEREST, cpu_features, read_cpuinfo
 
 PACKAGES = (
     "onnxruntime",
@@ -34,7 +34,8 @@ PACKAGES = (
 
 def cpu_info() -> dict:
     """CPU model, core count, SIMD flags of interest, and load at the start of the run."""
-    # The one /proc/cpuinfo reader (cifar10_runtime.cpu): the engines choose by the same flags.
+    # The one /proc/cpuinfo reader (cifar10_runtime.engines.cpu): the engines choose by the
+    # same flags.
     model, found = read_cpuinfo()
     flags = found or set()
     info = {

@@ -15,10 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import coldstart, latency, machine, report, sanity, targets, training, training_precision
-from .flops import count_macs, parameter_count
-from .inputs import DEFAULT_SUBSET, load_images, subset_available, write_mini_dataset
-from .timing import FULL, QUICK
+from benchmarks import machine, report, sanity, targets
+from benchmarks.inference import coldstart, latency
+from benchmarks.inference.flops import count_macs, parameter_count
+from benchmarks.inputs import DEFAULT_SUBSET, load_images, subset_available, write_mini_dataset
+from benchmarks.timing import FULL, QUICK
+from benchmarks.training import precision as training_precision
+from benchmarks.training import speed as training
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +48,7 @@ def _section(results: dict, key: str, fn: Callable[[], object]) -> None:
         log(f"  FAILED: {type(exc).__name__}: {exc}")
         traceback.print_exc()
     else:
-        from .sections import section_summary
+        from benchmarks.sections import section_summary
 
         summary = section_summary(key, results)
         log(f"  {summary}" if summary else f"  done in {time.perf_counter() - t0:.1f} s")
@@ -145,7 +148,7 @@ def run_all(
     if "latency" not in args.skip:
 
         def onnx_rows() -> list[dict]:
-            from .engines import engine_rows
+            from benchmarks.inference.engines import engine_rows
 
             engines.extend(latency.onnx_engines(onnx_path, int8_path, threads, images))
             engines.extend(engine_rows(onnx_path, int8_path, threads, images, results["notes"]))
@@ -177,7 +180,7 @@ def run_all(
     results["latency"] = rows
 
     if "profiles" not in args.skip and engines:
-        from .sections import profiles_section
+        from benchmarks.sections import profiles_section
 
         _section(
             results,
@@ -186,7 +189,7 @@ def run_all(
         )
 
     if "coldstart" not in args.skip:
-        from .sections import coldstart_section
+        from benchmarks.sections import coldstart_section
 
         _section(
             results,
@@ -203,7 +206,7 @@ def run_all(
                 "footprint ratio; cold start used the full venv"
             )
     if "server" not in args.skip:
-        from .sections import server_section
+        from benchmarks.sections import server_section
 
         _section(
             results, "server", lambda: server_section(onnx_path, images, env, work, quick, threads)

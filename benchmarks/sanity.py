@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .timing import Budget, summarize, time_calls
+from benchmarks.timing import Budget, summarize, time_calls
 
 # Beyond these ratios between the start and the end of a run, the machine's speed moved.
 PEAK_MOVED = 1.15

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import coldstart, profiles, server
-from .inputs import Images, encode_png
+from benchmarks.inference import coldstart, profiles
+from benchmarks.inputs import Images, encode_png
+from benchmarks.serving import server
 
 
 def profiles_section(
@@ -71,7 +72,9 @@ def server_section(
         threads=threads,
     )
     out["venv"] = str(venv)
-    from .grpc_bench import bench_grpc  # gRPC beside REST on one process (issue 21)
+    from benchmarks.serving.grpc_bench import (
+        bench_grpc,  # gRPC beside REST on one process (issue 21)
+    )
 
     exe, image = coldstart.venv_bin(venv, "cifar-serve"), images.arrays[0]
     seconds, most = (0.5, 200) if quick else (6.0, 50_000)

@@ -157,7 +157,7 @@ def evaluate(results: dict) -> list[dict]:
             f"largest packages in the runtime venv: {largest}." if size_ratio else "",
         )
     )
-    from .training_precision import targets as training_targets
+    from benchmarks.training.precision import targets as training_targets
 
     out += training_targets(results, _target)  # issue 17: precision and plain-fit ratios
     return out

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET
-from benchmarks.subset import subset_available
+from cifar10_subset import DEFAULT_SUBSET as SHARED_SUBSET
+from cifar10_subset import subset_available
 from cifar10_trainer.run import MODEL
 
 REPO = Path(__file__).resolve().parent.parent

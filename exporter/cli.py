@@ -11,10 +11,13 @@ from pathlib import Path
 
 import click
 
-from cifar10_runtime.errors import ConfigError, cli_errors
-from cifar10_trainer.quiet import import_tensorflow_quietly
-
-from .config import (
+from cifar10_exporter.checks.thresholds import (
+    ACCURACY_FLOOR,
+    INT8_MAX_ACCURACY_DROP,
+    INT8_MIN_AGREEMENT,
+    MAX_DROP_VS_TRAINER,
+)
+from cifar10_exporter.config import (
     CHANNEL_ORDERS,
     DATASETS,
     INPUT_SCALES,
@@ -23,12 +26,8 @@ from .config import (
     ExportConfig,
     parse_class_names,
 )
-from .thresholds import (
-    ACCURACY_FLOOR,
-    INT8_MAX_ACCURACY_DROP,
-    INT8_MIN_AGREEMENT,
-    MAX_DROP_VS_TRAINER,
-)
+from cifar10_runtime.errors import ConfigError, cli_errors
+from cifar10_trainer.quiet import import_tensorflow_quietly
 
 
 def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
@@ -250,21 +249,21 @@ def main(
             else None,
             **flags,
         )
-        from .steps import preflight
+        from cifar10_exporter.steps import preflight
 
         paths = preflight(config)  # cheap checks before TensorFlow's slow import
         if triton_repository is not None:
-            from .triton import check_repository, write_repository
+            from cifar10_exporter.outputs.triton import check_repository, write_repository
 
             check_repository(triton_repository)
         if not verbose:
             import_tensorflow_quietly()
         if config.verify_only:
-            from .verify import verify
+            from cifar10_exporter.verify import verify
 
             verify(config, log=click.echo, paths=paths)
         else:
-            from .pipeline import export
+            from cifar10_exporter.pipeline import export
 
             export(config, log=click.echo, paths=paths)
         if triton_repository is not None:  # only after every check passed

@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, NUM_CLASSES, valid_class_names
-from cifar10_runtime.errors import ConfigError
-from cifar10_runtime.untrusted import check_model_version
-from cifar10_trainer.run import LATEST, MODEL
-
-from .int8_recipes import DEFAULT_RECIPES, RECIPES
-from .thresholds import (
+from cifar10_exporter.checks.thresholds import (
     ACCURACY_FLOOR,
     INT8_MAX_ACCURACY_DROP,
     INT8_MIN_AGREEMENT,
     MAX_DROP_VS_TRAINER,
 )
+from cifar10_exporter.int8.recipes import DEFAULT_RECIPES, RECIPES
+from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, NUM_CLASSES, valid_class_names
+from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.untrusted import check_model_version
+from cifar10_trainer.run import LATEST, MODEL
 
 DEFAULT_MODEL = Path("runs") / LATEST / MODEL  # the run-folder names' one home
 INPUT_SCALES = ("auto", "unit", "raw", "standardize")

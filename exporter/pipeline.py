@@ -14,23 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifar10_runtime.errors import CifarError, ConfigError
-from cifar10_runtime.files import sha256_hex as sha256_file
-from cifar10_runtime.files import write_bytes, write_json
-from cifar10_trainer.run import Run
-
-from .assess import ExportResult, Log, check_model, raise_failures, score
-from .config import ExportConfig
-from .engine_evidence import engines_step
-from .files import ArtifactPaths
-from .metadata import (
+from cifar10_exporter.checks.assess import ExportResult, Log, check_model, raise_failures, score
+from cifar10_exporter.checks.engine_evidence import engines_step
+from cifar10_exporter.config import ExportConfig
+from cifar10_exporter.outputs.files import ArtifactPaths
+from cifar10_exporter.outputs.metadata import (
     build_metadata,
     default_model_version,
     export_metrics,
     get_metadata,
     set_metadata,
 )
-from .steps import int8_step, preflight, prepare, run_parity, write_card
+from cifar10_exporter.steps import int8_step, preflight, prepare, run_parity, write_card
+from cifar10_runtime.errors import CifarError, ConfigError
+from cifar10_runtime.files import sha256_hex as sha256_file
+from cifar10_runtime.files import write_bytes, write_json
+from cifar10_trainer.run import Run
 
 __all__ = ["ExportResult", "export", "preflight"]
 
@@ -47,7 +46,7 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
             "cifar10_exporter.verify() for that (cifar-export --verify-only), or drop "
             "verify_only. Received: verify_only=True"
         )
-    from .convert import convert_to_onnx
+    from cifar10_exporter.from_keras.convert import convert_to_onnx
 
     paths = paths or preflight(config)
     run = Run.of_model(config.model)

@@ -14,24 +14,23 @@ from typing import Any
 
 import numpy as np
 
+from cifar10_exporter.checks.assess import ExportResult, Log, check_model
+from cifar10_exporter.checks.parity import Report, check_parity
+from cifar10_exporter.checks.samples import Samples, load_samples
+from cifar10_exporter.checks.thresholds import accuracy_floor
+from cifar10_exporter.config import ExportConfig
+from cifar10_exporter.from_keras.float32_graph import as_float32
+from cifar10_exporter.from_keras.inspection import inspect_model
+from cifar10_exporter.from_keras.model import check_model_path, keras_reference, load_keras_model
+from cifar10_exporter.from_keras.preprocessing import candidates_table, decide
+from cifar10_exporter.outputs import card
+from cifar10_exporter.outputs.files import ArtifactPaths, ensure_writable_dir
+from cifar10_exporter.outputs.metadata import producer_versions, read_json, set_metadata
+from cifar10_exporter.wrapper import WrapperSpec
 from cifar10_runtime.errors import ModelError
 from cifar10_runtime.files import write_bytes, write_json
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.run import Run
-
-from . import card
-from .assess import ExportResult, Log, check_model
-from .config import ExportConfig
-from .files import ArtifactPaths, ensure_writable_dir
-from .float32_graph import as_float32
-from .inspection import inspect_model
-from .keras_model import check_model_path, keras_reference, load_keras_model
-from .metadata import producer_versions, read_json, set_metadata
-from .parity import Report, check_parity
-from .preprocessing import candidates_table, decide
-from .samples import Samples, load_samples
-from .thresholds import accuracy_floor
-from .wrapper import WrapperSpec
 
 
 def preflight(config: ExportConfig) -> ArtifactPaths:
@@ -138,7 +137,7 @@ def int8_step(
     result.int8_proto (the twin to write, when it passed or with --force)."""
     import onnx
 
-    from .quantize import check_twin, quantize_int8
+    from cifar10_exporter.int8.quantize import check_twin, quantize_int8
 
     if int8 is None:
         run = Run.of_model(config.model)

@@ -8,18 +8,17 @@ steps.py's, shared with `export` (pipeline.py).
 
 from __future__ import annotations
 
+from cifar10_exporter.checks.assess import ExportResult, Log, check_model, raise_failures, score
+from cifar10_exporter.config import ExportConfig
+from cifar10_exporter.outputs.files import ArtifactPaths
+from cifar10_exporter.outputs.metadata import get_metadata, read_json
+from cifar10_exporter.steps import int8_step, preflight, prepare, run_parity, write_card
+from cifar10_exporter.wrapper import WrapperSpec
 from cifar10_runtime.contract import GOLDEN_KEY, PRECISIONS_KEY
 from cifar10_runtime.errors import CifarError, ModelError
 from cifar10_runtime.files import sha256_hex as sha256_file
 from cifar10_runtime.files import write_json
 from cifar10_trainer.run import Run
-
-from .assess import ExportResult, Log, check_model, raise_failures, score
-from .config import ExportConfig
-from .files import ArtifactPaths
-from .metadata import get_metadata, read_json
-from .steps import int8_step, preflight, prepare, run_parity, write_card
-from .wrapper import WrapperSpec
 
 
 def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # benchmarks/ (its subset module: no numpy) from any venv
-from benchmarks.subset import DEFAULT_SUBSET as SHARED_SUBSET  # noqa: E402
-from benchmarks.subset import subset_available  # noqa: E402
-from cifar10_runtime.route_cache import ENV as ROUTE_CACHE_ENV  # noqa: E402
+sys.path.insert(0, str(REPO))  # cifar10_subset (no numpy) from any venv
+from cifar10_runtime.engines.timing_cache import ENV as ROUTE_CACHE_ENV  # noqa: E402
+from cifar10_subset import DEFAULT_SUBSET as SHARED_SUBSET  # noqa: E402
+from cifar10_subset import subset_available  # noqa: E402
 
 # The runtime keeps its load-time engine timings in ~/.cache (route_cache.py): the suite uses
 # a folder of its own, set before any test or the processes they start reads it.

@@ -2,7 +2,7 @@
 
 Every module of trainer/, exporter/ and runtime/cifar10_runtime/ must be named in the first
 column of the "## Module map" table, and every module the map names must exist. A row may name
-several modules: `cifar10_runtime.server`, `.serve_cli` (a leading dot continues the package
+several modules: `cifar10_runtime.serving.app`, `.serve_cli` (a leading dot continues the package
 of the name before it). The failure message says which module to add (or remove) and where,
 so a merge that brings new modules is fixed from the message alone.
 """

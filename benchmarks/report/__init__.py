@@ -14,8 +14,8 @@ One module per concern, so a new benchmark row or section has one obvious place:
 
 from __future__ import annotations
 
-from .files import write_json, write_markdown
-from .markdown import markdown
-from .plot import plot
+from benchmarks.report.files import write_json, write_markdown
+from benchmarks.report.markdown import markdown
+from benchmarks.report.plot import plot
 
 __all__ = ["markdown", "plot", "write_json", "write_markdown"]

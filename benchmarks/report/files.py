@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report.fmt import portable
+from benchmarks.report.markdown import markdown
 from cifar10_runtime.files import write_text
-
-from .fmt import portable
-from .markdown import markdown
 
 
 def _jsonable(obj: Any) -> Any:

@@ -3,7 +3,7 @@ peak, timing), the targets table with why the missed ones are missed, and the cl
 
 from __future__ import annotations
 
-from .fmt import table
+from benchmarks.report.fmt import table
 
 
 def header(results: dict) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fmt import num, table
+from benchmarks.report.fmt import num, table
 
 HEAD = [
     "engine",

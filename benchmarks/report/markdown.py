@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import header, latency, profiles, server, startup, training
+from benchmarks.report import header, latency, profiles, server, startup, training
 
 Section = Callable[[dict], list[str]]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fmt import num
+from benchmarks.report.fmt import num
 
 
 def profiles(results: dict) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fmt import num, table
+from benchmarks.report.fmt import num, table
 
 
 def server(results: dict) -> list[str]:
@@ -12,7 +12,7 @@ def server(results: dict) -> list[str]:
     lines = [
         "## Server (on 127.0.0.1: cifar-serve, minimal handler, naive, KServe, MLServer)",
         "",
-        "Load: benchmarks/loadgen.py (asyncio, keep-alive sockets, one thread) on the same "
+        "Load: benchmarks/serving/loadgen.py (asyncio, keep-alive sockets, one thread) on the same "
         "cores as the server, so these are lower bounds for a server on its own machine. "
         "naive_baseline: one session.run per request, no batcher; minimal_*: the minimal "
         "Starlette handler; MLServer's REST has no binary tensors (JSON rows only).",
@@ -36,8 +36,8 @@ def server(results: dict) -> list[str]:
     lines += table(head, rows)
     lines += [f"- {line}" for line in srv.get("summary", {}).get("lines", [])]
     lines += [f"- {note}" for note in srv.get("notes", [])] + [""]
-    if srv.get("grpc"):  # gRPC beside REST on one process (benchmarks/grpc_bench.py)
-        from ..grpc_bench import markdown_lines
+    if srv.get("grpc"):  # gRPC beside REST on one process (benchmarks/serving/grpc_bench.py)
+        from benchmarks.serving.grpc_bench import markdown_lines
 
         lines += markdown_lines(srv["grpc"], table, num)
     return lines

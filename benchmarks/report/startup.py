@@ -3,7 +3,7 @@ footprint of the runtime and toolkit venvs."""
 
 from __future__ import annotations
 
-from .fmt import num, short, table
+from benchmarks.report.fmt import num, short, table
 
 _NO_RT_VENV = " (runtime venv not built: full venv used)"
 

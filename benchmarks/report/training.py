@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fmt import num, table
+from benchmarks.report.fmt import num, table
 
 LABELS = (
     ("cifar_train", "cifar-train (tf.data, checkpoints, op determinism)"),
@@ -75,7 +75,7 @@ def strategies(results: dict) -> list[str]:
 
 
 def precisions(results: dict) -> list[str]:
-    """cifar-train per precision (benchmarks/training_precision.py writes the rows)."""
-    from ..training_precision import precision_lines
+    """cifar-train per precision (benchmarks/training/precision.py writes the rows)."""
+    from benchmarks.training.precision import precision_lines
 
     return precision_lines(results.get("training_precisions"))

@@ -4,9 +4,9 @@
 >>> Predictor("model.onnx").predict("cat.png").label
 """
 
-from .errors import CifarError, ConfigError, ImageError, ModelError
-from .images import load_image
-from .predictor import ClassScore, Prediction, Predictor
+from cifar10_runtime.errors import CifarError, ConfigError, ImageError, ModelError
+from cifar10_runtime.images import load_image
+from cifar10_runtime.predictor import ClassScore, Prediction, Predictor
 
 __version__ = "0.1.0"
 

@@ -38,8 +38,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import limits
-from .errors import CifarError, ConfigError
+from cifar10_runtime import limits
+from cifar10_runtime.errors import CifarError, ConfigError
 
 log = logging.getLogger("cifar10_runtime.batcher")
 EWMA = 0.2  # weight of the newest run in the single-request run-time estimate
@@ -52,7 +52,7 @@ class UnavailableError(CifarError):
 
 
 class BatchObserver(Protocol):
-    """What the batcher reports, e.g. to Prometheus (cifar10_runtime.metrics)."""
+    """What the batcher reports, e.g. to Prometheus (cifar10_runtime.serving.metrics)."""
 
     def queued(self, seconds: float) -> None: ...  # one request's wait before its run
     def ran(self, images: int, requests: int, seconds: float, ok: bool) -> None: ...

@@ -56,7 +56,8 @@ def valid_class_names(names: object) -> bool:
 
 # Engines and precisions (issue 16). The exporter records which precisions a model allows and
 # each one's tolerance under PRECISIONS_KEY, and a few check images with their float32
-# reference outputs under GOLDEN_KEY (cifar10_runtime.golden); the runtime replays them at load.
+# reference outputs under GOLDEN_KEY (cifar10_runtime.engines.golden); the runtime replays
+# them at load.
 PRECISIONS_KEY = "precisions"
 GOLDEN_KEY = "golden_set"
 ENGINES = ("onnxruntime", "openvino")
@@ -64,5 +65,5 @@ PRECISIONS = ("fp32", "bf16", "int8")
 # Largest |difference| of a float32 engine from the float32 reference, per probability: far
 # above float32 reordering noise (~1e-6), far below what a changed weight moves.
 FP32_TOLERANCE = 1e-4
-# The int8 twin's file name beside OUTPUT.onnx (cifar10_exporter.files writes it).
+# The int8 twin's file name beside OUTPUT.onnx (cifar10_exporter.outputs.files writes it).
 INT8_TWIN_SUFFIX = ".int8.onnx"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .untrusted import parse_decimal
+from cifar10_runtime.untrusted import parse_decimal
 
 # Read once, at import (os.umask can only be read by setting it): mkstemp makes 0600 files,
 # written outputs should get the mode any other new file would.

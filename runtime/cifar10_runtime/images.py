@@ -37,7 +37,7 @@ from typing import Any, BinaryIO, TypeAlias
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, first_line
+from cifar10_runtime.errors import ImageError, first_line
 
 SIZE = (32, 32)
 RESAMPLE = Image.Resampling.BILINEAR

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .contract import (
+from cifar10_runtime.contract import (
     CIFAR10_CLASS_NAMES,
     IMAGE_SHAPE,
     JSON_KEYS,
@@ -28,9 +28,9 @@ from .contract import (
     OUTPUT_NAME,
     valid_class_names,
 )
-from .errors import ConfigError, ModelError, first_line
-from .files import sha256_hex
-from .sessions import session_options
+from cifar10_runtime.engines.sessions import session_options
+from cifar10_runtime.errors import ConfigError, ModelError, first_line
+from cifar10_runtime.files import sha256_hex
 
 NEEDED = (
     "needed: one uint8 [N,32,32,3] RGB NHWC input (the cifar-export contract) or one "
@@ -99,7 +99,7 @@ def open_session(
 
     spinning=False: onnxruntime's pool threads stop spinning when a run returns instead of
     spinning on for a while (the server, whose event loop needs a core between runs; see
-    cifar10_runtime.sessions.session_options).
+    cifar10_runtime.engines.sessions.session_options).
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None. Received: {threads!r}.")

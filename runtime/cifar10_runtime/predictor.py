@@ -18,13 +18,13 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import onnxruntime as ort
 
-from .contract import IMAGE_SHAPE, NUM_CLASSES
-from .engines import ort_runner
-from .errors import ConfigError, ImageError
-from .images import ImageSource, load_image
-from .model import inspect_session, open_session, probe
-from .routes import Route
-from .selection import choose
+from cifar10_runtime.contract import IMAGE_SHAPE, NUM_CLASSES
+from cifar10_runtime.engines.plan import Route
+from cifar10_runtime.engines.runners import ort_runner
+from cifar10_runtime.engines.selection import choose
+from cifar10_runtime.errors import ConfigError, ImageError
+from cifar10_runtime.images import ImageSource, load_image
+from cifar10_runtime.model import inspect_session, open_session, probe
 
 _SINGLE_SHAPE = IMAGE_SHAPE
 _INV255 = np.float32(1 / 255)
@@ -121,7 +121,7 @@ class Predictor:
         *,
         self_check: bool = True,
     ) -> None:
-        from .selection import check_request
+        from cifar10_runtime.engines.selection import check_request
 
         check_request(engine, precision)  # a typo fails before any work
         session, source = open_session(model, providers, threads, spinning)

@@ -21,7 +21,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
-from .errors import ConfigError
+from cifar10_runtime.errors import ConfigError
 
 MAX_DECIMAL_DIGITS = 18  # below 2**63: every size a server meets, and cheap to convert
 MAX_VERSION_CHARS = 128

@@ -1,4 +1,5 @@
-"""The benchmark's engine x precision rows (benchmarks/engines.py): which rows, and why not."""
+"""The benchmark's engine x precision rows (benchmarks/inference/engines.py): which rows,
+and why not."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ if str(REPO) not in sys.path:  # bare `pytest` does not put the repository root 
     sys.path.insert(0, str(REPO))
 
 from benchmarks import sanity  # noqa: E402
-from benchmarks.engines import engine_rows  # noqa: E402
+from benchmarks.inference.engines import engine_rows  # noqa: E402
 from benchmarks.inputs import Images  # noqa: E402
-from cifar10_runtime import engines as runtime_engines  # noqa: E402
+from cifar10_runtime.engines import runners as runtime_engines  # noqa: E402
 
 
 def _images() -> Images:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.grpc_bench import CLIENTS, bench_grpc, markdown_lines
+from benchmarks.serving.grpc_bench import CLIENTS, bench_grpc, markdown_lines
 
 pytestmark = pytest.mark.slow
 

@@ -1,11 +1,11 @@
-"""The training rows' arithmetic and Markdown (benchmarks.training, .training_precision)."""
+"""The training rows' arithmetic and Markdown (benchmarks.training.speed, .training_precision)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.training import best_of, compare, cpu_ratio
-from benchmarks.training_precision import precision_lines
+from benchmarks.training.precision import precision_lines
+from benchmarks.training.speed import best_of, compare, cpu_ratio
 
 
 def _row(ips: float, ipcs: float | None, **kw: object) -> dict:
@@ -55,7 +55,7 @@ def test_precision_table_names_what_ran_and_what_did_not() -> None:
 
 def test_issue_17_targets_from_the_rows() -> None:
     from benchmarks.targets import _target
-    from benchmarks.training_precision import targets
+    from benchmarks.training.precision import targets
 
     results = {
         "training_precisions": {

@@ -15,7 +15,7 @@ if str(REPO) not in sys.path:  # bare `pytest` does not put the repository root 
     sys.path.insert(0, str(REPO))
 
 from benchmarks import report, sanity  # noqa: E402
-from benchmarks.flops import count_macs  # noqa: E402
+from benchmarks.inference.flops import count_macs  # noqa: E402
 from benchmarks.timing import percentile, summarize  # noqa: E402
 
 

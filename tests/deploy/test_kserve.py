@@ -21,11 +21,12 @@ yaml = pytest.importorskip("yaml", reason="pyyaml not installed: run `make test-
 pytest.importorskip("kserve", reason="kserve not installed here: run `make test-kserve`")
 from kserve_models import ManifestError, inference_service  # noqa: E402
 
+from cifar10_runtime.cli.serve import main as cifar_serve  # noqa: E402
 from cifar10_runtime.limits import MODEL_NAME  # noqa: E402
-from cifar10_runtime.serve_cli import main as cifar_serve  # noqa: E402
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kserve"
-# What `cifar-export --triton-repository DIR` writes (cifar10_exporter.triton): DIR/<name>/1/.
+# What `cifar-export --triton-repository DIR` writes (cifar10_exporter.outputs.triton):
+# DIR/<name>/1/.
 MODEL_IN_REPOSITORY = f"{MODEL_NAME}/1/model.onnx"
 STORAGE_SCHEMES = ("pvc://", "s3://", "gs://", "https://", "hdfs://", "oci://", "azure://")
 

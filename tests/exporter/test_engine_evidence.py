@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from cifar10_exporter.engine_evidence import GOLDEN_IMAGES, engine_evidence, pick_golden
-from cifar10_exporter.samples import Samples
+from cifar10_exporter.checks.engine_evidence import GOLDEN_IMAGES, engine_evidence, pick_golden
+from cifar10_exporter.checks.samples import Samples
 from cifar10_runtime.contract import GOLDEN_KEY, PRECISIONS_KEY
-from cifar10_runtime.golden import read_golden
+from cifar10_runtime.engines.golden import read_golden
 
 CONFIG = SimpleNamespace(int8_min_agreement=0.98, int8_max_accuracy_drop=0.01, threads=1)
 

@@ -16,7 +16,7 @@ from cifar10_exporter import steps
 from cifar10_exporter.cli import main
 from cifar10_exporter.config import ExportConfig
 from cifar10_exporter.errors import ParityError
-from cifar10_exporter.int8_recipes import RECIPES
+from cifar10_exporter.int8.recipes import RECIPES
 from cifar10_runtime.errors import ConfigError, ModelError
 from cifar10_trainer.errors import DataError
 
@@ -221,7 +221,7 @@ def test_output_written_only_when_parity_passes_unless_forced(
 ):
     """The converted graph gets one weight changed: parity fails, no OUTPUT; --force writes
     it, exit 1 all the same."""
-    import cifar10_exporter.convert as convert
+    import cifar10_exporter.from_keras.convert as convert
 
     real = convert.convert_to_onnx
 

@@ -18,10 +18,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cifar10_exporter.int8_graph import feed_uint8_image, fold_post_relu_scale
-from cifar10_exporter.int8_recipes import DEFAULT_RECIPES
-from cifar10_exporter.int8_speed import cpu_int8_features
-from cifar10_exporter.quantize import _choose
+from cifar10_exporter.int8.graph import feed_uint8_image, fold_post_relu_scale
+from cifar10_exporter.int8.quantize import _choose
+from cifar10_exporter.int8.recipes import DEFAULT_RECIPES
+from cifar10_exporter.int8.speed import cpu_int8_features
 from cifar10_runtime import Predictor
 
 slow = pytest.mark.slow

@@ -79,10 +79,10 @@ def test_mixed_bfloat16_model_exports_to_float32_with_parity(
 
 
 def test_without_the_rebuild_bfloat16_would_reach_the_graph(bf16_run: Path) -> None:
-    from cifar10_exporter.convert import convert_to_onnx
-    from cifar10_exporter.float32_graph import as_float32
-    from cifar10_exporter.inspection import inspect_model
-    from cifar10_exporter.keras_model import load_keras_model
+    from cifar10_exporter.from_keras.convert import convert_to_onnx
+    from cifar10_exporter.from_keras.float32_graph import as_float32
+    from cifar10_exporter.from_keras.inspection import inspect_model
+    from cifar10_exporter.from_keras.model import load_keras_model
 
     model = load_keras_model(bf16_run / "model.keras")
     spec = inspect_model(model, source="bf16")

@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 import pytest
 
-from cifar10_exporter.inspection import inspect_model
-from cifar10_exporter.keras_model import keras_outputs, load_keras_model
+from cifar10_exporter.from_keras.inspection import inspect_model
+from cifar10_exporter.from_keras.model import keras_outputs, load_keras_model
 from cifar10_runtime import Predictor
 from cifar10_runtime.errors import ModelError
 

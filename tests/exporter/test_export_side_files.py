@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from cifar10_exporter.errors import ParityError
-from cifar10_exporter.files import ArtifactPaths
+from cifar10_exporter.outputs.files import ArtifactPaths
 
 
 def _one_line(result) -> str:

@@ -14,7 +14,7 @@ import pytest
 from onnx import numpy_helper
 
 from cifar10_exporter.config import CIFAR10_CLASS_NAMES
-from cifar10_exporter.metadata import REQUIRED_KEYS
+from cifar10_exporter.outputs.metadata import REQUIRED_KEYS
 from cifar10_runtime import Predictor
 
 pytestmark = pytest.mark.slow
@@ -73,8 +73,8 @@ def test_contract_and_metadata(exported, trained_model):
 def test_batch_sizes_1_7_64_agree_with_each_other_and_keras(
     exported, trained_model, subset_test_images
 ):
-    from cifar10_exporter.inspection import inspect_model
-    from cifar10_exporter.keras_model import keras_reference, load_keras_model
+    from cifar10_exporter.from_keras.inspection import inspect_model
+    from cifar10_exporter.from_keras.model import keras_reference, load_keras_model
 
     out, _ = exported
     images = subset_test_images[0][:70]

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from google.protobuf import text_format
 
-from cifar10_exporter.triton import check_repository, write_repository
+from cifar10_exporter.outputs.triton import check_repository, write_repository
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
 from cifar10_runtime.errors import ConfigError, ModelError
 

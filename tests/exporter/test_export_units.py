@@ -9,10 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from cifar10_exporter.checks.parity import check_parity, compare
 from cifar10_exporter.config import CIFAR10_CLASS_NAMES, ExportConfig, parse_class_names
 from cifar10_exporter.errors import ParityError
-from cifar10_exporter.files import ArtifactPaths
-from cifar10_exporter.metadata import (
+from cifar10_exporter.outputs.files import ArtifactPaths
+from cifar10_exporter.outputs.metadata import (
     REQUIRED_KEYS,
     build_metadata,
     default_model_version,
@@ -20,7 +21,6 @@ from cifar10_exporter.metadata import (
     get_metadata,
     set_metadata,
 )
-from cifar10_exporter.parity import check_parity, compare
 from cifar10_runtime.contract import JSON_KEYS
 from cifar10_runtime.errors import ConfigError
 from cifar10_trainer.errors import DataError

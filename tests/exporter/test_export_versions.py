@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cifar10_exporter.config import ExportConfig
-from cifar10_exporter.metadata import default_model_version
+from cifar10_exporter.outputs.metadata import default_model_version
 from cifar10_runtime.errors import ConfigError
 from cifar10_trainer.run import Run
 

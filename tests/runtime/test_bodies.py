@@ -1,10 +1,10 @@
-"""cifar10_runtime.bodies: where a multipart body really ends (RFC 2046 5.1.1)."""
+"""cifar10_runtime.serving.http.bodies: where a multipart body really ends (RFC 2046 5.1.1)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cifar10_runtime.bodies import _Epilogue
+from cifar10_runtime.serving.http.bodies import _Epilogue
 
 PART = b'--B\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\n'
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from cifar10_runtime import Predictor
-from cifar10_runtime import engines as engines_module
 from cifar10_runtime.contract import FP32_TOLERANCE, GOLDEN_KEY, PRECISIONS_KEY
+from cifar10_runtime.engines import runners as engines_module
+from cifar10_runtime.engines.golden import encode_golden, read_golden
 from cifar10_runtime.errors import ConfigError, ModelError
-from cifar10_runtime.golden import encode_golden, read_golden
 
 OPENVINO, OPENVINO_MISSING = engines_module.openvino_backend()
 needs_openvino = pytest.mark.skipif(
@@ -149,7 +149,7 @@ def test_a_model_changed_after_export_is_refused_by_cifar_predict(
     exported_dir: Path, subset_pngs: Path
 ) -> None:
     png = str(sorted(subset_pngs.glob("*.png"))[0])
-    result = _cli("cli", "cifar-predict", str(exported_dir / "tampered.onnx"), png)
+    result = _cli("cli.predict", "cifar-predict", str(exported_dir / "tampered.onnx"), png)
     assert result.returncode == 4, result.stderr
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -157,7 +157,7 @@ def test_a_model_changed_after_export_is_refused_by_cifar_predict(
 
 
 def test_a_model_changed_after_export_never_gets_served(exported_dir: Path) -> None:
-    result = _cli("serve_cli", "cifar-serve", str(exported_dir / "tampered.onnx"), "--port", "0")
+    result = _cli("cli.serve", "cifar-serve", str(exported_dir / "tampered.onnx"), "--port", "0")
     assert result.returncode == 4, result.stderr
     assert "golden outputs" in result.stderr
     assert "Uvicorn running" not in result.stderr  # refused before any port was bound
@@ -180,7 +180,9 @@ def test_forced_openvino_without_the_extra(exported_dir: Path, without_extra) ->
     assert any("openvino package is not installed" in n for n in notes)
 
 
-@pytest.mark.parametrize("command", [("cli", "cifar-predict"), ("serve_cli", "cifar-serve")])
+@pytest.mark.parametrize(
+    "command", [("cli.predict", "cifar-predict"), ("cli.serve", "cifar-serve")]
+)
 def test_forced_openvino_without_the_extra_is_exit_2_in_one_line(
     exported_dir: Path, subset_pngs: Path, command: tuple[str, str]
 ) -> None:
@@ -200,7 +202,7 @@ def test_int8_asked_of_a_model_without_twin(exported_dir: Path, subset_pngs: Pat
         Predictor(exported_dir / "model.onnx", threads=1, precision="int8")
     png = str(sorted(subset_pngs.glob("*.png"))[0])
     args = [str(exported_dir / "model.onnx"), png, "--precision", "int8"]
-    result = _cli("cli", "cifar-predict", *args)
+    result = _cli("cli.predict", "cifar-predict", *args)
     assert result.returncode == 2 and "int8" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -296,7 +298,7 @@ def test_the_server_batches_on_openvino_and_names_the_engine(exported_dir: Path)
     pytest.importorskip("starlette", reason="the serve extra is not installed")
     from starlette.testclient import TestClient
 
-    from cifar10_runtime.server import create_app
+    from cifar10_runtime.serving.app import create_app
 
     predictor = Predictor(exported_dir / "model.onnx", threads=1, engine="openvino")
     png = sorted((exported_dir / "png").glob("*.png"))[0].read_bytes()

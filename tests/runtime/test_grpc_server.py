@@ -23,13 +23,13 @@ from serve_samples import sample_images
 
 from cifar10_runtime import Predictor
 from cifar10_runtime.batcher import MicroBatcher
-from cifar10_runtime.bodies import BodyReader
 from cifar10_runtime.errors import ConfigError
-from cifar10_runtime.grpc_protocol import OPEN_INFERENCE, protocol
-from cifar10_runtime.grpc_server import GrpcInference, GrpcServer
-from cifar10_runtime.grpc_wire import Aborted, status_of, to_v2_header
-from cifar10_runtime.metrics import Metrics
-from cifar10_runtime.v2 import V2Api
+from cifar10_runtime.serving.grpc.codec import Aborted, status_of, to_v2_header
+from cifar10_runtime.serving.grpc.protocol import OPEN_INFERENCE, protocol
+from cifar10_runtime.serving.grpc.server import GrpcInference, GrpcServer
+from cifar10_runtime.serving.http.bodies import BodyReader
+from cifar10_runtime.serving.metrics import Metrics
+from cifar10_runtime.serving.v2.rest import V2Api
 
 BOUND = 30.0
 
@@ -61,9 +61,10 @@ def test_the_protocol_is_tritons_service_with_the_six_methods_of_the_spec() -> N
 def test_the_stubs_load_on_first_use_only() -> None:
     code = (
         "import sys\n"
-        "import cifar10_runtime.serve_cli, cifar10_runtime.server, cifar10_runtime.grpc_server\n"
+        "import cifar10_runtime.cli.serve, cifar10_runtime.serving.app\n"
+        "import cifar10_runtime.serving.grpc.server\n"
         "print('tritonclient' in sys.modules)\n"
-        "cifar10_runtime.grpc_server.protocol()\n"
+        "cifar10_runtime.serving.grpc.server.protocol()\n"
         "print('tritonclient' in sys.modules)\n"
     )
     done = subprocess.run(
@@ -93,7 +94,7 @@ def test_missing_stubs_are_one_config_error_line(no_stubs: None) -> None:
 def test_cifar_serve_grpc_port_without_stubs_exits_2_before_serving(
     valid_model: Path, no_stubs: None
 ) -> None:
-    from cifar10_runtime import serve_cli
+    from cifar10_runtime.cli import serve as serve_cli
 
     result = CliRunner().invoke(serve_cli.main, [str(valid_model), "--grpc-port", "0"])
     assert result.exit_code == 2, result.output

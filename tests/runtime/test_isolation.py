@@ -27,8 +27,8 @@ def test_tensorflow_is_not_installed_in_the_runtime_venv() -> None:
 def test_runtime_modules_import_nothing_heavy() -> None:
     code = (
         "import json, sys\n"
-        "import cifar10_runtime, cifar10_runtime.server, cifar10_runtime.cli\n"
-        "import cifar10_runtime.serve_cli, cifar10_runtime.batcher\n"
+        "import cifar10_runtime, cifar10_runtime.serving.app, cifar10_runtime.cli.predict\n"
+        "import cifar10_runtime.cli.serve, cifar10_runtime.batcher\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     done = subprocess.run(

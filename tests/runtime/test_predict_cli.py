@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from runtime_samples import broken_files, odd_images
 
 from cifar10_runtime import Predictor
-from cifar10_runtime.cli import main
+from cifar10_runtime.cli.predict import main
 
 
 @pytest.fixture()
@@ -127,7 +127,10 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(folder: Path, valid_model
 def test_progress_bar_is_drawn_on_a_terminal(folder: Path, valid_model: Path) -> None:
     import pty
 
-    code = "import sys; from cifar10_runtime.cli import main; sys.argv[0] = 'cifar-predict'; main()"
+    code = (
+        "import sys; from cifar10_runtime.cli.predict import main; "
+        "sys.argv[0] = 'cifar-predict'; main()"
+    )
     leader, follower = pty.openpty()
     with subprocess.Popen(
         [

@@ -1,4 +1,4 @@
-"""The load-time timings kept per machine (cifar10_runtime.route_cache).
+"""The load-time timings kept per machine (cifar10_runtime.engines.timing_cache).
 
 Most tests drive `route_speeds` with two stand-in runners over files of their own, so they
 do not depend on which candidates an export allowed on this CPU; the last ones load the
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar10_runtime import Predictor, route_cache
-from cifar10_runtime.engines import Runner
-from cifar10_runtime.golden import Golden
+from cifar10_runtime import Predictor
+from cifar10_runtime.engines import timing_cache as route_cache
+from cifar10_runtime.engines.golden import Golden
+from cifar10_runtime.engines.runners import Runner
 
 IMAGES = np.zeros((4, 32, 32, 3), np.uint8)
 

@@ -19,7 +19,7 @@ from runtime_samples import broken_files, encode, gradient, png_header_only
 from serve_samples import sample_pngs
 
 from cifar10_runtime import ModelError, Predictor
-from cifar10_runtime.server import create_app
+from cifar10_runtime.serving.app import create_app
 
 with warnings.catch_warnings():
     # Newer Starlette prefers the `httpx2` fork and warns about plain httpx, which it still

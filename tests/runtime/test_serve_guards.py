@@ -1,5 +1,5 @@
-"""cifar10_runtime.guards and .answers in-process: the accept-error log limiter, the body
-deadline, the in-flight count, and the parser's own error answers rewritten as JSON."""
+"""cifar10_runtime.serving.http.guards and .answers in-process: the accept-error log limiter,
+the body deadline, the in-flight count, and the parser's own error answers rewritten as JSON."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import logging
 import pytest
 from starlette.exceptions import HTTPException
 
-from cifar10_runtime.answers import complete, is_error_answer, json_error_answer
-from cifar10_runtime.guards import BodyTimeout, InFlight, limit_accept_errors
+from cifar10_runtime.serving.http.answers import complete, is_error_answer, json_error_answer
+from cifar10_runtime.serving.http.guards import BodyTimeout, InFlight, limit_accept_errors
 
 EMFILE = {
     "message": "socket.accept() out of system resource",
@@ -31,9 +31,9 @@ def test_accept_errors_are_logged_once_per_interval(caplog: pytest.LogCaptureFix
             loop.call_exception_handler(EMFILE)
         loop.call_exception_handler({"message": "something else"})
 
-    with caplog.at_level(logging.ERROR, logger="cifar10_runtime.server"):
+    with caplog.at_level(logging.ERROR, logger="cifar10_runtime.serving.app"):
         asyncio.run(scenario())
-    lines = [r for r in caplog.records if r.name == "cifar10_runtime.server"]
+    lines = [r for r in caplog.records if r.name == "cifar10_runtime.serving.app"]
     assert len(lines) == 1 and "cannot accept connections" in lines[0].getMessage()
     assert others == [{"message": "something else"}]  # the previous handler still gets the rest
 

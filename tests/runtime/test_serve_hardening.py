@@ -23,12 +23,12 @@ from serve_samples import sample_pngs
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-import cifar10_runtime.v2 as v2_module
+import cifar10_runtime.serving.v2.rest as v2_module
 from cifar10_runtime import ModelError, Predictor
-from cifar10_runtime.bodies import BodyReader
 from cifar10_runtime.images import FORMATS_TEXT
 from cifar10_runtime.limits import JSON_DECODES
-from cifar10_runtime.server import create_app
+from cifar10_runtime.serving.app import create_app
+from cifar10_runtime.serving.http.bodies import BodyReader
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serve_samples import sample_pngs
 
 from cifar10_runtime import Predictor
-from cifar10_runtime.server import create_app
+from cifar10_runtime.serving.app import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py

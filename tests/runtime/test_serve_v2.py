@@ -18,7 +18,7 @@ import pytest
 from serve_samples import sample_images
 
 from cifar10_runtime import Predictor
-from cifar10_runtime.server import create_app
+from cifar10_runtime.serving.app import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py

@@ -1,4 +1,4 @@
-"""The one SessionOptions recipe (cifar10_runtime.sessions) and how routes use it."""
+"""The one SessionOptions recipe (cifar10_runtime.engines.sessions) and how routes use it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cifar10_runtime.contract import INPUT_NAME, OUTPUT_NAME
-from cifar10_runtime.engines import ort_file_runner
-from cifar10_runtime.selection import _unspun
-from cifar10_runtime.sessions import cpu_session, session_options
+from cifar10_runtime.engines.runners import ort_file_runner
+from cifar10_runtime.engines.selection import _unspun
+from cifar10_runtime.engines.sessions import cpu_session, session_options
 
 SPIN = "session.intra_op.allow_spinning"
 STOP = "session.force_spinning_stop"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cifar10_runtime import Predictor, load_image
-from cifar10_runtime.server import create_app
+from cifar10_runtime.serving.app import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py
@@ -84,7 +84,7 @@ def test_cli_no_ui_flag(
 ) -> None:
     import uvicorn
 
-    from cifar10_runtime import serve_cli
+    from cifar10_runtime.cli import serve as serve_cli
 
     apps: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))

@@ -1,4 +1,5 @@
-"""cifar10_runtime.v2_json: big JSON bodies parsed in short steps give json.loads's value."""
+"""cifar10_runtime.serving.v2.big_json: big JSON bodies parsed in short steps give
+json.loads's value."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from starlette.exceptions import HTTPException
 
-from cifar10_runtime import v2_json
+from cifar10_runtime.serving.v2 import big_json as v2_json
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)

@@ -1,0 +1,1 @@
+"""Training benchmarks: cifar-train's throughput per precision against plain Keras `fit`."""

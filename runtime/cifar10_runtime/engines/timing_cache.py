@@ -1,0 +1,146 @@
+"""The load-time timings of a route, kept per machine so a later load need not time again.
+
+Timing the candidates (routes.time_runners) is most of what `auto` costs at load: about
+0.25 s of a 0.3 s load, and most of `cifar-predict`'s wall time on a few images. The
+timings depend on the model files, the candidates that passed, the CPU, the cores, the
+thread count and the engines' versions, and on nothing else that a later load can see: all
+of these make the key, so a different CPU (these machines change from one day to the next),
+a re-export or an upgraded engine is a new key and is timed afresh. The golden-set check is
+never cached: every load still proves the file computes what was checked.
+
+Where: $CIFAR10_ROUTE_CACHE if set (a folder; "off" turns the cache off), else
+$XDG_CACHE_HOME/cifar10-runtime, else ~/.cache/cifar10-runtime; one JSON file, routes.json.
+A cache that cannot be read or written (read-only home, damaged file) is passed over
+silently, and the load times as if there were none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar10_runtime.engines.cpu import cpu_features
+from cifar10_runtime.engines.plan import TIMING_BATCHES, TIMING_CAP_S, time_runners
+from cifar10_runtime.engines.runners import Runner, usable_cpus
+from cifar10_runtime.files import sha256_hex, write_text
+
+ENV = "CIFAR10_ROUTE_CACHE"
+FILE = "routes.json"
+FORMAT = 1  # bumped when the key or the entries change meaning
+MAX_ENTRIES = 64  # one per model x machine x settings: far more than one user has
+# Timings older than this are taken again: the key names everything known to matter, and
+# this bounds how long one measurement taken on a busy machine can steer the choice.
+MAX_AGE_S = 7 * 24 * 3600
+
+log = logging.getLogger("cifar10_runtime.engines.runners")
+
+
+def cache_file() -> Path | None:
+    """routes.json in the cache folder, or None when the cache is turned off."""
+    where = os.environ.get(ENV)
+    if where is not None:
+        return None if where.strip().lower() in ("off", "0", "") else Path(where) / FILE
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cifar10-runtime" / FILE
+
+
+def route_speeds(
+    runners: list[Runner], images: np.ndarray, threads: int | None
+) -> tuple[dict[str, dict[int, float]], str]:
+    """Images/s of each runner at each TIMING_BATCHES size, and where they come from:
+    the cache when it holds this key, else timed now (and kept, unless the machine was so
+    busy that the timing ran into its cap)."""
+    path = cache_file()
+    key = _key(runners, threads) if path is not None else None
+    if path is None or key is None:
+        return time_runners(runners, images), "timed at load"
+    entries = _read(path)
+    cached = _valid(entries.get(key), runners)
+    if cached is not None:
+        speeds, when = cached
+        return speeds, f"timings from {when} cached in {path}; {ENV}=off times every load"
+    started = time.perf_counter()
+    speeds = time_runners(runners, images)
+    if time.perf_counter() - started < TIMING_CAP_S:
+        cells = {name: {str(b): v for b, v in row.items()} for name, row in speeds.items()}
+        entries[key] = {"speeds": cells, "measured_at": time.time()}
+        _write(path, entries)
+    return speeds, "timed at load"
+
+
+def _key(runners: list[Runner], threads: int | None) -> str | None:
+    digests, seen = {}, {}
+    for runner in runners:
+        name = runner.source if isinstance(runner.source, str | os.PathLike) else id(runner)
+        if name not in seen:
+            seen[name] = _digest(runner.source)
+        if seen[name] is None:
+            return None  # a model we cannot name (no source kept): never cached
+        digests[runner.name] = seen[name]
+    cpu = cpu_features()
+    parts = {
+        "format": FORMAT,
+        "models": digests,
+        "backends": sorted((r.name, r.backend, tuple(r.providers)) for r in runners),
+        "cpu": [cpu["cpu"], cpu["summary"], usable_cpus()],
+        "threads": threads,
+        "batches": list(TIMING_BATCHES),
+    }
+    return sha256_hex(json.dumps(parts, sort_keys=True).encode())[:32]
+
+
+def _digest(source: Any) -> str | None:
+    if not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+        return None
+    try:
+        return sha256_hex(source)
+    except OSError:
+        return None
+
+
+def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float]], str] | None:
+    """The entry's speeds if it is well formed, recent and covers every runner, else None."""
+    try:
+        measured = float(entry["measured_at"])
+        if not 0 <= time.time() - measured <= MAX_AGE_S:
+            return None
+        speeds = {
+            r.name: {b: float(entry["speeds"][r.name][str(b)]) for b in TIMING_BATCHES}
+            for r in runners
+        }
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not all(math.isfinite(v) and v > 0 for cells in speeds.values() for v in cells.values()):
+        return None
+    when = datetime.fromtimestamp(measured, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return speeds, when
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, entries: dict[str, Any]) -> None:
+    """Atomically, newest MAX_ENTRIES kept; any failure only means the next load times again."""
+
+    def age(item: tuple[str, Any]) -> float:
+        value = item[1].get("measured_at") if isinstance(item[1], dict) else None
+        return value if isinstance(value, int | float) else 0.0
+
+    kept = dict(sorted(entries.items(), key=age, reverse=True)[:MAX_ENTRIES])
+    try:
+        write_text(path, json.dumps(kept, indent=1, sort_keys=True))
+    except OSError as exc:
+        log.debug("route cache not written to %s: %s", path, exc)
