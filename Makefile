@@ -85,7 +85,7 @@ $(BARE_VENV)/.installed: runtime/pyproject.toml
 	$(BARE_VENV)/bin/pip install $(PIP_FLAGS) "./runtime[serve]"
 	touch $@
 
-# The runtime with the openvino extra (issue 16): the footprint table's third venv.
+# The runtime with the openvino extra: the footprint table's third venv.
 OV_VENV := build/venv-runtime-openvino
 $(OV_VENV)/.installed: runtime/pyproject.toml
 	test -x $(OV_VENV)/bin/python || $(PYTHON) -m venv $(OV_VENV)

@@ -117,12 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def default_name() -> str:
     """e.g. `amd-epyc-2c-20261124`: the CPU and core count say more than a VM's host name."""
-    model = "cpu"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next(line.split(":", 1)[1] for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from cifar10_runtime.engines.cpu import read_cpuinfo  # after set_thread_env: loads numpy
+
+    model, _ = read_cpuinfo()
     words = re.sub(r"\(r\)|\(tm\)|cpu|processor|@.*", " ", model.lower()).split()
     slug = "-".join(re.sub(r"[^a-z0-9]", "", w) for w in words[:3]) or "cpu"
     return f"{slug}-{default_threads()}c-{datetime.now(UTC).strftime('%Y%m%d')}"

@@ -27,7 +27,7 @@ class Images:
 
 def _read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     # Files we did not write go through the trainer's restricted unpickler, never pickle.load.
-    from cifar10_trainer.data import parse_batch
+    from cifar10_trainer.batches import parse_batch
 
     x, y = parse_batch(path.read_bytes(), str(path))
     return x, [int(v) for v in y]

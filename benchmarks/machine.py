@@ -13,7 +13,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from cifar10_runtime.engines.cpu import FLAGS_OF_INTEREST, cpu_features, read_cpuinfo
+from cifar10_runtime.engines.cpu import (
+    FLAGS_OF_INTEREST,
+    cpu_features,
+    read_cpuinfo,
+    usable_cpus,
+)
 
 PACKAGES = (
     "onnxruntime",
@@ -40,8 +45,8 @@ def cpu_info() -> dict:
     flags = found or set()
     info = {
         "model": model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "logical_cpus": os.cpu_count(),  # the machine's, whatever this process may use
+        "usable_cpus": usable_cpus(),
         "flags": {f: f in flags for f in FLAGS_OF_INTEREST},
         "int8_bf16_features": cpu_features()["summary"],
         "machine": platform.machine(),

@@ -1,12 +1,109 @@
-"""Glue for the sections that need files or subprocesses: profiles, cold start, server."""
+"""The sections of a run: each one run so a failure is a line in the report, and the glue of
+those that need engines, files or subprocesses (latency, profiles, cold start, server,
+training)."""
 
 from __future__ import annotations
 
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.inference import coldstart, profiles
+from benchmarks import machine, sanity
+from benchmarks.inference import coldstart, latency, profiles
 from benchmarks.inputs import Images, encode_png
 from benchmarks.serving import server
+from benchmarks.timing import Budget
+from benchmarks.training import precision as training_precision
+from benchmarks.training import speed as training
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_section(results: dict, key: str, fn: Callable[[], object]) -> None:
+    """Run one section; a failure is recorded in the report instead of losing the others.
+
+    Its header is always followed by a line: what it found, that it had nothing to measure,
+    or why it failed.
+    """
+    t0 = time.perf_counter()
+    log(f"[{key}]")
+    try:
+        results[key] = fn()
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a line in the report
+        results.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
+        results.setdefault("notes", []).append(
+            f"section `{key}` failed: {type(exc).__name__}: {str(exc)[:300]}"
+        )
+        log(f"  FAILED: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    else:
+        summary = section_summary(key, results)
+        log(f"  {summary}" if summary else f"  done in {time.perf_counter() - t0:.1f} s")
+    results.setdefault("section_seconds", {})[key] = round(time.perf_counter() - t0, 1)
+
+
+def latency_section(  # noqa: PLR0913
+    results: dict,
+    models: tuple[Path, Path | None, Path | None],
+    threads: int,
+    images: Images,
+    budget: Budget,
+    peak_reps: int,
+    flops: float,
+) -> tuple[list[dict], list]:
+    """The latency rows and the engines that made them: onnxruntime first (before TensorFlow
+    is imported), then Keras; the peak measured again after them, then the baseline re-timed."""
+    onnx_path, int8_path, keras_path = models
+    rows: list[dict] = []
+    engines: list = []
+
+    def onnx_rows() -> list[dict]:
+        from benchmarks.inference.engines import engine_rows
+
+        engines.extend(latency.onnx_engines(onnx_path, int8_path, threads, images))
+        engines.extend(engine_rows(onnx_path, int8_path, threads, images, results["notes"]))
+        return latency.run_engines(engines, budget, log=log)
+
+    run_section(results, "latency_onnxruntime", onnx_rows)
+    rows += results.pop("latency_onnxruntime", None) or []
+    if keras_path:
+
+        def keras_rows() -> list[dict]:
+            configure_tensorflow(threads)
+            return latency.run_engines(latency.keras_engines(keras_path, images), budget, log=log)
+
+        run_section(results, "latency_keras", keras_rows)
+        rows += results.pop("latency_keras", None) or []
+    log("[peak] float32 matmul, after the latency rows")
+    peak_end = machine.measure_peak(threads, size=4096, reps=peak_reps)
+    results["machine"]["peak"] = machine.combine_peaks(results["machine"]["peak"], peak_end)
+    log(f"  best of {peak_reps}: {peak_end['gflops']:.0f} GFLOP/s")
+    latency.add_ratios(rows, flops, results["machine"]["peak"]["gflops"])
+    if engines and rows:
+        run_section(
+            results,
+            "baseline_drift",
+            lambda: sanity.retime_baseline(engines[0], rows, budget, log),
+        )
+    return rows, engines
+
+
+def configure_tensorflow(threads: int) -> None:
+    """TensorFlow on the CPU with the run's thread count, its start-up notices silenced."""
+    from cifar10_trainer.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # its start-up notices are not results
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # already initialised (the environment variables did it)
+        pass
 
 
 def profiles_section(
@@ -72,14 +169,58 @@ def server_section(
         threads=threads,
     )
     out["venv"] = str(venv)
-    from benchmarks.serving.grpc_bench import (
-        bench_grpc,  # gRPC beside REST on one process (issue 21)
-    )
+    from benchmarks.serving.grpc_bench import bench_grpc  # gRPC beside REST, one process
 
     exe, image = coldstart.venv_bin(venv, "cifar-serve"), images.arrays[0]
     seconds, most = (0.5, 200) if quick else (6.0, 50_000)
     out["grpc"] = bench_grpc(exe, onnx_path, image, env, work, seconds, most, threads)
     return out
+
+
+def training_sections(  # noqa: PLR0913
+    results: dict, data_dir: Path | None, epochs: int, work: Path, env: dict[str, str], quick: bool
+) -> None:
+    """cifar-train against a plain model.fit, then the rows per strategy and per precision."""
+
+    def train_section() -> dict:
+        # Full runs repeat each path (interleaved) and keep the best: a short run's speed on a
+        # shared VM moves a lot from one minute to the next. The determinism row separates
+        # what op determinism costs from the rest of cifar-train's pipeline.
+        repeats = 1 if quick else 2
+        runs: dict[str, list[dict]] = {"toolkit": [], "plain": [], "det": []}
+        for i in range(repeats):
+            if i == 0 and results.get("_cifar_train"):
+                runs["toolkit"].append(results["_cifar_train"])
+            else:
+                # Its own folder: work/train holds the model the other rows measured.
+                runs["toolkit"].append(
+                    training.cifar_train(data_dir, epochs, work / f"train-{i}", env)
+                )
+            runs["plain"].append(training.reference_fit(data_dir, epochs, env, work))
+            if not quick:
+                runs["det"].append(
+                    training.reference_fit(data_dir, epochs, env, work, deterministic=True)
+                )
+        best = {k: training.best_of(v) for k, v in runs.items() if v}
+        return training.compare(best["toolkit"], best["plain"], best.get("det"))
+
+    run_section(results, "training", train_section)
+    # Per precision: float32 and mixed_bfloat16 rows of every strategy.
+    strategy_precisions = ("float32",) if quick else ("float32", "mixed_bfloat16")
+    run_section(
+        results,
+        "training_strategies",
+        lambda: training.strategies(
+            data_dir, 1 if quick else epochs, work, env, strategy_precisions
+        ),
+    )
+    run_section(
+        results,
+        "training_precisions",
+        lambda: training_precision.precisions(
+            data_dir, epochs, work, env, repeats=1 if quick else 2
+        ),
+    )
 
 
 def section_summary(key: str, results: dict) -> str | None:

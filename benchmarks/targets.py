@@ -39,39 +39,55 @@ def _target(
 
 def evaluate(results: dict) -> list[dict]:
     """One entry per target of the issue, in the issue's order."""
-    out = []
+    from benchmarks.training.precision import targets as training_targets
+
+    return [
+        _overhead_target(results),
+        _keras_target(results),
+        _peak_target(results),
+        _int8_target(results),
+        _cold_start_target(results),
+        _cold_start_ratio_target(results),
+        _footprint_target(results),
+        *training_targets(results, _target),  # training precision and plain-fit ratios
+    ]
+
+
+def _overhead_target(results: dict) -> dict:
     ort1, pred1 = _row(results, "ort", 1), _row(results, "predictor", 1)
     ratio = pred1["p50_ms"] / ort1["p50_ms"] if ort1 and pred1 else None
     prof = results.get("profiles", {}).get("predictor_batch1", {})
-    out.append(
-        _target(
-            "Predictor overhead at batch 1",
-            "p50 <= 1.3x bare onnxruntime",
-            ratio,
-            "{:.2f}x",
-            None if ratio is None else ratio <= 1.3,
-            f"Predictor p50 {pred1['p50_ms'] * 1e3:.0f} us vs {ort1['p50_ms'] * 1e3:.0f} us bare; "
-            f"cProfile: {100 * (prof.get('inside_session_run_share') or 0):.0f}% of a call is "
-            "inside InferenceSession.run, the rest is Python around it (see profiles)."
-            if ratio
-            else "",
-        )
+    return _target(
+        "Predictor overhead at batch 1",
+        "p50 <= 1.3x bare onnxruntime",
+        ratio,
+        "{:.2f}x",
+        None if ratio is None else ratio <= 1.3,
+        f"Predictor p50 {pred1['p50_ms'] * 1e3:.0f} us vs {ort1['p50_ms'] * 1e3:.0f} us bare; "
+        f"cProfile: {100 * (prof.get('inside_session_run_share') or 0):.0f}% of a call is "
+        "inside InferenceSession.run, the rest is Python around it (see profiles)."
+        if ratio
+        else "",
     )
-    kp1 = _row(results, "keras_predict", 1)
+
+
+def _keras_target(results: dict) -> dict:
+    kp1, pred1 = _row(results, "keras_predict", 1), _row(results, "predictor", 1)
     speedup = kp1["p50_ms"] / pred1["p50_ms"] if kp1 and pred1 else None
-    out.append(
-        _target(
-            "Predictor vs Keras model.predict, batch 1",
-            ">= 20x faster (p50)",
-            speedup,
-            "{:.1f}x",
-            None if speedup is None else speedup >= 20,
-            "model.predict builds a tf.data pipeline and a step function per call; the direct "
-            "Keras call row shows the cost without that machinery."
-            if speedup
-            else "",
-        )
+    return _target(
+        "Predictor vs Keras model.predict, batch 1",
+        ">= 20x faster (p50)",
+        speedup,
+        "{:.1f}x",
+        None if speedup is None else speedup >= 20,
+        "model.predict builds a tf.data pipeline and a step function per call; the direct "
+        "Keras call row shows the cost without that machinery."
+        if speedup
+        else "",
     )
+
+
+def _peak_target(results: dict) -> dict:
     p256 = _fp32_row(results, 256)
     share = p256.get("share_of_peak") if p256 else None
     op = results.get("profiles", {}).get("ort_batch256", {})
@@ -90,77 +106,75 @@ def evaluate(results: dict) -> list[dict]:
             "32x32 and 16x16 maps with 3 to 64 channels is a smaller, less regular GEMM than a "
             "4096-square one (the first layer has only 27 multiply-adds per output)."
         )
-    out.append(
-        _target(
-            "Batch-256 throughput vs float32 peak",
-            ">= 80% of the measured matmul peak",
-            None if share is None else 100 * share,
-            "{:.0f}%",
-            None if share is None else share >= 0.8,
-            why,
-        )
+    return _target(
+        "Batch-256 throughput vs float32 peak",
+        ">= 80% of the measured matmul peak",
+        None if share is None else 100 * share,
+        "{:.0f}%",
+        None if share is None else share >= 0.8,
+        why,
     )
-    out.append(_int8_target(results))
+
+
+def _cold_start_target(results: dict) -> dict:
     cs = results.get("cold_start") or {}
     rt = cs.get("runtime", {}).get("median_s")
-    tf_ratio = cs.get("tf_over_runtime")
     imports = results.get("import_times") or {}
     slowest = (results.get("importtime_top") or [])[:4]
     top_imports = ", ".join(f"{m['module']} {m['cumulative_ms']:.0f} ms" for m in slowest)
-    out.append(
-        _target(
-            "Runtime cold start",
-            "< 0.5 s to first prediction",
-            rt,
-            "{:.2f} s",
-            None if rt is None else rt < 0.5,
-            f"python -X importtime (from cifar10_runtime import Predictor): {top_imports}; "
-            f"interpreter start alone {cs.get('python_startup', {}).get('median_s', 0):.2f} s, "
-            f"import of the runtime {imports.get('cifar10_runtime.Predictor', 0):.2f} s."
-            if rt
-            else "",
-        )
+    return _target(
+        "Runtime cold start",
+        "< 0.5 s to first prediction",
+        rt,
+        "{:.2f} s",
+        None if rt is None else rt < 0.5,
+        f"python -X importtime (from cifar10_runtime import Predictor): {top_imports}; "
+        f"interpreter start alone {cs.get('python_startup', {}).get('median_s', 0):.2f} s, "
+        f"import of the runtime {imports.get('cifar10_runtime.Predictor', 0):.2f} s."
+        if rt
+        else "",
     )
-    out.append(
-        _target(
-            "Runtime cold start vs TensorFlow path",
-            ">= 5x quicker",
-            tf_ratio,
-            "{:.1f}x",
-            None if tf_ratio is None else tf_ratio >= 5,
-            f"see the cold-start table: runtime {rt or 0:.2f} s "
-            "(its import costs are listed above)"
-            + (
-                f"; a model's first load on a machine, timing the engines: "
-                f"{cs['runtime_first_load']['median_s']:.2f} s, "
-                f"{cs['tf_over_runtime_first_load']:.1f}x."
-                if "runtime_first_load" in cs
-                else "."
-            )
-            if tf_ratio
-            else "",
+
+
+def _cold_start_ratio_target(results: dict) -> dict:
+    cs = results.get("cold_start") or {}
+    rt = cs.get("runtime", {}).get("median_s")
+    tf_ratio = cs.get("tf_over_runtime")
+    return _target(
+        "Runtime cold start vs TensorFlow path",
+        ">= 5x quicker",
+        tf_ratio,
+        "{:.1f}x",
+        None if tf_ratio is None else tf_ratio >= 5,
+        f"see the cold-start table: runtime {rt or 0:.2f} s "
+        "(its import costs are listed above)"
+        + (
+            f"; a model's first load on a machine, timing the engines: "
+            f"{cs['runtime_first_load']['median_s']:.2f} s, "
+            f"{cs['tf_over_runtime_first_load']:.1f}x."
+            if "runtime_first_load" in cs
+            else "."
         )
+        if tf_ratio
+        else "",
     )
+
+
+def _footprint_target(results: dict) -> dict:
     fp = results.get("footprint") or {}
     size_ratio = fp.get("runtime_over_toolkit_venv")
     largest = ", ".join(
         f"{p['package']} {p['mb']:.0f} MB"
         for p in (fp.get("runtime") or {}).get("largest_packages", [])[:4]
     )
-    out.append(
-        _target(
-            "Runtime venv size",
-            "<= 1/10 of the toolkit venv",
-            None if size_ratio is None else 100 * size_ratio,
-            "{:.1f}%",
-            None if size_ratio is None else size_ratio <= 0.1,
-            f"largest packages in the runtime venv: {largest}." if size_ratio else "",
-        )
+    return _target(
+        "Runtime venv size",
+        "<= 1/10 of the toolkit venv",
+        None if size_ratio is None else 100 * size_ratio,
+        "{:.1f}%",
+        None if size_ratio is None else size_ratio <= 0.1,
+        f"largest packages in the runtime venv: {largest}." if size_ratio else "",
     )
-    from benchmarks.training.precision import targets as training_targets
-
-    out += training_targets(results, _target)  # issue 17: precision and plain-fit ratios
-    return out
 
 
 def _int8_ratio(results: dict, batch: int) -> float | None:

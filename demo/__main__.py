@@ -109,18 +109,7 @@ def write_samples(folder: Path, data: Data, n: int = 8) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument("--data-dir", help="CIFAR-10 folder or .tar.gz [default: see above]")
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        help=f"training epochs [default: {REAL_EPOCHS}, {SYNTHETIC_EPOCHS} on synthetic data]",
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--output-dir", type=Path, help="run folder [default: runs/demo-<UTC>]")
-    parser.add_argument("--skip-benchmark", action="store_true", help="stop after predicting")
-    args = parser.parse_args(argv)
-
+    args = _parse_args(argv)
     data = pick_data(args.data_dir)
     print(data.said)
     env = child_env(args.device)
@@ -147,13 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     step(
         f"2/{steps} export to ONNX and prove parity",
-        [
-            str(tools / "cifar-export"),
-            str(onnx_path),
-            "--model",
-            str(run / MODEL),
-            *data.args,
-        ],
+        [str(tools / "cifar-export"), str(onnx_path), "--model", str(run / MODEL), *data.args],
         env,
     )
     samples = run / "samples"
@@ -164,23 +147,38 @@ def main(argv: list[str] | None = None) -> None:
         env,
     )
     if not args.skip_benchmark:
-        step(
-            f"4/{steps} benchmark (quick)",
-            [
-                str(tools / "python"),
-                "-m",
-                "benchmarks",
-                "--quick",
-                "--model",
-                str(onnx_path),
-                "--keras",
-                str(run / MODEL),
-                "--out",
-                str(run / "benchmark"),
-            ],
-            env,
-        )
+        step(f"4/{steps} benchmark (quick)", _benchmark_command(tools, run), env)
     print(next_steps(run, tools, data.synthetic))
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--data-dir", help="CIFAR-10 folder or .tar.gz [default: see above]")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"training epochs [default: {REAL_EPOCHS}, {SYNTHETIC_EPOCHS} on synthetic data]",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--output-dir", type=Path, help="run folder [default: runs/demo-<UTC>]")
+    parser.add_argument("--skip-benchmark", action="store_true", help="stop after predicting")
+    return parser.parse_args(argv)
+
+
+def _benchmark_command(tools: Path, run: Path) -> list[str]:
+    """The quick benchmark of the model just made, its report in the run folder."""
+    return [
+        str(tools / "python"),
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--model",
+        str(run / "model.onnx"),
+        "--keras",
+        str(run / MODEL),
+        "--out",
+        str(run / "benchmark"),
+    ]
 
 
 def next_steps(run: Path, tools: Path, synthetic: bool) -> str:

@@ -6,6 +6,7 @@ problem; 4 model problem (missing, unreadable, cannot meet the ONNX contract).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from cifar10_exporter.config import (
     CHANNEL_ORDERS,
     DATASETS,
     INPUT_SCALES,
+    MAX_OPSET,
+    MIN_OPSET,
     OUTPUT_KINDS,
     QUANTIZE,
     ExportConfig,
@@ -28,6 +31,9 @@ from cifar10_exporter.config import (
 )
 from cifar10_runtime.errors import ConfigError, cli_errors
 from cifar10_trainer.quiet import import_tensorflow_quietly
+
+# ExportConfig's defaults, named in the flags' help (the dataclass is their one home).
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(ExportConfig)}
 
 
 def _batch_sizes(value: str | None) -> tuple[int, ...] | None:
@@ -75,7 +81,12 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     default=None,
     help="Keras model (.keras or legacy .h5) [default: runs/latest/model.keras].",
 )
-@click.option("--opset", type=int, default=None, help="ONNX opset, 13..18 [default: 17].")
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} [default: {_DEFAULT['opset']}].",
+)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
@@ -93,13 +104,14 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     "--samples",
     type=int,
     default=None,
-    help="Test images to check, plus 6 edge cases [default: 512].",
+    help=f"Test images to check, plus 6 edge cases [default: {_DEFAULT['samples']}].",
 )
 @click.option("--atol", type=float, default=None, help="Max |Keras - ONNX| [default: 1e-4].")
 @click.option(
     "--batch-sizes",
     default=None,
-    help="ONNX batch sizes to check, comma separated, 0 = all at once [default: 1,0].",
+    help="ONNX batch sizes to check, comma separated, 0 = all at once "
+    f"[default: {','.join(map(str, _DEFAULT['batch_sizes']))}].",
 )
 @click.option(
     "--quantize",
@@ -173,7 +185,7 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     "--calibration-samples",
     type=int,
     default=None,
-    help="Training images for int8 calibration [default: 300].",
+    help=f"Training images for int8 calibration [default: {_DEFAULT['calibration_samples']}].",
 )
 @click.option(
     "--int8-min-agreement",
@@ -201,7 +213,12 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     help="model_version metadata [default: <run folder>-<sha256[:8]>].",
 )
 @click.option("--threads", type=int, default=None, help="onnxruntime threads for the check.")
-@click.option("--seed", type=int, default=None, help="Seed of the noise edge cases [default: 0].")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help=f"Seed of the noise edge cases [default: {_DEFAULT['seed']}].",
+)
 @click.option(
     "--config",
     "config_path",

@@ -20,7 +20,12 @@ from cifar10_exporter.checks.thresholds import (
     MAX_DROP_VS_TRAINER,
 )
 from cifar10_exporter.int8.recipes import DEFAULT_RECIPES, RECIPES
-from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, NUM_CLASSES, valid_class_names
+from cifar10_runtime.contract import (
+    CIFAR10_CLASS_NAMES,
+    FP32_TOLERANCE,
+    NUM_CLASSES,
+    valid_class_names,
+)
 from cifar10_runtime.errors import ConfigError
 from cifar10_runtime.untrusted import check_model_version
 from cifar10_trainer.run import LATEST, MODEL
@@ -46,7 +51,7 @@ class ExportConfig:
     data_dir: Path | None = None
     dataset: str | None = None
     samples: int = 512  # dataset images checked, on top of the edge cases
-    atol: float = 1e-4
+    atol: float = FP32_TOLERANCE
     # Batch sizes the ONNX side runs at; 0 means "every sample in one batch".
     batch_sizes: tuple[int, ...] = (1, 0)
     quantize: str | None = None
@@ -90,61 +95,70 @@ class ExportConfig:
         self._validate()
 
     def _validate(self) -> None:
-        def bad(arg: str, value: Any, need: str) -> ConfigError:
-            return ConfigError(f"{need}. Received: {arg}={value}")
+        """Every setting in range; the first problem found is the one named."""
+        self._validate_output_and_checks()
+        self._validate_int8()
+        self._validate_model_io()
 
+    def _validate_output_and_checks(self) -> None:
         if not str(self.output).endswith(".onnx"):
-            raise bad("OUTPUT", self.output, "OUTPUT must be a file name ending in .onnx")
+            raise _bad("OUTPUT", self.output, "OUTPUT must be a file name ending in .onnx")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise bad("--opset", self.opset, f"--opset must be in {MIN_OPSET}..{MAX_OPSET}")
+            raise _bad("--opset", self.opset, f"--opset must be in {MIN_OPSET}..{MAX_OPSET}")
         if self.dataset is not None and self.dataset not in DATASETS:
-            raise bad("--dataset", self.dataset, f"--dataset must be one of {DATASETS}")
+            raise _bad("--dataset", self.dataset, f"--dataset must be one of {DATASETS}")
         if self.dataset == "synthetic" and self.data_dir is not None:
-            raise bad(
+            raise _bad(
                 "--dataset", self.dataset, "give either --data-dir or --dataset synthetic, not both"
             )
         if self.samples < 0:
-            raise bad("--samples", self.samples, "--samples must be 0 or more")
+            raise _bad("--samples", self.samples, "--samples must be 0 or more")
         if not (math.isfinite(self.atol) and self.atol > 0):
-            raise bad("--atol", self.atol, "--atol must be a positive number such as 1e-4")
+            raise _bad("--atol", self.atol, "--atol must be a positive number such as 1e-4")
         if not self.batch_sizes or any(b < 0 for b in self.batch_sizes):
-            raise bad("batch_sizes", self.batch_sizes, "batch sizes must be >= 1 (0: all)")
+            raise _bad("batch_sizes", self.batch_sizes, "batch sizes must be >= 1 (0: all)")
+
+    def _validate_int8(self) -> None:
         if self.quantize is not None and self.quantize not in QUANTIZE:
-            raise bad("--quantize", self.quantize, f"--quantize must be one of {QUANTIZE}")
+            raise _bad("--quantize", self.quantize, f"--quantize must be one of {QUANTIZE}")
         if self.quantize and self.samples < 1:
-            raise bad(
+            raise _bad(
                 "--samples",
                 self.samples,
                 "--quantize int8 needs --samples >= 1 (its "
                 "check measures accuracy on labelled images)",
             )
         if self.calibration_samples < 1:
-            raise bad("calibration_samples", self.calibration_samples, "need at least 1 image")
+            raise _bad("calibration_samples", self.calibration_samples, "need at least 1 image")
         for arg, value in (
             ("--int8-min-agreement", self.int8_min_agreement),
             ("--int8-max-accuracy-drop", self.int8_max_accuracy_drop),
             ("--max-drop-vs-trainer", self.max_drop_vs_trainer),
         ):
             if not 0 <= value <= 1:
-                raise bad(arg, value, f"{arg} is a fraction in [0, 1] such as 0.05")
+                raise _bad(arg, value, f"{arg} is a fraction in [0, 1] such as 0.05")
         unknown = [r for r in self.int8_recipes if r not in RECIPES]
         if unknown or not self.int8_recipes:
-            raise bad(
+            raise _bad(
                 "--int8-recipes",
                 ",".join(self.int8_recipes),
                 f"--int8-recipes takes names from {', '.join(RECIPES)}, comma separated",
             )
+
+    def _validate_model_io(self) -> None:
         if not valid_class_names(self.class_names):
-            raise bad(
+            raise _bad(
                 "--class-names",
                 ",".join(map(str, self.class_names)),
                 f"--class-names needs {NUM_CLASSES} distinct non-empty names (comma-separated "
                 "or a file)",
             )
         if self.input_scale not in INPUT_SCALES:
-            raise bad("--input-scale", self.input_scale, f"--input-scale must be in {INPUT_SCALES}")
+            raise _bad(
+                "--input-scale", self.input_scale, f"--input-scale must be in {INPUT_SCALES}"
+            )
         if self.channel_order not in CHANNEL_ORDERS:
-            raise bad(
+            raise _bad(
                 "--channel-order",
                 self.channel_order,
                 f"--channel-order must be in {CHANNEL_ORDERS}",
@@ -154,22 +168,24 @@ class ExportConfig:
                 continue
             finite = len(value) == 3 and all(math.isfinite(v) for v in value)
             if not finite or (arg == "--input-std" and min(value) <= 0):
-                raise bad(
+                raise _bad(
                     arg,
                     ",".join(f"{v:g}" for v in value),
                     f"{arg} takes 3 numbers R,G,B in pixel units (0..255)"
                     + (", each above 0" if arg == "--input-std" else ""),
                 )
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
-            raise bad(
+            raise _bad(
                 "--min-accuracy",
                 self.min_accuracy,
                 f"--min-accuracy is a fraction in [0, 1] such as {ACCURACY_FLOOR:g} (2x chance)",
             )
         if self.output_kind not in OUTPUT_KINDS:
-            raise bad("--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}")
+            raise _bad(
+                "--output-kind", self.output_kind, f"--output-kind must be in {OUTPUT_KINDS}"
+            )
         if self.threads is not None and self.threads < 1:
-            raise bad("--threads", self.threads, "--threads must be 1 or more")
+            raise _bad("--threads", self.threads, "--threads must be 1 or more")
         if self.model_version is not None:
             check_model_version(self.model_version)
 
@@ -196,8 +212,9 @@ class ExportConfig:
             out[f.name] = value
         return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+
+def _bad(arg: str, value: Any, need: str) -> ConfigError:
+    return ConfigError(f"{need}. Received: {arg}={value}")
 
 
 def parse_class_names(value: str) -> tuple[str, ...]:

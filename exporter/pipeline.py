@@ -26,6 +26,7 @@ from cifar10_exporter.outputs.metadata import (
     set_metadata,
 )
 from cifar10_exporter.steps import int8_step, preflight, prepare, run_parity, write_card
+from cifar10_exporter.wrapper import WrapperSpec
 from cifar10_runtime.errors import CifarError, ConfigError
 from cifar10_runtime.files import sha256_hex as sha256_file
 from cifar10_runtime.files import write_bytes, write_json
@@ -53,6 +54,37 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     model, spec, samples, decision, reference = prepare(config, run, log)
     log(f"converting with tf2onnx (opset {config.opset})")
     proto = convert_to_onnx(model, spec, config.opset, str(config.model))
+    version = _stamp(config, proto, spec, run)
+    check_model(proto, "the converted model")
+    report = run_parity(config, proto.SerializeToString(), reference, samples, paths)
+    report.stats["preprocessing"] = decision
+    log(report.table())
+    verdict = score(config, samples, reference, report, run, log)
+    ok = report.passed and verdict.passed
+    result = ExportResult(paths, spec, report, written=ok or config.force, gate=verdict)
+    if result.written:
+        # Side files describe the model beside them: the old ones go before the new model
+        # comes, so a kill at any point never leaves a report of another model behind.
+        for side in paths.describing_onnx:
+            side.unlink(missing_ok=True)
+    # A refused export beside a kept model reports to STEM.rejected.parity.json instead.
+    result.reports["parity"] = paths.parity if result.written else paths.report(paths.onnx)
+    int8_error: CifarError | None = None
+    try:
+        int8_error = _int8(config, proto, samples, result, log)
+        if report.passed:  # engines x precisions and the golden set (engine_evidence.py)
+            engines_step(config, proto, result, samples, report, log)
+        _write_models(config, proto, result, run, decision, version, log)
+    finally:
+        _write_settings(result, _settings(config, samples, result))
+    if int8_error is not None:
+        raise int8_error
+    raise_failures(result, config)
+    return result
+
+
+def _stamp(config: ExportConfig, proto: Any, spec: WrapperSpec, run: Run | None) -> str:
+    """Set the converted model's first metadata; its model version."""
     sha = sha256_file(config.model)
     version = config.model_version or default_model_version(config.model, sha, run)
     meta = build_metadata(
@@ -63,73 +95,75 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
         wrapper=spec.to_dict(),
     )
     set_metadata(proto, meta)
-    check_model(proto, "the converted model")
-    report = run_parity(config, proto.SerializeToString(), reference, samples, paths)
-    report.stats["preprocessing"] = decision
-    log(report.table())
-    verdict = score(config, samples, reference, report, run, log)
-    ok = report.passed and verdict.passed
-    result = ExportResult(paths, spec, report, written=ok or config.force, gate=verdict)
-    int8_error: CifarError | None = None
+    return version
+
+
+def _int8(
+    config: ExportConfig, proto: Any, samples: Any, result: ExportResult, log: Log
+) -> CifarError | None:
+    """The INT8 twin when asked for and the fp32 model allows it; its error, if any, is
+    returned so the fp32 model is still written before the export fails."""
+    report, verdict = result.parity, result.gate
+    # --force (as before the gate existed) still makes the twin of a model that only
+    # failed the accuracy gate; a parity failure means the fp32 graph itself is wrong.
+    if config.quantize == "int8" and report.passed and (verdict.passed or config.force):
+        fp32 = proto.SerializeToString()
+        try:
+            report.stats["int8"] = int8_step(
+                config, result.paths, fp32, samples, report.outputs, result, log
+            )
+        except CifarError as exc:  # the fp32 model is still good: write it, then fail
+            report.stats["int8"] = {"error": str(exc)}
+            return exc
+    elif config.quantize == "int8":
+        log("int8: skipped, the fp32 model failed its checks")
+    return None
+
+
+def _write_models(  # noqa: PLR0913
+    config: ExportConfig,
+    proto: Any,
+    result: ExportResult,
+    run: Run | None,
+    decision: Any,
+    version: str,
+    log: Log,
+) -> None:
+    """The final metadata, then OUTPUT (when written), its parity JSON, the twin, the card."""
+    paths, report = result.paths, result.parity
+    metrics = export_metrics(report.stats["accuracy"], run, report.stats.get("int8"))
+    shared = {"metrics": metrics, "preprocessing": decision}
+    set_metadata(proto, {"parity": report.summary(), **shared})
     if result.written:
-        # Side files describe the model beside them: the old ones go before the new model
-        # comes, so a kill at any point never leaves a report of another model behind.
-        for side in paths.describing_onnx:
-            side.unlink(missing_ok=True)
-    # A refused export beside a kept model reports to STEM.rejected.parity.json instead.
-    result.reports["parity"] = paths.parity if result.written else paths.report(paths.onnx)
-    try:
-        # --force (as before the gate existed) still makes the twin of a model that only
-        # failed the accuracy gate; a parity failure means the fp32 graph itself is wrong.
-        if config.quantize == "int8" and report.passed and (verdict.passed or config.force):
-            fp32 = proto.SerializeToString()
-            try:
-                report.stats["int8"] = int8_step(
-                    config, paths, fp32, samples, report.outputs, result, log
-                )
-            except CifarError as exc:  # the fp32 model is still good: write it, then fail
-                int8_error = exc
-                report.stats["int8"] = {"error": str(exc)}
-        elif config.quantize == "int8":
-            log("int8: skipped, the fp32 model failed its checks")
-        if report.passed:  # engines x precisions and the golden set (engine_evidence.py)
-            engines_step(config, proto, result, samples, report, log)
-        metrics = export_metrics(report.stats["accuracy"], run, report.stats.get("int8"))
-        shared = {"metrics": metrics, "preprocessing": decision}
-        set_metadata(proto, {"parity": report.summary(), **shared})
-        if result.written:
-            data = proto.SerializeToString()
-            write_bytes(paths.onnx, data)
-            log(f"wrote {paths.onnx} ({len(data) / 1e6:.2f} MB, version {version})")
-        write_json(result.reports["parity"], report.to_dict())
-        if result.int8_proto is not None:
-            set_metadata(result.int8_proto, shared)
-            data = result.int8_proto.SerializeToString()
-            write_bytes(paths.int8, data)
-            result.int8_written = True
-            log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
-        if result.written:
-            write_card(paths, config, spec, run, report, get_metadata(proto), log)
-    finally:
-        _write_settings(
-            result,
-            {
-                "config": config.to_dict(),
-                "model_spec": spec.to_dict(),
-                "data": samples.source,
-                "outputs": {
-                    "onnx": str(paths.onnx) if result.written else None,
-                    "int8": str(paths.int8) if result.int8_written else None,
-                    "parity": str(result.reports["parity"]),
-                    "card": str(paths.card) if result.written else None,
-                },
-                "passed": result.passed,
-            },
-        )
-    if int8_error is not None:
-        raise int8_error
-    raise_failures(result, config)
-    return result
+        data = proto.SerializeToString()
+        write_bytes(paths.onnx, data)
+        log(f"wrote {paths.onnx} ({len(data) / 1e6:.2f} MB, version {version})")
+    write_json(result.reports["parity"], report.to_dict())
+    if result.int8_proto is not None:
+        set_metadata(result.int8_proto, shared)
+        data = result.int8_proto.SerializeToString()
+        write_bytes(paths.int8, data)
+        result.int8_written = True
+        log(f"wrote {paths.int8} ({len(data) / 1e6:.2f} MB)")
+    if result.written:
+        write_card(paths, config, result.spec, run, report, get_metadata(proto), log)
+
+
+def _settings(config: ExportConfig, samples: Any, result: ExportResult) -> dict[str, Any]:
+    """What .export.json records: the resolved config and what this run wrote."""
+    paths = result.paths
+    return {
+        "config": config.to_dict(),
+        "model_spec": result.spec.to_dict(),
+        "data": samples.source,
+        "outputs": {
+            "onnx": str(paths.onnx) if result.written else None,
+            "int8": str(paths.int8) if result.int8_written else None,
+            "parity": str(result.reports["parity"]),
+            "card": str(paths.card) if result.written else None,
+        },
+        "passed": result.passed,
+    }
 
 
 def _write_settings(result: ExportResult, settings: dict[str, Any]) -> None:

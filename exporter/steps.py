@@ -137,7 +137,8 @@ def int8_step(
     result.int8_proto (the twin to write, when it passed or with --force)."""
     import onnx
 
-    from cifar10_exporter.int8.quantize import check_twin, quantize_int8
+    from cifar10_exporter.int8.check import check_twin
+    from cifar10_exporter.int8.quantize import quantize_int8
 
     if int8 is None:
         run = Run.of_model(config.model)

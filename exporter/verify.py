@@ -47,7 +47,7 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     report.stats["preprocessing"] = decision or read_json(props, "preprocessing", {})
     report.stats["source_sha256_matches"] = props.get("source_sha256") == sha256_file(config.model)
     report.stats["model_version"] = props.get("model_version")
-    if PRECISIONS_KEY in props:  # the engine evidence the file carries, for the card (issue 16)
+    if PRECISIONS_KEY in props:  # the engine evidence the file carries, for the card
         golden = read_json(props, GOLDEN_KEY, {})
         count = golden.get("images", {}).get("shape", [0])[0]
         report.stats["engines"] = {**read_json(props, PRECISIONS_KEY), "golden_images": count}

@@ -1,4 +1,4 @@
-"""DESIGN.md's module map and the tree stay in step (issue 20).
+"""DESIGN.md's module map and the tree stay in step.
 
 Every module of trainer/, exporter/ and runtime/cifar10_runtime/ must be named in the first
 column of the "## Module map" table, and every module the map names must exist. A row may name

@@ -136,29 +136,9 @@ def _main(  # noqa: PLR0913
         if local_workers and not resume:
             given.setdefault("strategy", "multi-worker")
         if resume:
-            if output_dir is None:
-                raise ConfigError(
-                    "--resume needs --output-dir RUN_FOLDER (the run to continue). "
-                    "Received: --resume without --output-dir"
-                )
-            if given or config_path:
-                dropped = sorted("--" + k.replace("_", "-") for k in given) or ["--config"]
-                raise ConfigError(
-                    f"--resume continues with the run's saved parameters; drop {dropped}. "
-                    f"Received: {' '.join(dropped)} with --resume"
-                )
-            from .resume import load_run_config, load_run_state
-
-            cfg = load_run_config(output_dir)
-            if (output_dir / STATE).is_file():
-                load_run_state(output_dir)  # a damaged one fails here, before TensorFlow
+            cfg = _resumed_config(config_path, output_dir, given)
         else:
-            cfg = load_config(config_path, **given)
-            if output_dir is not None and (output_dir / STATE).exists():
-                raise ConfigError(
-                    f"{output_dir} already holds a run; pass --resume to continue it "
-                    f"or choose another --output-dir. Received: --output-dir={output_dir}"
-                )
+            cfg = _new_config(config_path, output_dir, given)
         if local_workers or cfg.strategy == "multi-worker":
             _multi_worker_checks(cfg, local_workers)
         from .outputs import ensure_writable_run_dir
@@ -175,20 +155,59 @@ def _main(  # noqa: PLR0913
         progress = 0 if quiet else (1 if sys.stdout.isatty() else 2)
         # click.echo receives the log's first line (device, precision), with --quiet too.
         result = train(cfg, output_dir, resume=resume, verbose=progress, log=click.echo)
-        m = result.metrics
-        if m.get("chief") is False:
-            click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
-        if m.get("strategy") == "multi-worker":  # equal on every worker: replicas stayed in sync
-            click.echo(f"final weights sha256 {m['final_weights_sha256']}")
-        if m.get("chief") is False:
-            return
-        tag = " [SYNTHETIC data]" if m["synthetic"] else ""
-        click.echo(
-            f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f} "
-            f"({m['test_images']} images){tag}; {m['epochs']} epochs, "
-            f"{m['train_images_per_s']:.0f} images/s on {m['device']}, {m['precision']}; "
-            f"outputs in {result.run_dir}"
+        _print_summary(result.metrics, result.run_dir)
+
+
+def _resumed_config(
+    config_path: Path | None, output_dir: Path | None, given: dict[str, Any]
+) -> TrainConfig:
+    """--resume: the run's saved parameters; its saved progress is checked before TensorFlow."""
+    if output_dir is None:
+        raise ConfigError(
+            "--resume needs --output-dir RUN_FOLDER (the run to continue). "
+            "Received: --resume without --output-dir"
         )
+    if given or config_path:
+        dropped = sorted("--" + k.replace("_", "-") for k in given) or ["--config"]
+        raise ConfigError(
+            f"--resume continues with the run's saved parameters; drop {dropped}. "
+            f"Received: {' '.join(dropped)} with --resume"
+        )
+    from .resume import load_run_config, load_run_state
+
+    cfg = load_run_config(output_dir)
+    if (output_dir / STATE).is_file():
+        load_run_state(output_dir)  # a damaged one fails here, before TensorFlow
+    return cfg
+
+
+def _new_config(
+    config_path: Path | None, output_dir: Path | None, given: dict[str, Any]
+) -> TrainConfig:
+    """A new run: the parameters file with the flags over it, into a folder without a run."""
+    cfg = load_config(config_path, **given)
+    if output_dir is not None and (output_dir / STATE).exists():
+        raise ConfigError(
+            f"{output_dir} already holds a run; pass --resume to continue it "
+            f"or choose another --output-dir. Received: --output-dir={output_dir}"
+        )
+    return cfg
+
+
+def _print_summary(m: dict[str, Any], run_dir: Path) -> None:
+    if m.get("chief") is False:
+        click.echo(f"worker done: {m['workers']} workers; the chief writes the run folder")
+    if m.get("strategy") == "multi-worker":  # equal on every worker: replicas stayed in sync
+        click.echo(f"final weights sha256 {m['final_weights_sha256']}")
+    if m.get("chief") is False:
+        return
+    tag = " [SYNTHETIC data]" if m["synthetic"] else ""
+    click.echo(
+        f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f} "
+        f"({m['test_images']} images){tag}; {m['epochs']} epochs, "
+        f"{m['train_images_per_s']:.0f} images/s on {m['device']}, {m['precision']}; "
+        f"outputs in {run_dir}"
+    )
 
 
 def _multi_worker_checks(cfg: object, local_workers: int | None) -> None:
@@ -199,7 +218,7 @@ def _multi_worker_checks(cfg: object, local_workers: int | None) -> None:
             f"strategy. Received: strategy={cfg.strategy!r}"
         )
     if not local_workers:
-        from .distributed import read_tf_config
+        from .tf_config import read_tf_config
 
         read_tf_config()
 

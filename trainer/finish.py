@@ -58,11 +58,22 @@ def finish(
         # Equal across runs that repeat exactly (same seed, precision, threads and CPU).
         "weights_sha256": outputs.weights_sha256(best.get_weights()),
     }
+    _plot(run_dir, state["history"], data, metrics)
+    write_json(run_dir / METRICS, metrics)
+    _point_latest(run_dir)
+    return metrics
+
+
+def _plot(
+    run_dir: Path, history: list[dict[str, float]], data: Dataset, metrics: dict[str, Any]
+) -> None:
+    """The learning curves and the confusion matrix, titled with the run and its data."""
     label = " (SYNTHETIC data)" if data.synthetic else ""
     outputs.plot_learning_curves(
         run_dir / LEARNING_CURVES,
-        state["history"],
-        f"{run_dir.name}{label}: test accuracy {test_acc:.3f}, loss {test_loss:.3f}",
+        history,
+        f"{run_dir.name}{label}: test accuracy {metrics['test_accuracy']:.3f}, "
+        f"loss {metrics['test_loss']:.3f}",
     )
     outputs.plot_confusion_matrix(
         run_dir / CONFUSION_MATRIX,
@@ -70,7 +81,9 @@ def finish(
         data.class_names,
         f"{run_dir.name}{label}: test split, {len(data.x_test)} images",
     )
-    write_json(run_dir / METRICS, metrics)
+
+
+def _point_latest(run_dir: Path) -> None:
     try:
         outputs.point_latest(run_dir.parent, run_dir)
     except OSError as exc:  # a read-only runs root: the run itself is complete and kept
@@ -79,7 +92,6 @@ def finish(
             f"({exc.strerror or exc}); the run is complete",
             file=sys.stderr,
         )
-    return metrics
 
 
 def _cpu_figures(state: dict[str, Any], images_per_epoch: int) -> dict[str, float | None]:

@@ -61,14 +61,6 @@ def write_history(target: Path, history: Sequence[dict[str, float]]) -> None:
     write_bytes(target, buf.getvalue().encode())
 
 
-def read_history(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as fh:
-        return [
-            {k: float(v) for k, v in row.items() if k != "epoch" and v != ""}
-            for row in csv.DictReader(fh)
-        ]
-
-
 def classification_report(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, Any]:

@@ -60,18 +60,6 @@ class Run:
         return self.folder / CONFIG
 
     @property
-    def metrics_path(self) -> Path:
-        return self.folder / METRICS
-
-    @property
-    def learning_curves(self) -> Path:
-        return self.folder / LEARNING_CURVES
-
-    @property
-    def confusion_matrix(self) -> Path:
-        return self.folder / CONFUSION_MATRIX
-
-    @property
     def dataset(self) -> str:
         return str(self.parameters.get("dataset", "cifar10"))
 

@@ -55,7 +55,7 @@ def train(
     """
     cluster = None
     if cfg.strategy == "multi-worker":
-        from .distributed import read_tf_config
+        from .tf_config import read_tf_config
 
         cluster = read_tf_config()  # a bad TF_CONFIG fails before data, TensorFlow or a folder
     run_dir = Path(run_dir) if run_dir else default_run_dir()

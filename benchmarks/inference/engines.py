@@ -1,4 +1,4 @@
-"""Engine x precision rows for the latency section (issue 16), beside bare onnxruntime.
+"""Engine x precision rows for the latency section, beside bare onnxruntime.
 
 Every engine the runtime can choose, bare (one `Runner.run` per call, as
 cifar10_runtime.engines.runners builds it: OpenVINO through the plugin EP or its own API, with an
@@ -32,6 +32,7 @@ def engine_rows(
 ) -> list[Engine]:
     """OpenVINO f32/bf16/int8 bare, and the default Predictor with its choice named."""
     from cifar10_runtime import Predictor
+    from cifar10_runtime.contract import CANDIDATES
     from cifar10_runtime.engines.runners import bf16_missing, openvino_backend, openvino_runner
 
     rows: list[Engine] = []
@@ -39,8 +40,10 @@ def engine_rows(
     if backend is None:
         notes.append(f"no OpenVINO rows: {missing}")
     else:
-        wanted = [("fp32", model), ("bf16", model), ("int8", int8)]
-        for precision, path in wanted:
+        for engine, precision in CANDIDATES:
+            if engine != "openvino":
+                continue  # bare onnxruntime has rows of its own (latency.py)
+            path = int8 if precision == "int8" else model
             if path is None:
                 notes.append(f"no openvino/{precision} row: no int8 twin")
                 continue

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving.loadgen import load, merge_windows
-from benchmarks.serving.server import HOST, _v2_binary_request, free_port, running_server
+from benchmarks.serving.loadgen import load, merge_windows, v2_binary_request
+from benchmarks.serving.modes import HOST, free_port, running_server
 
 CLIENTS = (1, 16)
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -79,7 +79,7 @@ def bench_grpc(
     log_path = work / "serve-grpc.log"
     cmd = [str(serve_exe), str(model), "--host", HOST, "--port", str(port)]
     cmd += ["--grpc-port", "0", "--threads", str(threads), "--no-access-log"]
-    rest, grpc_bytes = _v2_binary_request(image), grpc_request(image)
+    rest, grpc_bytes = v2_binary_request(image), grpc_request(image)
     out: dict = {"command": " ".join(cmd), "rounds": rounds, "modes": {"rest_v2_binary": {}}}
     out["modes"]["grpc"] = {}
     windows: dict = {(mode, c): [] for mode in out["modes"] for c in CLIENTS}
@@ -202,9 +202,11 @@ def main() -> None:
     import sys
     import tempfile
 
+    from cifar10_runtime.engines.cpu import usable_cpus
+
     model = Path(sys.argv[1])
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 6.0
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else (os.cpu_count() or 1)
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else usable_cpus()
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     exe = Path(sys.executable).with_name("cifar-serve")
     with tempfile.TemporaryDirectory() as work:

@@ -9,17 +9,46 @@ and by time; any non-200 or transport error is counted, never retried silently.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
-from benchmarks.timing import percentile
+import numpy as np
 
-HOST = "127.0.0.1"
+from benchmarks.serving.modes import HOST
+from benchmarks.timing import percentile
 
 
 def build_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
     lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def v2_binary_request(image: np.ndarray) -> bytes:
+    raw = np.ascontiguousarray(image[None], dtype=np.uint8).tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "image",
+                "shape": [1, 32, 32, 3],
+                "datatype": "UINT8",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    head = json.dumps(header).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)),
+    }
+    return build_request("/v2/models/cifar10/infer", head + raw, headers)
+
+
+def v2_json_request(image: np.ndarray) -> bytes:
+    tensor = {"name": "image", "shape": [1, 32, 32, 3], "datatype": "UINT8"}
+    body = json.dumps({"inputs": [{**tensor, "data": image.ravel().tolist()}]}).encode()
+    return build_request("/v2/models/cifar10/infer", body, {"Content-Type": "application/json"})
 
 
 async def _one_client(

@@ -1,4 +1,4 @@
-"""Which servers the server benchmark runs, how each starts, and which encodings each speaks.
+"""Which servers the server benchmark runs, how each starts and stops, what each speaks.
 
 Every server serves the same ONNX file with the same onnxruntime thread count, on
 127.0.0.1 and a free port:
@@ -20,7 +20,12 @@ from benchmarks/serving/peers/requirements.txt); without it their rows are left 
 
 from __future__ import annotations
 
+import http.client
+import signal
 import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 HOST = "127.0.0.1"  # loopback only, never another address
@@ -75,3 +80,53 @@ def server_table(serve_exe: Path, model: Path, threads: int) -> tuple[dict, list
             "(`make bench` builds it from benchmarks/serving/peers/requirements.txt)"
         )
     return table, notes
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def running_server(
+    cmd: list[str],
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    ready_timeout: float = 90.0,
+    ready_path: str = "/readyz",
+):
+    """Start `cmd`, wait for GET `ready_path` == 200, yield, then stop the process."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{Path(cmd[1]).name} exited with {proc.returncode} before it was ready; "
+                    f"log: {log_path}: {log_path.read_text(errors='replace')[-400:]}"
+                )
+            try:
+                if http_get(port, ready_path)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[1]} not ready after {ready_timeout:.0f} s; {log_path}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        log.close()

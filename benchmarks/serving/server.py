@@ -1,6 +1,6 @@
 """`cifar-serve` beside its peers on loopback: requests/s and latency at 1, 16 and 32 clients.
 
-The servers (server_modes.py: `cifar-serve` with its defaults and with 2 workers, batching
+The servers (modes.py: `cifar-serve` with its defaults and with 2 workers, batching
 off, a naive per-request server, the minimal Starlette handler on h11 and on
 httptools + uvloop, KServe's ModelServer and Seldon MLServer) serve the same model with
 the same onnxruntime threads, each on the encodings it speaks: /v1/predict with a PNG, the
@@ -18,97 +18,22 @@ the issue's targets as ratios within this one run (never asserted).
 
 from __future__ import annotations
 
-import http.client
 import json
-import signal
-import subprocess
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving.loadgen import build_request, load, merge_windows
-from benchmarks.serving.modes import HOST, free_port, server_table
+from benchmarks.serving.loadgen import (
+    build_request,
+    load,
+    merge_windows,
+    v2_binary_request,
+    v2_json_request,
+)
+from benchmarks.serving.modes import free_port, http_get, running_server, server_table
 
 CONCURRENCY = (1, 16, 32)
-
-
-def _get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-@contextmanager
-def running_server(
-    cmd: list[str],
-    port: int,
-    env: dict[str, str],
-    log_path: Path,
-    ready_timeout: float = 90.0,
-    ready_path: str = "/readyz",
-):
-    """Start `cmd`, wait for GET `ready_path` == 200, yield, then stop the process."""
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{Path(cmd[1]).name} exited with {proc.returncode} before it was ready; "
-                    f"log: {log_path}: {log_path.read_text(errors='replace')[-400:]}"
-                )
-            try:
-                if _get(port, ready_path)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd[1]} not ready after {ready_timeout:.0f} s; {log_path}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        log.close()
-
-
-def _v2_binary_request(image: np.ndarray) -> bytes:
-    raw = np.ascontiguousarray(image[None], dtype=np.uint8).tobytes()
-    header = {
-        "inputs": [
-            {
-                "name": "image",
-                "shape": [1, 32, 32, 3],
-                "datatype": "UINT8",
-                "parameters": {"binary_data_size": len(raw)},
-            }
-        ],
-        "parameters": {"binary_data_output": True},
-    }
-    head = json.dumps(header).encode()
-    headers = {
-        "Content-Type": "application/octet-stream",
-        "Inference-Header-Content-Length": str(len(head)),
-    }
-    return build_request("/v2/models/cifar10/infer", head + raw, headers)
-
-
-def _v2_json_request(image: np.ndarray) -> bytes:
-    tensor = {"name": "image", "shape": [1, 32, 32, 3], "datatype": "UINT8"}
-    body = json.dumps({"inputs": [{**tensor, "data": image.ravel().tolist()}]}).encode()
-    return build_request("/v2/models/cifar10/infer", body, {"Content-Type": "application/json"})
 
 
 def bench_server(
@@ -129,8 +54,8 @@ def bench_server(
     image = load_image(body)
     requests = {
         "v1": build_request("/v1/predict", body, {"Content-Type": "image/png"}),
-        "v2_binary": _v2_binary_request(image),
-        "v2_json": _v2_json_request(image),
+        "v2_binary": v2_binary_request(image),
+        "v2_json": v2_json_request(image),
     }
     table, notes = server_table(serve_exe, model, threads)
     out: dict = {
@@ -145,28 +70,9 @@ def bench_server(
     }
     for note in notes:
         log(f"  server: {note}")
-    cells = []  # (mode, port, request, clients)
     with ExitStack() as stack:
-        # Every server is up at once and the cells are measured in interleaved rounds, so a
-        # change in the machine's load hits every mode alike instead of whichever ran then.
-        for server, (base, apis, ready) in table.items():
-            port = free_port()
-            cmd = [part.replace("{port}", str(port)) for part in base]
-            log_path = work / f"serve-{server}.log"
-            stack.enter_context(running_server(cmd, port, env, log_path, ready_path=ready))
-            info = _get(port, ready)[1]
-            for api in apis:
-                mode = f"{server} {api}"
-                out["modes"][mode] = {"command": " ".join(cmd), "ready": _maybe_json(info)}
-                cells += [(mode, port, requests[api], clients) for clients in CONCURRENCY]
-        windows: dict = {(mode, clients): [] for mode, _, _, clients in cells}
-        for round_ in range(rounds):
-            order = cells if round_ % 2 == 0 else cells[::-1]
-            for mode, port, request, clients in order:
-                window = load(
-                    port, request, clients, seconds / rounds, max_requests // rounds, 2 * clients
-                )
-                windows[(mode, clients)].append(window)
+        cells = _start_servers(stack, table, requests, env, work, out["modes"])
+        windows = _measure(cells, seconds, max_requests, rounds)
     for (mode, clients), parts in windows.items():
         row = merge_windows(parts)
         out["modes"][mode].setdefault("results", []).append(row)
@@ -182,60 +88,76 @@ def bench_server(
     return out
 
 
+def _start_servers(  # noqa: PLR0913
+    stack: ExitStack,
+    table: dict,
+    requests: dict[str, bytes],
+    env: dict[str, str],
+    work: Path,
+    modes: dict,
+) -> list[tuple[str, int, bytes, int]]:
+    """Start every server (stopped when `stack` closes); its (mode, port, request, clients)
+    cells, each mode's command and ready answer recorded in `modes`."""
+    cells = []
+    for server, (base, apis, ready) in table.items():
+        port = free_port()
+        cmd = [part.replace("{port}", str(port)) for part in base]
+        log_path = work / f"serve-{server}.log"
+        stack.enter_context(running_server(cmd, port, env, log_path, ready_path=ready))
+        info = http_get(port, ready)[1]
+        for api in apis:
+            mode = f"{server} {api}"
+            modes[mode] = {"command": " ".join(cmd), "ready": _maybe_json(info)}
+            cells += [(mode, port, requests[api], clients) for clients in CONCURRENCY]
+    return cells
+
+
+def _measure(
+    cells: list[tuple[str, int, bytes, int]], seconds: float, max_requests: int, rounds: int
+) -> dict[tuple[str, int], list[dict]]:
+    """Every cell's load windows, (mode, clients) -> one window per round.
+
+    Every server is up at once and the cells are measured in interleaved rounds, so a change
+    in the machine's load hits every mode alike instead of whichever ran then."""
+    windows: dict = {(mode, clients): [] for mode, _, _, clients in cells}
+    for round_ in range(rounds):
+        order = cells if round_ % 2 == 0 else cells[::-1]
+        for mode, port, request, clients in order:
+            window = load(
+                port, request, clients, seconds / rounds, max_requests // rounds, 2 * clients
+            )
+            windows[(mode, clients)].append(window)
+    return windows
+
+
+def _result(modes: dict, mode: str, clients: int, key: str) -> float | None:
+    """One figure of a mode's row at `clients` (None when that cell was not measured)."""
+    found = modes.get(mode, {}).get("results", [])
+    row = next((r for r in found if r["clients"] == clients), None)
+    return row[key] if row else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "n/a"
+
+
 def _summary(modes: dict) -> dict:
     """The issue's targets as ratios within this run (None where a mode was not measured)."""
-
-    def row(mode: str, clients: int) -> dict | None:
-        found = modes.get(mode, {}).get("results", [])
-        return next((r for r in found if r["clients"] == clients), None)
-
-    def get(mode: str, clients: int, key: str) -> float | None:
-        r = row(mode, clients)
-        return r[key] if r else None
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a and b else None
-
-    def x(value: float | None) -> str:
-        return f"{value:.2f}x" if value is not None else "n/a"
-
     out: dict = {"lines": []}
-    lone = ratio(
-        get("default v2_binary", 1, "p50_ms"), get("minimal_httptools v2_binary", 1, "p50_ms")
-    )
-    out["lone_p50_default_over_minimal_httptools"] = lone
-    out["lines"].append(
-        f"lone client p50 (v2 binary), cifar-serve / minimal httptools handler: {x(lone)} "
-        "(target <= 1.3x)"
-    )
-    rps = ratio(
-        get("default v2_binary", 16, "requests_per_s"),
-        get("minimal_httptools v2_binary", 16, "requests_per_s"),
-    )
-    p99 = get("default v2_binary", 16, "p99_ms")
-    out["throughput_16_binary_over_minimal_httptools"] = rps
-    out["p99_ms_16_binary"] = p99
-    out["lines"].append(
-        f"16 clients (v2 binary) req/s, cifar-serve / minimal httptools handler: {x(rps)} "
-        f"(target >= 1.5x); p99 {p99 or 0:.1f} ms (target <= 25 ms)"
-    )
-    peers = [get(f"{p} v2_json", 16, "requests_per_s") for p in ("kserve", "mlserver")]
-    best_peer = max((p for p in peers if p), default=None)
-    json_ratio = ratio(get("default v2_json", 16, "requests_per_s"), best_peer)
-    out["throughput_16_json_over_best_peer"] = json_ratio
-    out["lines"].append(
-        f"16 clients (v2 JSON) req/s, cifar-serve / better of KServe and MLServer: "
-        f"{x(json_ratio)} (target >= 2x)"
-    )
+    _protocol_ratios(modes, out)
     for clients in CONCURRENCY[1:]:
-        v1 = get("default v1", clients, "requests_per_s")
-        vs_off = ratio(v1, get("max_batch_1 v1", clients, "requests_per_s"))
-        vs_naive = ratio(v1, get("naive_baseline v1", clients, "requests_per_s"))
+        v1 = _result(modes, "default v1", clients, "requests_per_s")
+        vs_off = _ratio(v1, _result(modes, "max_batch_1 v1", clients, "requests_per_s"))
+        vs_naive = _ratio(v1, _result(modes, "naive_baseline v1", clients, "requests_per_s"))
         out[f"throughput_{clients}_over_batch1"] = vs_off
         out[f"throughput_{clients}_over_naive"] = vs_naive
         out["lines"].append(
-            f"{clients} clients v1 PNG req/s, default / --max-batch-size 1: {x(vs_off)}, "
-            f"default / naive: {x(vs_naive)}"
+            f"{clients} clients v1 PNG req/s, default / --max-batch-size 1: {_x(vs_off)}, "
+            f"default / naive: {_x(vs_naive)}"
         )
     errors = {
         f"{mode} x{r['clients']}": r["errors"]
@@ -246,6 +168,38 @@ def _summary(modes: dict) -> dict:
     out["errors"] = errors
     out["lines"].append(f"errors: {errors or 0} (target 0 in every cell)")
     return out
+
+
+def _protocol_ratios(modes: dict, out: dict) -> None:
+    """cifar-serve against the minimal handler (v2 binary) and the peers (v2 JSON)."""
+    lone = _ratio(
+        _result(modes, "default v2_binary", 1, "p50_ms"),
+        _result(modes, "minimal_httptools v2_binary", 1, "p50_ms"),
+    )
+    out["lone_p50_default_over_minimal_httptools"] = lone
+    out["lines"].append(
+        f"lone client p50 (v2 binary), cifar-serve / minimal httptools handler: {_x(lone)} "
+        "(target <= 1.3x)"
+    )
+    rps = _ratio(
+        _result(modes, "default v2_binary", 16, "requests_per_s"),
+        _result(modes, "minimal_httptools v2_binary", 16, "requests_per_s"),
+    )
+    p99 = _result(modes, "default v2_binary", 16, "p99_ms")
+    out["throughput_16_binary_over_minimal_httptools"] = rps
+    out["p99_ms_16_binary"] = p99
+    out["lines"].append(
+        f"16 clients (v2 binary) req/s, cifar-serve / minimal httptools handler: {_x(rps)} "
+        f"(target >= 1.5x); p99 {p99 or 0:.1f} ms (target <= 25 ms)"
+    )
+    peers = [_result(modes, f"{p} v2_json", 16, "requests_per_s") for p in ("kserve", "mlserver")]
+    best_peer = max((p for p in peers if p), default=None)
+    json_ratio = _ratio(_result(modes, "default v2_json", 16, "requests_per_s"), best_peer)
+    out["throughput_16_json_over_best_peer"] = json_ratio
+    out["lines"].append(
+        f"16 clients (v2 JSON) req/s, cifar-serve / better of KServe and MLServer: "
+        f"{_x(json_ratio)} (target >= 2x)"
+    )
 
 
 def _maybe_json(raw: bytes) -> object:
@@ -264,9 +218,11 @@ def main() -> None:
 
     from PIL import Image
 
+    from cifar10_runtime.engines.cpu import usable_cpus
+
     model = Path(sys.argv[1]).resolve()
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 6.0
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else (os.cpu_count() or 1)
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else usable_cpus()
     rng = np.random.default_rng(0)
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")

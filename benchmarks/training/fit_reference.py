@@ -16,28 +16,11 @@ import json
 import math
 import os
 import time
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "synthetic"))
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--config", default=None, help="TOML parameters file of the network")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="enable TensorFlow op determinism, as cifar-train does on CPU",
-    )
-    parser.add_argument(
-        "--precision",
-        default="float32",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
-        help="Keras dtype policy (the classifier stays float32, as in cifar-train)",
-    )
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all)")
-    parser.add_argument("--limit", type=int, default=0, help="use the first N images (0: all)")
-    args = parser.parse_args(argv)
+    args = _parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import keras
@@ -46,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from cifar10_trainer.config import REPO_CONFIGS, load_config
     from cifar10_trainer.data import load_dataset
-    from cifar10_trainer.model import build_model, compile_model
+    from cifar10_trainer.model import compile_model
 
     cfg = load_config(args.config or REPO_CONFIGS / "seed.toml", epochs=args.epochs)
     keras.utils.set_random_seed(cfg.seed)
@@ -60,16 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     x = data.x_train[:n].astype("float32") / 255.0
     y = np.eye(10, dtype="float32")[data.y_train[:n]]
 
-    # The builder's model takes uint8 and rescales inside; the reference fed floats in [0,1]
-    # to the convolutions directly, so reuse every layer after the Rescaling on a float input.
-    built = build_model(cfg)
-    inputs = keras.Input(shape=(32, 32, 3), dtype="float32", name="image")
-    h = inputs
-    for layer in built.layers:
-        if isinstance(layer, keras.layers.InputLayer | keras.layers.Rescaling):
-            continue
-        h = layer(h)
-    model = keras.Model(inputs, h, name="reference_float_input")
+    model = _float_input_model(cfg)
     steps = -(-math.floor(len(x) * (1.0 - cfg.validation_split)) // cfg.batch_size)
     compile_model(model, cfg, steps)
 
@@ -103,6 +77,46 @@ def main(argv: list[str] | None = None) -> None:
         ),
         flush=True,
     )
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "synthetic"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--config", default=None, help="TOML parameters file of the network")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="enable TensorFlow op determinism, as cifar-train does on CPU",
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras dtype policy (the classifier stays float32, as in cifar-train)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all)")
+    parser.add_argument("--limit", type=int, default=0, help="use the first N images (0: all)")
+    return parser.parse_args(argv)
+
+
+def _float_input_model(cfg: Any) -> Any:
+    """The builder's model takes uint8 and rescales inside; the reference fed floats in [0,1]
+    to the convolutions directly, so every layer after the Rescaling is reused on a float
+    input."""
+    import keras
+
+    from cifar10_trainer.model import build_model
+
+    built = build_model(cfg)
+    inputs = keras.Input(shape=(32, 32, 3), dtype="float32", name="image")
+    h = inputs
+    for layer in built.layers:
+        if isinstance(layer, keras.layers.InputLayer | keras.layers.Rescaling):
+            continue
+        h = layer(h)
+    return keras.Model(inputs, h, name="reference_float_input")
 
 
 class _EpochTimer:

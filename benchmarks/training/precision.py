@@ -1,4 +1,4 @@
-"""Training rows per precision (issue 17): the default recipe at float32, mixed_bfloat16 and
+"""Training rows per precision: the default recipe at float32, mixed_bfloat16 and
 the default (`auto`), same data and seed, interleaved rounds, images/s and test accuracy."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def precision_lines(section: dict | None) -> list[str]:
 
 
 def targets(results: dict, target) -> list[dict]:  # noqa: ANN001 - targets._target
-    """Issue 17's targets from this run's rows (`target` builds one verdict)."""
+    """The training-precision targets from this run's rows (`target` builds one verdict)."""
     from cifar10_trainer.precision import cpu_flags
 
     out = []

@@ -18,7 +18,13 @@ import numpy as np
 
 from cifar10_exporter.errors import ParityError
 from cifar10_exporter.outputs.metadata import producer_versions
-from cifar10_runtime.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+from cifar10_runtime.contract import (
+    FP32_TOLERANCE,
+    IMAGE_SHAPE,
+    INPUT_NAME,
+    NUM_CLASSES,
+    OUTPUT_NAME,
+)
 from cifar10_runtime.errors import CifarError
 from cifar10_runtime.versions import python_version
 
@@ -205,7 +211,7 @@ def check_parity(
     reference: np.ndarray,
     images: np.ndarray,
     *,
-    atol: float = 1e-4,
+    atol: float = FP32_TOLERANCE,
     batch_sizes: Sequence[int] = (1, 0),
     source: str = "given images",
     threads: int | None = None,
@@ -232,35 +238,9 @@ def check_parity(
     report.versions["providers"] = list(runner.providers)
     per_batch: dict[str, Any] = {}
     for size in sizes:
-        try:
-            out = run_batched(runner, images, size)
-        except CifarError as exc:  # the runtime refuses what the graph returns
-            report.add(f"batch {size}: runtime runs the model", False, str(exc))
-            continue
-        shape_ok = out.shape == reference.shape and out.dtype == np.float32
-        if not report.add(
-            f"batch {size}: output array",
-            shape_ok,
-            f"{out.dtype} {list(out.shape)} (need float32 {list(reference.shape)})",
-        ):
-            continue
-        stats = compare(reference, out, atol)
-        per_batch[str(size)] = stats
-        report.outputs = out
-        close = stats["max_abs_diff"] <= atol
-        report.add(
-            f"batch {size}: max |diff|",
-            close,
-            f"{stats['max_abs_diff']:.3g} {'<=' if close else '>'} atol {atol:g} "
-            f"(mean {stats['mean_abs_diff']:.3g}, worst image #{stats['worst_image']})",
-        )
-        report.add(
-            f"batch {size}: top-1 agreement",
-            stats["hard_disagreements"] == 0,
-            f"{100 * stats['top1_agreement']:.2f}% ({stats['top1_disagreements']} of "
-            f"{len(images)} differ, {stats['ambiguous']} of them ambiguous: Keras top-2 "
-            f"margin < atol; need 100% of the others)",
-        )
+        stats = _check_batch(report, runner, images, reference, size, atol)
+        if stats is not None:
+            per_batch[str(size)] = stats
     report.stats["per_batch"] = per_batch
     if per_batch:
         report.stats["max_abs_diff"] = max(s["max_abs_diff"] for s in per_batch.values())
@@ -268,3 +248,44 @@ def check_parity(
         report.stats["top1_agreement"] = min(s["top1_agreement"] for s in per_batch.values())
         report.stats["ambiguous"] = max(s["ambiguous"] for s in per_batch.values())
     return report
+
+
+def _check_batch(
+    report: Report,
+    runner: Any,
+    images: np.ndarray,
+    reference: np.ndarray,
+    size: int,
+    atol: float,
+) -> dict[str, Any] | None:
+    """Run the model `size` images at a time and add that batch size's checks to `report`;
+    the comparison's figures, None when the model did not give an array to compare."""
+    try:
+        out = run_batched(runner, images, size)
+    except CifarError as exc:  # the runtime refuses what the graph returns
+        report.add(f"batch {size}: runtime runs the model", False, str(exc))
+        return None
+    shape_ok = out.shape == reference.shape and out.dtype == np.float32
+    if not report.add(
+        f"batch {size}: output array",
+        shape_ok,
+        f"{out.dtype} {list(out.shape)} (need float32 {list(reference.shape)})",
+    ):
+        return None
+    stats = compare(reference, out, atol)
+    report.outputs = out
+    close = stats["max_abs_diff"] <= atol
+    report.add(
+        f"batch {size}: max |diff|",
+        close,
+        f"{stats['max_abs_diff']:.3g} {'<=' if close else '>'} atol {atol:g} "
+        f"(mean {stats['mean_abs_diff']:.3g}, worst image #{stats['worst_image']})",
+    )
+    report.add(
+        f"batch {size}: top-1 agreement",
+        stats["hard_disagreements"] == 0,
+        f"{100 * stats['top1_agreement']:.2f}% ({stats['top1_disagreements']} of "
+        f"{len(images)} differ, {stats['ambiguous']} of them ambiguous: Keras top-2 "
+        f"margin < atol; need 100% of the others)",
+    )
+    return stats

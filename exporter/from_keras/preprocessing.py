@@ -38,10 +38,6 @@ class Decision:
     spec: WrapperSpec
     record: dict[str, Any]  # written to .parity.json, the metadata and the model card
 
-    @property
-    def line(self) -> str:
-        return self.record["why"]
-
 
 def paired_z(a: np.ndarray, b: np.ndarray) -> float:
     """How clearly the boolean correctness vector `a` beats `b` on the same images."""
@@ -51,6 +47,30 @@ def paired_z(a: np.ndarray, b: np.ndarray) -> float:
 
 def _candidate(spec: WrapperSpec, scale: str, order: str, mean, std) -> WrapperSpec:
     return with_preprocessing(spec, scale, order, mean, std, scaling_open=False)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Every candidate's name, spec, accuracy and paired z against the most accurate."""
+
+    names: list[str]
+    specs: list[WrapperSpec]
+    acc: list[float]
+    z: list[float]
+    best: int
+    n: int  # labelled images scored
+
+    def table(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": self.names[i],
+                "scale": self.specs[i].input_scale,
+                "order": self.specs[i].channel_order,
+                "accuracy": self.acc[i],
+                "z_vs_best": round(self.z[i], 2),
+            }
+            for i in range(len(self.names))
+        ]
 
 
 def decide(
@@ -72,6 +92,34 @@ def decide(
         return Decision(chosen, {"decided_by": "today's rule", "why": why, "candidates": []})
     scales = SCALES if input_scale == "auto" else (input_scale,)
     orders = ORDERS if channel_order == "auto" else (channel_order.upper(),)
+    scores = _score(model, spec, images, labels, scales, orders, mean, std)
+    today = f"{input_scale if input_scale != 'auto' else TODAY[0]}/{orders[0]}"
+    pick, kind, why = _choose(scores, today, min_accuracy)
+    chosen = scores.specs[pick].replace(scale_decided_by=f"auto: {why}")
+    record = {
+        "decided_by": kind,
+        "chosen": scores.names[pick],
+        "why": why,
+        "n": scores.n,
+        "clear_z": CLEAR_Z,
+        "mean": list(mean or CIFAR10_MEAN),
+        "std": list(std or CIFAR10_STD),
+        "candidates": scores.table(),
+    }
+    return Decision(chosen, record)
+
+
+def _score(  # noqa: PLR0913
+    model,  # noqa: ANN001 - a keras.Model
+    spec: WrapperSpec,
+    images: np.ndarray,
+    labels: np.ndarray,
+    scales: tuple[str, ...],
+    orders: tuple[str, ...],
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+) -> _Scores:
+    """The Keras model's top-1 hits on `images` under every scale x order candidate."""
     names, specs, correct = [], [], []
     for scale in scales:
         for order in orders:
@@ -83,60 +131,42 @@ def decide(
     acc = [float(c.mean()) for c in correct]
     best = int(np.argmax(acc))
     z = [paired_z(correct[best], c) for c in correct]
+    return _Scores(names, specs, acc, z, best, len(labels))
+
+
+def _choose(s: _Scores, today: str, min_accuracy: float) -> tuple[int, str, str]:
+    """(index of the chosen candidate, what decided, why) by the module docstring's rule."""
+    names, acc, z, best, n = s.names, s.acc, s.z, s.best, s.n
     tied = [i for i in range(len(names)) if i == best or z[i] < CLEAR_Z]
-    table = [
-        {
-            "name": names[i],
-            "scale": specs[i].input_scale,
-            "order": specs[i].channel_order,
-            "accuracy": acc[i],
-            "z_vs_best": round(z[i], 2),
-        }
-        for i in range(len(names))
-    ]
-    n = len(labels)
-    today = f"{input_scale if input_scale != 'auto' else TODAY[0]}/{orders[0]}"
     runner = max((i for i in range(len(names)) if i != best), key=lambda i: acc[i], default=None)
     if acc[best] < min_accuracy:
-        pick, kind = names.index(today), "today's rule"
         why = (
             f"no candidate gets the model to {min_accuracy:.2f} accuracy (best {names[best]} "
             f"{acc[best]:.3f} on {n} images): kept today's rule, {today}"
         )
-    elif len(tied) == 1:
-        pick, kind = best, "evidence"
+        return names.index(today), "today's rule", why
+    if len(tied) == 1:
         versus = (
             f"; next {names[runner]} {acc[runner]:.3f}, z={z[runner]:.1f} >= {CLEAR_Z:g}"
             if runner is not None
             else ""
         )
         why = f"clear winner {names[best]}: accuracy {acc[best]:.3f} on {n} images{versus}"
+        return best, "evidence", why
+    tied_names = ", ".join(f"{names[i]} {acc[i]:.3f}" for i in tied)
+    if today in [names[i] for i in tied]:
+        pick, kind = names.index(today), "today's rule"
+        rule = f"kept today's rule, {today}"
     else:
-        tied_names = ", ".join(f"{names[i]} {acc[i]:.3f}" for i in tied)
-        if today in [names[i] for i in tied]:
-            pick, kind = names.index(today), "today's rule"
-            rule = f"kept today's rule, {today}"
-        else:
-            rgb = [i for i in tied if specs[i].channel_order == "RGB"]
-            pick = max(rgb or tied, key=lambda i: acc[i])
-            kind = "evidence, tie broken"
-            rule = (
-                f"today's rule {today} is clearly worse ({acc[names.index(today)]:.3f}); "
-                f"kept {names[pick]}" + (" (RGB preferred)" if rgb and len(rgb) < len(tied) else "")
-            )
-        why = f"no clear winner on {n} images (within z<{CLEAR_Z:g}: {tied_names}): {rule}"
-    chosen = specs[pick].replace(scale_decided_by=f"auto: {why}")
-    record = {
-        "decided_by": kind,
-        "chosen": names[pick],
-        "why": why,
-        "n": n,
-        "clear_z": CLEAR_Z,
-        "mean": list(mean or CIFAR10_MEAN),
-        "std": list(std or CIFAR10_STD),
-        "candidates": table,
-    }
-    return Decision(chosen, record)
+        rgb = [i for i in tied if s.specs[i].channel_order == "RGB"]
+        pick = max(rgb or tied, key=lambda i: acc[i])
+        kind = "evidence, tie broken"
+        rule = (
+            f"today's rule {today} is clearly worse ({acc[names.index(today)]:.3f}); "
+            f"kept {names[pick]}" + (" (RGB preferred)" if rgb and len(rgb) < len(tied) else "")
+        )
+    why = f"no clear winner on {n} images (within z<{CLEAR_Z:g}: {tied_names}): {rule}"
+    return pick, kind, why
 
 
 def candidates_table(record: dict[str, Any]) -> str:

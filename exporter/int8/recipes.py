@@ -1,7 +1,7 @@
 """The static QDQ recipes `--quantize int8` tries, and how one recipe quantizes a model.
 
 Every recipe: `quant_pre_process` (shape inference + graph optimisation), then onnxruntime's
-`quantize_static` in QDQ format with int8 weights and uint8 activations, calibrated on
+`quantize_static` in QDQ format with int8 (or uint8) weights and uint8 activations, calibrated on
 training images fed as the graph takes them (uint8). Recipes differ in the calibration
 method (MinMax, Entropy, Percentile), in whether the first Conv and the classifier head stay
 float, and in how many calibration images they see. The Softmax always stays float: a
@@ -49,6 +49,10 @@ class Recipe:
     uint8_input: bool = True  # the uint8 image is the first Conv's quantized input
     fold: bool = True  # fold a post-ReLU BatchNorm into the Conv before it (int8_graph)
     elementwise: bool = True  # quantize the Mul/Add left between quantized ops too
+    # int8 or uint8 weights. x86 CPUs without VNNI run onnxruntime's u8s8 products with
+    # VPMADDUBSW, whose int16 pair sums saturate (onnxruntime's quantization docs); its u8u8
+    # kernels do not, at a cost in speed. Which is better on a CPU is left to the search.
+    weights: str = "int8"
 
     def describe(self) -> dict:
         return asdict(self)
@@ -57,7 +61,7 @@ class Recipe:
         """What the twin's `quantization` metadata says of the recipe it was made with."""
         return {
             "format": "QDQ",
-            "weights": "int8 " + ("per-channel" if self.per_channel else "per-tensor"),
+            "weights": f"{self.weights} " + ("per-channel" if self.per_channel else "per-tensor"),
             "activations": "uint8",
             "recipe": self.name,
             "calibration_method": self.calibration,
@@ -82,6 +86,7 @@ class Recipe:
             self.uint8_input,
             self.fold,
             self.elementwise,
+            self.weights,
         )
 
 
@@ -98,6 +103,9 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "minmax-ends-float-more-calib", ends_float=True, calibration_factor=MORE_CALIBRATION
         ),
+        # uint8 weights: the remedy for u8s8 saturation on CPUs without VNNI.
+        Recipe("minmax-u8-weights", weights="uint8"),
+        Recipe("minmax-ends-float-u8-weights", ends_float=True, weights="uint8"),
         # Not tried by default: ablations of the speed-ups and per-tensor weights.
         Recipe("minmax-per-tensor", per_channel=False),
         Recipe("minmax-float-input", uint8_input=False),
@@ -106,8 +114,9 @@ RECIPES: dict[str, Recipe] = {
         Recipe("minmax-plain", uint8_input=False, fold=False, elementwise=False, head_float=False),
     )
 }
-# Tried by default: every calibration method with and without float ends, more images.
-DEFAULT_RECIPES = tuple(list(RECIPES)[:8])
+# Tried by default: every calibration method with and without float ends, more images, and
+# uint8 weights with and without float ends.
+DEFAULT_RECIPES = tuple(list(RECIPES)[:10])
 
 
 class _Reader:
@@ -155,7 +164,7 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
                     quant_format=QuantFormat.QDQ,
                     per_channel=recipe.per_channel,
                     activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
+                    weight_type=QuantType.QUInt8 if recipe.weights == "uint8" else QuantType.QInt8,
                     op_types_to_quantize=ops,
                     nodes_to_exclude=float_nodes(
                         model, recipe.ends_float, recipe.ends_float or recipe.head_float

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cifar10_runtime.contract import INPUT_NAME
 from cifar10_runtime.engines.cpu import CPUINFO, cpu_features
+from cifar10_runtime.engines.timing import best_seconds
 
-SPEED_BATCH = 256
-FASTER = 1.05  # INT8 is "faster" only beyond timing noise
+INT8_SPEED_BATCH = 256  # the batch the recipes are timed and the verdict is given at
+SPEEDUP_NOISE = 1.05  # a speed-up below this is timing noise: not "faster"
 
 
 def cpu_int8_features(cpuinfo: Path = CPUINFO) -> dict:
-    """The CPU model and its int8-relevant flags (the runtime's reader:
-    cifar10_runtime.engines.cpu), summarised for int8 (Linux; elsewhere: unknown)."""
+    """The CPU model and its int8-relevant flags (cifar10_runtime.engines.cpu's features),
+    summarised for int8 (Linux; elsewhere: unknown)."""
     cpu = cpu_features(cpuinfo)
     return {**cpu, "summary": cpu["int8_summary"]}
 
@@ -37,7 +39,7 @@ def images_per_s(
     model: bytes,
     images: np.ndarray,
     *,
-    batch: int = SPEED_BATCH,
+    batch: int = INT8_SPEED_BATCH,
     threads: int | None = None,
     repeats: int = 3,
     budget_s: float = 2.0,
@@ -48,14 +50,26 @@ def images_per_s(
     reps = int(np.ceil(batch / max(len(images), 1)))
     feed = {INPUT_NAME: np.ascontiguousarray(np.tile(images, (reps, 1, 1, 1))[:batch])}
     sess.run(None, feed)
-    best, start = float("inf"), time.perf_counter()
-    for _ in range(max(repeats, 1)):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s:
-            break
-    return batch / best
+    until = time.perf_counter() + budget_s
+    return batch / best_seconds(lambda: sess.run(None, feed), runs=max(repeats, 1), until=until)
+
+
+def best_speeds(
+    models: dict[Any, bytes],
+    images: np.ndarray,
+    *,
+    batch: int = INT8_SPEED_BATCH,
+    threads: int | None = None,
+    rounds: int = 2,
+) -> dict[Any, float]:
+    """Each model's best images/s at `batch` over `rounds` rounds, the models timed in turn
+    within each round so that a burst of load from other processes hits all alike."""
+    best = {key: 0.0 for key in models}
+    for _ in range(rounds):
+        for key, model in models.items():
+            speed = images_per_s(model, images, batch=batch, threads=threads, repeats=2)
+            best[key] = max(best[key], speed)
+    return best
 
 
 def compare_speed(
@@ -69,11 +83,8 @@ def compare_speed(
 ) -> dict:
     """fp32 and int8 images/s at `batch`, timed in alternation (best of `rounds` each) so
     that a burst of load from other processes hits both alike."""
-    best = {"fp32": 0.0, "int8": 0.0}
-    for _ in range(rounds):
-        for key, model in (("fp32", fp32), ("int8", int8)):
-            speed = images_per_s(model, images, batch=batch, threads=threads, repeats=2)
-            best[key] = max(best[key], speed)
+    models = {"fp32": fp32, "int8": int8}
+    best = best_speeds(models, images, batch=batch, threads=threads, rounds=rounds)
     return {
         "fp32_images_per_s": best["fp32"],
         "int8_images_per_s": best["int8"],
@@ -81,10 +92,10 @@ def compare_speed(
     }
 
 
-def speed_verdict(speedup: float, cpu: dict, batch: int = SPEED_BATCH) -> str:
+def speed_verdict(speedup: float, cpu: dict, batch: int = INT8_SPEED_BATCH) -> str:
     """One line for the log and the model card: measured speed-up and what to serve."""
     where = f"{cpu['cpu']}, {cpu['summary']}"
-    if speedup >= FASTER:
+    if speedup >= SPEEDUP_NOISE:
         return f"int8 runs {speedup:.2f}x fp32 images/s at batch {batch} here ({where})"
     return (
         f"int8 is NOT faster here: {speedup:.2f}x fp32 images/s at batch {batch} ({where}); "

@@ -118,7 +118,6 @@ def render(
 ) -> str:
     """The card's Markdown; `report` is the .parity.json dict (accuracy, preprocessing, int8)."""
     accuracy = report.get("accuracy", {})
-    pre = report.get("preprocessing", {})
     lines = [
         f"# {onnx_name}: CIFAR-10 image classifier",
         "",
@@ -133,13 +132,29 @@ def render(
         "Classes, in output order: " + ", ".join(f"{i} {n}" for i, n in enumerate(class_names)),
         "",
     ]
-    if pre.get("candidates"):
-        lines += ["## Preprocessing, decided by evidence", "", pre["why"] + ".", ""]
-        rows = [[c["name"], _pct(c["accuracy"]), c["z_vs_best"]] for c in pre["candidates"]]
-        lines += _table(["candidate", "Keras accuracy", "z vs best"], rows) + [""]
+    lines += _preprocessing_section(report.get("preprocessing", {}))
     lines += _training_section(run)
     lines += _accuracy_section(accuracy, class_names, report.get("accuracy_gate", {}))
-    lines += [
+    lines += _parity_section(report)
+    lines += _int8_section(report.get("int8"))
+    lines += engines_section(report.get("engines"))
+    lines += ["## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in versions.items()] + [""]
+    lines += _limits_section(accuracy)
+    return "\n".join(lines)
+
+
+def _preprocessing_section(pre: dict[str, Any]) -> list[str]:
+    """How `--input-scale auto` decided, when it scored candidates."""
+    if not pre.get("candidates"):
+        return []
+    lines = ["## Preprocessing, decided by evidence", "", pre["why"] + ".", ""]
+    rows = [[c["name"], _pct(c["accuracy"]), c["z_vs_best"]] for c in pre["candidates"]]
+    return lines + _table(["candidate", "Keras accuracy", "z vs best"], rows) + [""]
+
+
+def _parity_section(report: dict[str, Any]) -> list[str]:
+    return [
         "## Parity (Keras vs ONNX)",
         "",
         f"{'Passed' if report.get('passed') else 'FAILED'} on {report.get('n')} images "
@@ -148,24 +163,28 @@ def render(
         f"{_pct(report.get('top1_agreement'))}, batch sizes {report.get('batch_sizes')}.",
         "",
     ]
-    int8 = report.get("int8")
-    if int8:
-        lines += ["## INT8 twin", ""]
-        lines += [
-            f"- {k}: {f'{v:.4g}' if isinstance(v, float) else v}"
-            for k, v in int8.items()
-            if not isinstance(v, (dict, list))
-        ]
-        lines += [""] + _recipe_table(int8)
-    lines += engines_section(report.get("engines"))
-    lines += ["## Versions", ""]
-    lines += [f"- {k}: {v}" for k, v in versions.items()] + [""]
+
+
+def _int8_section(int8: dict[str, Any] | None) -> list[str]:
+    """The INT8 twin's scalar results and its recipes, when one was made."""
+    if not int8:
+        return []
+    lines = ["## INT8 twin", ""]
+    lines += [
+        f"- {k}: {f'{v:.4g}' if isinstance(v, float) else v}"
+        for k, v in int8.items()
+        if not isinstance(v, (dict, list))
+    ]
+    return lines + [""] + _recipe_table(int8)
+
+
+def _limits_section(accuracy: dict[str, Any]) -> list[str]:
     where = (
         f"{accuracy['n']} images of the {accuracy['dataset']} {accuracy['split']} split"
         if accuracy.get("measured")
         else "no labelled images (accuracy not measured)"
     )
-    lines += [
+    return [
         "## Intended use and limits",
         "",
         "- Classifies 32x32 RGB images into the ten classes above, and only those: any other "
@@ -176,14 +195,13 @@ def render(
         "- Not for decisions about people or safety-relevant uses.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def engines_section(engines: dict[str, Any] | None) -> list[str]:
     """Engines x precisions measured at export (engine_evidence.py) and what is allowed."""
     if not engines:
         return []
-    from cifar10_exporter.checks.engine_evidence import HEADER, table_rows
+    from cifar10_exporter.outputs.evidence_table import HEADER, table_rows
 
     gate, where = engines["gate"], engines["measured_on"]
     lines = [

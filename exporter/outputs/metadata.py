@@ -44,15 +44,6 @@ INPUT_SPEC: dict[str, Any] = {
     "range": [0, 255],
 }
 PRODUCER_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "cifar10-toolkit")
-REQUIRED_KEYS = (
-    "class_names",
-    "input_spec",
-    "model_version",
-    "source_sha256",
-    "parity",
-    "metrics",
-    "producer_versions",
-)
 INT8_SUFFIX = "+int8"
 
 

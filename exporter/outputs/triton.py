@@ -26,15 +26,15 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from cifar10_runtime.contract import MODEL_NAME
 from cifar10_runtime.errors import ConfigError, ModelError
 from cifar10_runtime.files import probe_writable, write_bytes, write_text
-from cifar10_runtime.limits import MODEL_NAME
 from cifar10_runtime.model import inspect_session, open_session
 
 PLATFORM = "onnxruntime_onnx"
 # A request may carry up to this many images, and the dynamic batcher merges requests up to
 # it: the tiny model's runs stay short even at 128, and tritonclient's batch-64 calls fit.
-MAX_BATCH_SIZE = 128
+TRITON_MAX_BATCH_SIZE = 128
 LABELS = "labels.txt"
 # onnxruntime's type strings -> Triton's model-config data types.
 DATA_TYPES = {
@@ -59,7 +59,9 @@ def check_repository(directory: Path) -> None:
     probe_writable(directory)
 
 
-def model_config(model: Path, name: str, max_batch_size: int = MAX_BATCH_SIZE) -> tuple[str, str]:
+def model_config(
+    model: Path, name: str, max_batch_size: int = TRITON_MAX_BATCH_SIZE
+) -> tuple[str, str]:
     """(config.pbtxt text, labels.txt text) for the ONNX file `model`, served as `name`."""
     session, source = open_session(model, providers="cpu", threads=1)
     spec = inspect_session(session, source, model)  # the contract: what cifar-serve accepts

@@ -6,7 +6,8 @@
 
 from cifar10_runtime.errors import CifarError, ConfigError, ImageError, ModelError
 from cifar10_runtime.images import load_image
-from cifar10_runtime.predictor import ClassScore, Prediction, Predictor
+from cifar10_runtime.prediction import ClassScore, Prediction
+from cifar10_runtime.predictor import Predictor
 
 __version__ = "0.1.0"
 

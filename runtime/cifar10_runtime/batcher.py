@@ -19,8 +19,8 @@ estimated (the measured per-image time of single-request runs, times its images)
 loop meanwhile. The decision is made when the run starts, one loop turn after `submit`,
 so requests read in the same turn count as company. Every run while others are in flight
 goes to the worker thread, so the loop keeps reading the next requests while the model
-works (measured: running small batches on the loop too cost ~25% of the 16-client
-throughput); 0 sends every run there.
+works (running small batches on the loop too measured slower with many clients); 0 sends
+every run there.
 
 Whatever goes wrong with a run (assembling the batch or running it) fails only the
 requests in that run, is logged once, and serving goes on.
@@ -29,37 +29,22 @@ requests in that run, is logged once, and serving goes on.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from cifar10_runtime import limits
-from cifar10_runtime.errors import CifarError, ConfigError
+from cifar10_runtime.batch_runs import BatchObserver, RunLedger, UnavailableError
+from cifar10_runtime.errors import ConfigError
 
-log = logging.getLogger("cifar10_runtime.batcher")
-EWMA = 0.2  # weight of the newest run in the single-request run-time estimate
-
-
-class UnavailableError(CifarError):
-    """The server cannot take the request now (queue full, not started, shutting down)."""
-
-    exit_code = 1
+__all__ = ["BatchObserver", "MicroBatcher", "UnavailableError"]
 
 
-class BatchObserver(Protocol):
-    """What the batcher reports, e.g. to Prometheus (cifar10_runtime.serving.metrics)."""
-
-    def queued(self, seconds: float) -> None: ...  # one request's wait before its run
-    def ran(self, images: int, requests: int, seconds: float, ok: bool) -> None: ...
-    def depth(self, pending: int) -> None: ...
-
-
-class MicroBatcher:
+class MicroBatcher(RunLedger):
     """Pending requests in front of a `run(uint8 [N,32,32,3]) -> [N,10]` function."""
 
     def __init__(
@@ -82,11 +67,11 @@ class MicroBatcher:
             raise ConfigError(f"max_queue must be a positive integer. Received: {max_queue!r}.")
         if not inline_ms >= 0:
             raise ConfigError(f"inline_ms must be 0 or more. Received: {inline_ms!r}.")
+        super().__init__(observer)
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
         self.max_queue = max_queue
-        self.observer = observer
         self.inline_max = inline_ms / 1000
         self._crowd = crowd  # requests the server has in progress (e.g. HTTP), if known
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -98,14 +83,7 @@ class MicroBatcher:
         self._idle = asyncio.Event()
         self._started = False
         self._closing = False
-        self._solo: float | None = None  # seconds per image of a single-request run (EWMA)
-        self._last_requests = 0  # requests in the last run
         self.in_flight = 0  # submitted and not yet answered (queued or running)
-        self.batches = 0
-        self.images = 0
-        self.largest_batch = 0
-        self.failed_batches = 0
-        self.inline_runs = 0
 
     @property
     def running(self) -> bool:
@@ -153,7 +131,7 @@ class MicroBatcher:
         future = self._loop.create_future()
         self._pending.append((images, future, time.perf_counter()))
         self._pending_images += len(images)
-        self._report_depth()
+        self.report_depth(len(self._pending))
         if not self._busy:
             if self._scheduled is None:
                 self._scheduled = self._loop.call_soon(self._start_run, False)
@@ -168,15 +146,12 @@ class MicroBatcher:
 
     def _alone(self, batch: list, size: int) -> bool:
         """Whether this run may go on the loop: one request, nobody else, a short run."""
-        if len(batch) != 1 or self._solo is None or self._solo * size > self.inline_max:
-            return False  # shared, not measured yet, or too slow for the loop (inline_ms=0)
-        if self._pending or self._last_requests > 1:  # clients are many, not one
+        solo = self.solo_seconds
+        if len(batch) != 1 or solo is None or solo * size > self.inline_max:
+            return False  # shared, not timed yet, or too slow for the loop (inline_ms=0)
+        if self._pending or self.last_requests > 1:  # clients are many, not one
             return False
         return self._crowd is None or self._crowd() <= 1
-
-    def _report_depth(self) -> None:
-        if self.observer is not None:
-            self.observer.depth(len(self._pending))
 
     def _start_run(self, backlog: bool) -> None:
         self._scheduled = None
@@ -201,7 +176,7 @@ class MicroBatcher:
                 continue
             batch.append((images, future, queued_at))
             size += len(images)
-        self._report_depth()
+        self.report_depth(len(self._pending))
         if not batch:
             self._start_run(backlog)
             return
@@ -255,7 +230,7 @@ class MicroBatcher:
     def _deliver(
         self, batch: list, size: int, started: float, probs: np.ndarray, seconds: float
     ) -> None:
-        self._succeeded(size, len(batch), started, seconds)
+        self.succeeded(size, len(batch), started, seconds)
         offset = 0
         for images, future, _ in batch:
             if not future.done():
@@ -263,29 +238,10 @@ class MicroBatcher:
             offset += len(images)
 
     def _deliver_failure(self, batch: list, size: int, started: float, exc: Exception) -> None:
-        self._failed(size, len(batch), started, exc)
+        self.failed(size, len(batch), started, exc)
         for _, future, _ in batch:
             if not future.done():
                 future.set_exception(exc)
-
-    def _failed(self, size: int, requests: int, started: float, exc: Exception) -> None:
-        self.failed_batches += 1
-        log.error("a run of %d images failed: %s: %s", size, type(exc).__name__, exc)
-        if self.observer is not None:
-            self.observer.ran(size, requests, time.perf_counter() - started, False)
-
-    def _succeeded(self, size: int, requests: int, started: float, seconds: float) -> None:
-        self._last_requests = requests
-        if self.observer is not None:
-            self.observer.ran(size, requests, time.perf_counter() - started, True)
-        self.batches += 1
-        self.images += size
-        self.largest_batch = max(self.largest_batch, size)
-        if requests == 1:
-            per_image = seconds / size
-            self._solo = (
-                per_image if self._solo is None else (EWMA * per_image + (1 - EWMA) * self._solo)
-            )
 
     def _checked(self, x: np.ndarray) -> np.ndarray:
         probs = self._run_chunked(x)
@@ -310,9 +266,5 @@ class MicroBatcher:
             "inline_ms": self.inline_max * 1000,
             "pending": self.pending,
             "in_flight": self.in_flight,
-            "batches": self.batches,
-            "inline_runs": self.inline_runs,
-            "failed_batches": self.failed_batches,
-            "images": self.images,
-            "largest_batch": self.largest_batch,
+            **self.counts(),
         }

@@ -54,16 +54,29 @@ def valid_class_names(names: object) -> bool:
     )
 
 
-# Engines and precisions (issue 16). The exporter records which precisions a model allows and
-# each one's tolerance under PRECISIONS_KEY, and a few check images with their float32
-# reference outputs under GOLDEN_KEY (cifar10_runtime.engines.golden); the runtime replays
-# them at load.
+# The model's name in the Open Inference Protocol (/v2/models/{MODEL_NAME}, HTTP and gRPC).
+MODEL_NAME = "cifar10"
+
+# Engines and precisions. The exporter records which precisions a model allows and each
+# one's tolerance under PRECISIONS_KEY, and a few check images with their float32 reference
+# outputs under GOLDEN_KEY (cifar10_runtime.engines.golden); the runtime replays them at load.
 PRECISIONS_KEY = "precisions"
 GOLDEN_KEY = "golden_set"
 ENGINES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
-# Largest |difference| of a float32 engine from the float32 reference, per probability: far
-# above float32 reordering noise (~1e-6), far below what a changed weight moves.
+# Every (engine, precision) pair that can run a model, onnxruntime float32 (the reference)
+# first: the runtime's candidates, the exporter's evidence rows and the benchmarks' engine
+# rows all walk this list. onnxruntime's CPU EP has no bf16 path.
+CANDIDATES: tuple[tuple[str, str], ...] = tuple(
+    (engine, precision)
+    for engine in ENGINES
+    for precision in PRECISIONS
+    if (engine, precision) != ("onnxruntime", "bf16")
+)
+# Largest |difference| allowed between two float32 computations of the model, per
+# probability: the exporter's Keras-vs-ONNX parity (--atol's default), a float32 engine
+# against the export's reference outputs, the golden-set replay at load. Far above float32
+# reordering noise, far below what a changed weight moves.
 FP32_TOLERANCE = 1e-4
 # The int8 twin's file name beside OUTPUT.onnx (cifar10_exporter.outputs.files writes it).
 INT8_TWIN_SUFFIX = ".int8.onnx"

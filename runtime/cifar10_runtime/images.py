@@ -18,9 +18,10 @@ runs Ghostscript on the file, and a dozen rarely seen ones whose parsers no uplo
 4. every mode becomes RGB: transparency (RGBA, LA, PA, P with a transparent colour) is
    composited over white, CMYK/L/1/P/YCbCr are converted, 16-bit samples (I;16*, I) are
    scaled to 8 bits by dropping the low byte, float (F) samples are clipped to 0..255;
-5. the image is resized to exactly 32x32 with Pillow's BILINEAR filter (RESAMPLE below;
+5. the image is resized to exactly 32x32 with Pillow's BILINEAR filter (RESAMPLE;
    Pillow widens its support when shrinking, so it also antialiases). The aspect ratio
    is not kept: CIFAR-10 images are square, and cropping would drop part of the object.
+Steps 3-5 are cifar10_runtime.image_pixels.
 
 Every failure raises ImageError naming the file (or the name passed by the caller).
 """
@@ -35,15 +36,24 @@ from contextlib import AbstractContextManager as ContextManager
 from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from cifar10_runtime.errors import ImageError, first_line
+from cifar10_runtime.image_pixels import RESAMPLE, SIZE, from_array, to_array
 
-SIZE = (32, 32)
-RESAMPLE = Image.Resampling.BILINEAR
-BACKGROUND = (255, 255, 255)
-_ORIENTATION_TAG = 0x0112
-_TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+__all__ = [
+    "FORMATS",
+    "FORMATS_TEXT",
+    "LARGE_PIXELS",
+    "PILLOW_FORMATS",
+    "RESAMPLE",
+    "DecodeBudgetError",
+    "ImageSource",
+    "load_image",
+    "load_images",
+    "source_name",
+]
+
 # Decodes of this many pixels or more go through the caller's `large_gate` (the server bounds
 # how many run at once); smaller ones, nearly every real upload, never wait.
 LARGE_PIXELS = 1_000_000
@@ -95,10 +105,10 @@ def load_image(
     name = name or source_name(source)
     limits = _Limits(max_pixels, large_gate)
     if isinstance(source, np.ndarray):
-        return _from_array(source, name)
+        return from_array(source, name)
     if isinstance(source, Image.Image):
         limits.check(source.size, name)
-        return _guarded(_to_array, source, name)
+        return _guarded(to_array, source, name)
     if isinstance(source, str | os.PathLike):
         return _from_path(os.fspath(source), name, limits)
     if isinstance(source, bytes | bytearray | memoryview):
@@ -151,7 +161,7 @@ def load_images(
             )
         for i, (name, image) in enumerate(opened):
             with limits.gate(image.size):
-                batch[i] = _guarded(_to_array, image, name)
+                batch[i] = _guarded(to_array, image, name)
     return batch
 
 
@@ -199,7 +209,7 @@ def _from_path(path: str, name: str, limits: _Limits) -> np.ndarray:
 
 def _decode(handle: BinaryIO, name: str, limits: _Limits) -> np.ndarray:
     with _open(handle, name, limits) as image, limits.gate(image.size):
-        return _guarded(_to_array, image, name)
+        return _guarded(to_array, image, name)
 
 
 def _open(handle: BinaryIO, name: str, limits: _Limits) -> Image.Image:
@@ -250,61 +260,3 @@ def _bomb_message(name: str, found: str) -> str:
         f"{name}: refused as a possible decompression bomb: {found} exceeds "
         f"PIL.Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS}). Shrink the image first."
     )
-
-
-def _to_array(image: Image.Image, name: str) -> np.ndarray:
-    if image.getexif().get(_ORIENTATION_TAG, 1) not in (0, 1):
-        image = ImageOps.exif_transpose(image)
-    image = _to_rgb(image)
-    if image.size != SIZE:
-        image = image.resize(SIZE, RESAMPLE)
-    array = np.asarray(image, dtype=np.uint8)
-    if array.shape != (*SIZE, 3):  # a Pillow mode this module does not know about
-        raise ImageError(f"{name}: decoded to shape {array.shape}, expected (32, 32, 3).")
-    return array
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    mode = image.mode
-    transparent = "transparency" in image.info
-    if mode == "RGB" and not transparent:
-        image.load()
-        return image
-    if mode in _TRANSPARENT_MODES or (transparent and mode in ("P", "L", "RGB")):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if mode.startswith("I;16") or mode == "I":
-        # Pillow's own I -> L conversion clips at 255, which turns most 16-bit images white.
-        samples = np.asarray(image).astype(np.int64)
-        eight_bit = (np.clip(samples, 0, 65535) >> 8).astype(np.uint8)
-        return Image.fromarray(eight_bit).convert("RGB")
-    if mode == "F":
-        samples = np.nan_to_num(np.asarray(image, dtype=np.float32))
-        return Image.fromarray(np.clip(samples, 0, 255).astype(np.uint8)).convert("RGB")
-    return image.convert("RGB")
-
-
-def _from_array(array: np.ndarray, name: str) -> np.ndarray:
-    if array.dtype != np.uint8:
-        raise ImageError(
-            f"{name}: arrays must be uint8 HxWx3 RGB. Received: {array.dtype} {array.shape}. "
-            "For floats in [0,1] use (x * 255).round().astype(np.uint8)."
-        )
-    if array.shape == (*SIZE, 3):
-        return array
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 4 and array.shape[1:] == (*SIZE, 3):
-        raise ImageError(
-            f"{name}: got a batch {array.shape}, not one image. "
-            "Use predict_batch() or predict_array() for [N,32,32,3]."
-        )
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ImageError(
-            f"{name}: array shape {array.shape} is not an HWC image. Received: {array.shape}; "
-            "needed HxWx3 (RGB), HxWx4 (RGBA), HxWx1 or HxW (grey), uint8."
-        )
-    if min(array.shape[:2]) == 0:
-        raise ImageError(f"{name}: array shape {array.shape} has no pixels.")
-    return _to_array(Image.fromarray(np.ascontiguousarray(array)), name)

@@ -158,43 +158,8 @@ def inspect_session(
     session: ort.InferenceSession, source: str, model: str | os.PathLike[str] | bytes
 ) -> ModelSpec:
     """Validate inputs, outputs and metadata; raise ModelError naming what is wrong."""
-    inputs = session.get_inputs()
-    found = ", ".join(f"{i.name}: {_describe(i.type, i.shape)}" for i in inputs)
-    if len(inputs) != 1:
-        raise ModelError(
-            f"{source} has {len(inputs)} inputs; {NEEDED}. Received: {found}. "
-            "Re-export the model with a single image input."
-        )
-    inp = inputs[0]
-    dtype = _DTYPES.get(inp.type)
-    shape = list(inp.shape)
-    if dtype is None or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE:
-        raise ModelError(
-            f"{source} has the wrong input; {NEEDED}. Received: {found}. "
-            "Re-export the model with an NHWC 32x32x3 input."
-        )
-    fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-
-    outputs = session.get_outputs()
-    by_name = {o.name: o for o in outputs}
-    out = by_name.get(OUTPUT_NAME) or (outputs[0] if len(outputs) == 1 else None)
-    out_found = ", ".join(f"{o.name}: {_describe(o.type, o.shape)}" for o in outputs)
-    if out is None:
-        raise ModelError(
-            f"{source} has {len(outputs)} outputs and none is named {OUTPUT_NAME!r}; "
-            f"{NEEDED}. Received: {out_found}."
-        )
-    out_shape = list(out.shape)
-    if (
-        out.type != "tensor(float)"
-        or len(out_shape) != 2
-        or (isinstance(out_shape[1], int) and out_shape[1] != NUM_CLASSES)
-    ):
-        raise ModelError(
-            f"{source} has the wrong output; {NEEDED}. Received: {out_found}. "
-            "A CIFAR-10 model ends in a 10-way softmax."
-        )
-
+    inp, dtype, fixed_batch = _contract_input(session, source)
+    out = _contract_output(session, source)
     raw = dict(session.get_modelmeta().custom_metadata_map)
     metadata: dict[str, Any] = {}
     for key, value in raw.items():
@@ -216,6 +181,51 @@ def inspect_session(
         model_version=model_version,
         metadata=metadata,
     )
+
+
+def _contract_input(session: ort.InferenceSession, source: str) -> tuple[Any, np.dtype, int | None]:
+    """(the one input, its dtype, its fixed batch size or None) or a ModelError."""
+    inputs = session.get_inputs()
+    found = ", ".join(f"{i.name}: {_describe(i.type, i.shape)}" for i in inputs)
+    if len(inputs) != 1:
+        raise ModelError(
+            f"{source} has {len(inputs)} inputs; {NEEDED}. Received: {found}. "
+            "Re-export the model with a single image input."
+        )
+    inp = inputs[0]
+    dtype = _DTYPES.get(inp.type)
+    shape = list(inp.shape)
+    if dtype is None or len(shape) != 4 or tuple(shape[1:]) != IMAGE_SHAPE:
+        raise ModelError(
+            f"{source} has the wrong input; {NEEDED}. Received: {found}. "
+            "Re-export the model with an NHWC 32x32x3 input."
+        )
+    fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return inp, dtype, fixed_batch
+
+
+def _contract_output(session: ort.InferenceSession, source: str) -> Any:
+    """The probabilities output (named OUTPUT_NAME, or the only one) or a ModelError."""
+    outputs = session.get_outputs()
+    by_name = {o.name: o for o in outputs}
+    out = by_name.get(OUTPUT_NAME) or (outputs[0] if len(outputs) == 1 else None)
+    out_found = ", ".join(f"{o.name}: {_describe(o.type, o.shape)}" for o in outputs)
+    if out is None:
+        raise ModelError(
+            f"{source} has {len(outputs)} outputs and none is named {OUTPUT_NAME!r}; "
+            f"{NEEDED}. Received: {out_found}."
+        )
+    out_shape = list(out.shape)
+    if (
+        out.type != "tensor(float)"
+        or len(out_shape) != 2
+        or (isinstance(out_shape[1], int) and out_shape[1] != NUM_CLASSES)
+    ):
+        raise ModelError(
+            f"{source} has the wrong output; {NEEDED}. Received: {out_found}. "
+            "A CIFAR-10 model ends in a 10-way softmax."
+        )
+    return out
 
 
 def _maybe_json(value: str) -> Any:

@@ -12,88 +12,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 
 from cifar10_runtime.contract import IMAGE_SHAPE, NUM_CLASSES
-from cifar10_runtime.engines.plan import Route
+from cifar10_runtime.engines.plan import BatchPlan
 from cifar10_runtime.engines.runners import ort_runner
 from cifar10_runtime.engines.selection import choose
 from cifar10_runtime.errors import ConfigError, ImageError
 from cifar10_runtime.images import ImageSource, load_image
 from cifar10_runtime.model import inspect_session, open_session, probe
+from cifar10_runtime.prediction import ClassScore, Prediction, check_top_k, make_prediction
+
+# Prediction, ClassScore, make_prediction and check_top_k live in cifar10_runtime.prediction;
+# they are named here too for the callers that import them with the Predictor.
+__all__ = ["ClassScore", "Prediction", "Predictor", "check_top_k", "make_prediction"]
 
 _SINGLE_SHAPE = IMAGE_SHAPE
 _INV255 = np.float32(1 / 255)
-
-
-class ClassScore(NamedTuple):
-    """One entry of a top-k list."""
-
-    label: str
-    index: int
-    probability: float
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Prediction:
-    """The model's answer for one image."""
-
-    label: str
-    index: int
-    probability: float
-    probabilities: np.ndarray  # float32 [10], exactly as the session returned them
-    top_k: tuple[ClassScore, ...]
-
-    def __eq__(self, other: object) -> bool:
-        # The generated __eq__ would compare arrays elementwise and fail on `bool(array)`.
-        if not isinstance(other, Prediction):
-            return NotImplemented
-        return (self.label, self.index, self.probability, self.top_k) == (
-            other.label,
-            other.index,
-            other.probability,
-            other.top_k,
-        ) and np.array_equal(self.probabilities, other.probabilities)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def to_dict(self, include_probabilities: bool = False) -> dict[str, Any]:
-        """JSON-ready form: label, index, probability, top_k (and all probabilities)."""
-        out: dict[str, Any] = {
-            "label": self.label,
-            "index": self.index,
-            "probability": self.probability,
-            "top_k": [s._asdict() for s in self.top_k],
-        }
-        if include_probabilities:
-            out["probabilities"] = self.probabilities.tolist()
-        return out
-
-
-def make_prediction(row: np.ndarray, class_names: Sequence[str], top_k: int = 1) -> Prediction:
-    """Build a Prediction from one row of probabilities (ties go to the lower index)."""
-    if top_k == 1:
-        index = int(row.argmax())
-        probability = float(row[index])
-        label = class_names[index]
-        return Prediction(label, index, probability, row, (ClassScore(label, index, probability),))
-    order = np.argsort(-row, kind="stable")[:top_k]
-    scores = tuple(ClassScore(class_names[i], int(i), float(row[i])) for i in order)
-    best = scores[0]
-    return Prediction(best.label, best.index, best.probability, row, scores)
-
-
-def check_top_k(top_k: Any, num_classes: int = NUM_CLASSES) -> int:
-    """top_k must be an int in 1..num_classes; raise ConfigError otherwise."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer):
-        raise ConfigError(f"top_k must be an integer from 1 to {num_classes}. Received: {top_k!r}.")
-    if not 1 <= top_k <= num_classes:
-        raise ConfigError(f"top_k must be from 1 to {num_classes}. Received: {top_k}.")
-    return int(top_k)
 
 
 class Predictor:
@@ -128,7 +66,7 @@ class Predictor:
         spec = inspect_session(session, source, model)
         probe(session, spec)
         anchor = ort_runner(session, "fp32", spec.input_name, spec.output_name, model)
-        route = choose(anchor, model, spec.metadata, source, engine, precision, threads, self_check)
+        plan = choose(anchor, model, spec.metadata, source, engine, precision, threads, self_check)
         self.session: ort.InferenceSession = session
         self.source = source
         self.providers: list[str] = session.get_providers()
@@ -142,15 +80,15 @@ class Predictor:
         self.fixed_batch = spec.fixed_batch
         self._needs_scaling = spec.input_dtype == np.float32
         self._outputs = [spec.output_name]
-        self._route: Route = route
-        self.engine: str = route.name
-        self.engine_choice: dict[str, Any] = route.describe()
-        self.engine_report: str = route.text  # the table logged at load, for the CLIs
-        runners = [r for _, r in route.steps]
+        self._plan: BatchPlan = plan
+        self.engine: str = plan.name
+        self.engine_choice: dict[str, Any] = plan.describe()
+        self.engine_report: str = plan.text  # the table logged at load, for the CLIs
+        runners = [r for _, r in plan.steps]
         self.precision: str = "+".join(dict.fromkeys(r.precision for r in runners))
         # One engine for every batch size (the common case): no range lookup per call.
         self._call = runners[0].run if len(runners) == 1 else None
-        self._one = route.runner_for(1).run
+        self._one = plan.runner_for(1).run
 
     def __repr__(self) -> str:
         return (
@@ -179,7 +117,7 @@ class Predictor:
             return np.empty((0, NUM_CLASSES), dtype=np.float32)
         feed = self._prepare(x)
         if self.fixed_batch is None:
-            call = self._call or self._route.runner_for(len(feed)).run
+            call = self._call or self._plan.runner_for(len(feed)).run
             return call(feed)
         return self._run_fixed(feed)
 
@@ -195,7 +133,7 @@ class Predictor:
     def _run_fixed(self, feed: np.ndarray) -> np.ndarray:
         # Models exported with a fixed batch size (common outside Keras) run in padded chunks.
         size = self.fixed_batch or 1
-        run = self._route.runner_for(size).run
+        run = self._plan.runner_for(size).run
         out = np.empty((len(feed), NUM_CLASSES), dtype=np.float32)
         chunk = np.zeros((size, *IMAGE_SHAPE), dtype=feed.dtype)
         for start in range(0, len(feed), size):

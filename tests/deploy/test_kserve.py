@@ -22,7 +22,7 @@ pytest.importorskip("kserve", reason="kserve not installed here: run `make test-
 from kserve_models import ManifestError, inference_service  # noqa: E402
 
 from cifar10_runtime.cli.serve import main as cifar_serve  # noqa: E402
-from cifar10_runtime.limits import MODEL_NAME  # noqa: E402
+from cifar10_runtime.contract import MODEL_NAME  # noqa: E402
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kserve"
 # What `cifar-export --triton-repository DIR` writes (cifar10_exporter.outputs.triton):

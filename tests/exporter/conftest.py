@@ -34,7 +34,13 @@ batch_size = 64
 epochs = 3
 device = "cpu"
 precision = "float32"
+lr_schedule = "constant"
+label_smoothing = 0.0
+augment_flip = false
+augment_crop_padding = 0
+augment_cutout = 0
 """
+# The keys left out take TrainConfig's defaults; the ones above pin this short run's recipe.
 # precision float32: tests compare the ONNX with the Keras model itself to 1e-4, and a
 # mixed_bfloat16 Keras model computes in bfloat16 (its export: test_export_mixed_precision.py).
 

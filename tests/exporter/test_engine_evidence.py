@@ -78,3 +78,51 @@ def test_the_int8_export_records_engines_everywhere(engines_dir: Path) -> None:
     np.testing.assert_array_equal(
         decoded.probabilities, _run(str(engines_dir / "model.onnx"), decoded.images)
     )
+
+
+def test_the_int8_check_and_the_evidence_share_one_agreement_metric() -> None:
+    """int8.check's figures and an evidence row's come from checks.agreement alike."""
+    from cifar10_exporter.checks.agreement import agreement
+    from cifar10_exporter.checks.engine_evidence import evidence_figures
+    from cifar10_exporter.int8.check import int8_stats
+
+    rng = np.random.default_rng(3)
+    fp32 = rng.dirichlet(np.ones(10), size=40).astype(np.float32)
+    other = fp32.copy()
+    other[:4] = other[:4, ::-1]  # 4 images answered differently
+    labels = fp32.argmax(1)
+    labels[30:] = -1  # the last ones unlabelled, like the edge cases
+    samples = Samples(np.zeros((40, 32, 32, 3), np.uint8), labels, "t", "t", 36, synthetic=True)
+    a = agreement(fp32, other, samples)
+    stats, row = int8_stats(a), evidence_figures(fp32, other, samples)
+    agree = float((fp32[:36].argmax(1) == other[:36].argmax(1)).mean())
+    assert stats["top1_agreement"] == row["top1_agreement"] == a.top1_agreement == agree
+    assert stats["max_abs_diff"] == row["max_abs_diff"] == float(np.abs(other - fp32).max())
+    assert stats["accuracy_drop"] == row["accuracy_drop"] == a.accuracy_drop
+    assert stats["accuracy_int8"] == row["accuracy"] and stats["accuracy_fp32"] == 1.0
+    assert stats["differ"] == 4 and stats["n_labelled"] == 30
+
+
+def test_every_stage_walks_the_one_candidate_list() -> None:
+    from cifar10_exporter.checks.engine_evidence import REFERENCE, evidence_candidates
+    from cifar10_runtime.contract import CANDIDATES, ENGINES, PRECISIONS
+
+    assert CANDIDATES[0] == REFERENCE == ("onnxruntime", "fp32")
+    assert ("onnxruntime", "bf16") not in CANDIDATES
+    assert set(CANDIDATES) <= {(e, p) for e in ENGINES for p in PRECISIONS}
+    listed = [(engine, precision) for engine, precision, _, _ in evidence_candidates(b"m", None)]
+    assert listed == [c for c in CANDIDATES if c != REFERENCE]
+
+
+def test_the_float32_tolerance_has_one_home() -> None:
+    import inspect
+
+    from cifar10_exporter.checks.parity import check_parity
+    from cifar10_exporter.config import ExportConfig
+    from cifar10_runtime.contract import FP32_TOLERANCE
+    from cifar10_runtime.engines.golden import Golden
+
+    assert inspect.signature(check_parity).parameters["atol"].default == FP32_TOLERANCE
+    assert ExportConfig(output=Path("m.onnx")).atol == FP32_TOLERANCE
+    golden = Golden(np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 10), np.float32))
+    assert golden.tolerance("fp32") == FP32_TOLERANCE

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cifar10_exporter.int8.graph import feed_uint8_image, fold_post_relu_scale
-from cifar10_exporter.int8.quantize import _choose
+from cifar10_exporter.int8.quantize import choose_recipe
 from cifar10_exporter.int8.recipes import DEFAULT_RECIPES
 from cifar10_exporter.int8.speed import cpu_int8_features
 from cifar10_runtime import Predictor
@@ -154,8 +154,8 @@ def test_choose_prefers_the_faster_graph_then_agreement():
             "images_per_s": 210,
         },
     ]
-    assert _choose(rows)["recipe"] == "b"  # same graph as the fastest timing, more faithful
-    assert _choose([dict(r, passed=False) for r in rows]) is None
+    assert choose_recipe(rows)["recipe"] == "b"  # same graph as the fastest timing, more faithful
+    assert choose_recipe([dict(r, passed=False) for r in rows]) is None
 
 
 def test_unknown_recipe_is_one_line(cli, tmp_path):
@@ -224,10 +224,12 @@ def _assert_passed(result, report, out: Path, n_tried: int) -> None:
 @slow
 def test_int8_search_passes_on_the_default_model(trained_model, subset_dir, tmp_path, cli):
     out = tmp_path / "model.onnx"
-    recipes = "minmax,entropy,minmax-more-calib,minmax-ends-float-more-calib"
+    recipes = (
+        "minmax,entropy,minmax-more-calib,minmax-ends-float-more-calib,minmax-ends-float-u8-weights"
+    )
     args = ("--data-dir", subset_dir, "--int8-recipes", recipes)
     result, report = _export_int8(cli, out, trained_model, *args)
-    _assert_passed(result, report, out, 4)
+    _assert_passed(result, report, out, 5)
     inp = onnx.load(tmp_path / "model.int8.onnx").graph.input[0]
     assert (inp.name, inp.type.tensor_type.elem_type) == ("image", TensorProto.UINT8)
 

@@ -1,4 +1,4 @@
-"""A model trained under mixed_bfloat16 exports to a float32 ONNX (issue 17.3).
+"""A model trained under mixed_bfloat16 exports to a float32 ONNX.
 
 One real `cifar-train --precision mixed_bfloat16` epoch on a slice of the subset, then a default
 `cifar-export`: no bfloat16/float16 tensor or cast anywhere in the graph, parity passed, and the

@@ -14,7 +14,6 @@ from cifar10_exporter.config import CIFAR10_CLASS_NAMES, ExportConfig, parse_cla
 from cifar10_exporter.errors import ParityError
 from cifar10_exporter.outputs.files import ArtifactPaths
 from cifar10_exporter.outputs.metadata import (
-    REQUIRED_KEYS,
     build_metadata,
     default_model_version,
     export_metrics,
@@ -26,6 +25,17 @@ from cifar10_runtime.errors import ConfigError
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.run import Run
 
+# The metadata every exported model carries (DESIGN.md's contract).
+REQUIRED_KEYS = (
+    "class_names",
+    "input_spec",
+    "model_version",
+    "source_sha256",
+    "parity",
+    "metrics",
+    "producer_versions",
+)
+
 
 def test_config_defaults_and_overrides(tmp_path):
     cfg = ExportConfig(output=tmp_path / "m.onnx")
@@ -33,7 +43,7 @@ def test_config_defaults_and_overrides(tmp_path):
     assert cfg.class_names == CIFAR10_CLASS_NAMES
     changed = cfg.replace(atol=1e-3, samples=None)  # None = flag not given
     assert (changed.atol, changed.samples) == (1e-3, 512)
-    assert json.loads(cfg.to_json())["output"] == str(tmp_path / "m.onnx")
+    assert json.loads(json.dumps(cfg.to_dict()))["output"] == str(tmp_path / "m.onnx")
 
 
 @pytest.mark.parametrize(

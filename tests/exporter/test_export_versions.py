@@ -1,4 +1,4 @@
-"""The model version where it is made (issue 19): `--model-version` and the one derived from
+"""The model version where it is made: `--model-version` and the one derived from
 the run folder's or file's name. Control characters are refused (exit 2, one line); Unicode is
 kept as it is in the metadata (the runtime percent-encodes it for headers)."""
 

@@ -149,7 +149,7 @@ def build_models() -> dict[str, onnx.ModelProto]:
         "class_names_not_json": _model(
             u8, nhwc, metadata={**FULL_METADATA, "class_names": "airplane,automobile"}
         ),
-        # Versions a header cannot carry as they are (issue 19): non-Latin-1, and CR/LF.
+        # Versions a header cannot carry as they are: non-Latin-1, and CR/LF.
         "version_unicode": _model(u8, nhwc, metadata={**FULL_METADATA, **VERSION_UNICODE}),
         "version_crlf": _model(u8, nhwc, metadata={**FULL_METADATA, **VERSION_CRLF}),
     }

@@ -2,7 +2,7 @@
 progress, Triton's extensions UNIMPLEMENTED, and the messages and methods taken from Triton's
 generated stubs (tritonclient.grpc.service_pb2), or one error line when they are missing.
 
-The calls use grpc_protocol.py's message classes over a real grpc.aio channel on 127.0.0.1;
+The calls use serving.grpc.protocol's message classes over a real grpc.aio channel on 127.0.0.1;
 waits are events (a threading.Event the model run sets), never sleeps.
 """
 
@@ -27,9 +27,8 @@ from cifar10_runtime.errors import ConfigError
 from cifar10_runtime.serving.grpc.codec import Aborted, status_of, to_v2_header
 from cifar10_runtime.serving.grpc.protocol import OPEN_INFERENCE, protocol
 from cifar10_runtime.serving.grpc.server import GrpcInference, GrpcServer
-from cifar10_runtime.serving.http.bodies import BodyReader
 from cifar10_runtime.serving.metrics import Metrics
-from cifar10_runtime.serving.v2.rest import V2Api
+from cifar10_runtime.serving.v2.dataplane import V2Dataplane
 
 BOUND = 30.0
 
@@ -114,8 +113,8 @@ def _infer_request(x: np.ndarray) -> Any:
 async def _serve(predictor: Predictor, run: Any, max_rpcs: int) -> tuple[GrpcServer, MicroBatcher]:
     metrics = Metrics("cifar10", predictor.model_version)
     batcher = MicroBatcher(run, max_batch_size=8, observer=metrics)
-    v2 = V2Api(predictor, batcher, BodyReader(2**20), "cifar10")
-    server = GrpcServer(GrpcInference(v2, metrics, 2**20), "127.0.0.1", 0, max_rpcs, 10)
+    dataplane = V2Dataplane(predictor, batcher, "cifar10")
+    server = GrpcServer(GrpcInference(dataplane, metrics, 2**20), "127.0.0.1", 0, max_rpcs, 10)
     await server.start()
     return server, batcher
 
@@ -256,24 +255,50 @@ def test_typed_fp32_and_output_parameters_reach_v2s_header() -> None:
 
 
 def test_errors_map_to_status_codes_with_grpc_wording() -> None:
-    from starlette.exceptions import HTTPException
+    from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind
 
-    from cifar10_runtime.batcher import UnavailableError
-
-    shape = HTTPException(400, "input 'image': binary_data_size is 6 bytes, but shape needs 9.")
-    code, text = status_of(shape)
+    size = DataplaneError(
+        ErrorKind.INVALID_ARGUMENT,
+        "input 'image': the size of raw_input_contents[0] is 6 bytes, but shape needs 9.",
+    )
+    code, text = status_of(size)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert text == "input 'image': the size of raw_input_contents[0] is 6 bytes, but shape needs 9."
-    route = HTTPException(
-        404, "unknown model 'x'. This server serves 'cifar10' (GET /v2/models/cifar10)."
-    )
+    route = DataplaneError(ErrorKind.NOT_FOUND, "unknown model 'x'. This server serves 'cifar10'.")
     assert status_of(route) == (
         grpc.StatusCode.NOT_FOUND,
         "unknown model 'x'. This server serves 'cifar10'.",
     )
-    assert status_of(HTTPException(413, "too big"))[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert status_of(UnavailableError("busy"))[0] == grpc.StatusCode.UNAVAILABLE
+    too_big = DataplaneError(ErrorKind.TOO_LARGE, "too big")
+    assert status_of(too_big)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (
+        status_of(DataplaneError(ErrorKind.UNAVAILABLE, "busy"))[0] == grpc.StatusCode.UNAVAILABLE
+    )
     assert status_of(KeyError("bug")) == (
         grpc.StatusCode.INTERNAL,
         "internal server error; see the server log.",
+    )
+
+
+def test_the_grpc_wording_comes_from_the_dataplane_not_a_rewrite(predictor: Predictor) -> None:
+    """The messages a gRPC client sees name gRPC's parts: the raw bytes' size and no REST
+    route, because the codec hands the dataplane gRPC's words."""
+    from cifar10_runtime.serving.grpc.codec import RAW_SIZE
+    from cifar10_runtime.serving.v2.errors import DataplaneError
+
+    plane = V2Dataplane(predictor, MicroBatcher(predictor.predict_array), "cifar10")
+    with pytest.raises(DataplaneError) as caught:
+        plane.check_model("x", None)
+    assert status_of(caught.value) == (
+        grpc.StatusCode.NOT_FOUND,
+        "unknown model 'x'. This server serves 'cifar10'.",
+    )
+    header, raw = to_v2_header(_infer_request(sample_images(2, seed=3)))
+    header["inputs"][0]["shape"] = [3, 32, 32, 3]  # says 3 images, carries 2
+    with pytest.raises(DataplaneError) as caught:
+        plane.tensor_images(header["inputs"], raw, RAW_SIZE)
+    assert status_of(caught.value) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'image': the size of raw_input_contents[0] is 6144 bytes, but shape "
+        "[3, 32, 32, 3] of UINT8 needs 9216.",
     )

@@ -191,7 +191,7 @@ def test_predict_batch_mixed_kinds_and_arrays(
 def test_predict_batch_takes_one_hwc_array_as_one_image(
     predictor: Predictor, subset_images: np.ndarray
 ) -> None:
-    # Iterating a 32x32x3 array would give 32 "grey images" (its rows): issue 8, item 2.
+    # Iterating a 32x32x3 array would give 32 "grey images" (its rows).
     one = subset_images[3]
     (got,) = predictor.predict_batch(one)
     assert got == predictor.predict(one)

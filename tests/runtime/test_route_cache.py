@@ -1,6 +1,6 @@
 """The load-time timings kept per machine (cifar10_runtime.engines.timing_cache).
 
-Most tests drive `route_speeds` with two stand-in runners over files of their own, so they
+Most tests drive `plan_speeds` with two stand-in runners over files of their own, so they
 do not depend on which candidates an export allowed on this CPU; the last ones load the
 exported int8 fixture through `Predictor`, where it has two candidates.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cifar10_runtime import Predictor
-from cifar10_runtime.engines import timing_cache as route_cache
+from cifar10_runtime.engines import timing_cache
 from cifar10_runtime.engines.golden import Golden
 from cifar10_runtime.engines.runners import Runner
 
@@ -24,8 +24,8 @@ IMAGES = np.zeros((4, 32, 32, 3), np.uint8)
 
 @pytest.fixture()
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(route_cache.ENV, str(tmp_path / "cache"))
-    return tmp_path / "cache" / route_cache.FILE
+    monkeypatch.setenv(timing_cache.ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / timing_cache.FILE
 
 
 def _runners(folder: Path, content: bytes = b"model") -> list[Runner]:
@@ -46,32 +46,32 @@ def _forbid_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args, **_kwargs):
         raise AssertionError("the candidates were timed although their timings were cached")
 
-    monkeypatch.setattr(route_cache, "time_runners", refuse)
+    monkeypatch.setattr(timing_cache, "time_runners", refuse)
 
 
 def test_the_first_load_times_and_keeps_what_the_next_load_uses(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runners = _runners(tmp_path)
-    speeds, note = route_cache.route_speeds(runners, IMAGES, 1)
+    speeds, note = timing_cache.plan_speeds(runners, IMAGES, 1)
     assert note == "timed at load"
     (entry,) = json.loads(cache.read_text()).values()
     assert set(entry["speeds"]) == {"onnxruntime/fp32", "onnxruntime/int8"}
     _forbid_timing(monkeypatch)
-    again, note = route_cache.route_speeds(runners, IMAGES, 1)
+    again, note = timing_cache.plan_speeds(runners, IMAGES, 1)
     assert again == speeds
-    assert str(cache) in note and f"{route_cache.ENV}=off" in note
+    assert str(cache) in note and f"{timing_cache.ENV}=off" in note
 
 
 @pytest.mark.parametrize("change", ["threads", "file content"])
 def test_another_thread_count_or_file_is_another_key(
     tmp_path: Path, cache: Path, change: str
 ) -> None:
-    route_cache.route_speeds(_runners(tmp_path), IMAGES, 1)
+    timing_cache.plan_speeds(_runners(tmp_path), IMAGES, 1)
     if change == "threads":
-        route_cache.route_speeds(_runners(tmp_path), IMAGES, 2)
+        timing_cache.plan_speeds(_runners(tmp_path), IMAGES, 2)
     else:
-        route_cache.route_speeds(_runners(tmp_path, b"re-exported"), IMAGES, 1)
+        timing_cache.plan_speeds(_runners(tmp_path, b"re-exported"), IMAGES, 1)
     assert len(json.loads(cache.read_text())) == 2
 
 
@@ -80,19 +80,19 @@ def test_off_never_writes_and_times_every_load(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv(route_cache.ENV, "off")
+    monkeypatch.setenv(timing_cache.ENV, "off")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home))
     monkeypatch.setenv("HOME", str(home))
-    assert route_cache.cache_file() is None
+    assert timing_cache.cache_file() is None
     for _ in range(2):
-        assert route_cache.route_speeds(_runners(tmp_path), IMAGES, 1)[1] == "timed at load"
+        assert timing_cache.plan_speeds(_runners(tmp_path), IMAGES, 1)[1] == "timed at load"
     assert list(home.iterdir()) == []
 
 
 def test_the_default_place_is_the_users_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(route_cache.ENV)
+    monkeypatch.delenv(timing_cache.ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
-    assert route_cache.cache_file() == Path("/somewhere/cifar10-runtime/routes.json")
+    assert timing_cache.cache_file() == Path("/somewhere/cifar10-runtime/routes.json")
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_a_damaged_or_stale_entry_is_timed_again_and_replaced(
     tmp_path: Path, cache: Path, damage: str
 ) -> None:
     runners = _runners(tmp_path)
-    route_cache.route_speeds(runners, IMAGES, 1)
+    timing_cache.plan_speeds(runners, IMAGES, 1)
     entries = json.loads(cache.read_text())
     (key,) = entries
     entry = entries[key]
@@ -111,13 +111,13 @@ def test_a_damaged_or_stale_entry_is_timed_again_and_replaced(
     elif damage == "negative":
         entry["speeds"]["onnxruntime/int8"]["1"] = -1
     elif damage == "too old":
-        entry["measured_at"] = time.time() - route_cache.MAX_AGE_S - 60
+        entry["measured_at"] = time.time() - timing_cache.MAX_AGE_S - 60
     elif damage == "one missing":
         entry["speeds"].pop("onnxruntime/fp32")
     cache.write_text(damage if damage in ("not json", "[]", '{"x": 1}') else json.dumps(entries))
-    assert route_cache.route_speeds(runners, IMAGES, 1)[1] == "timed at load"
+    assert timing_cache.plan_speeds(runners, IMAGES, 1)[1] == "timed at load"
     fresh = json.loads(cache.read_text())
-    assert route_cache._valid(fresh[key], runners) is not None
+    assert timing_cache._valid(fresh[key], runners) is not None
 
 
 def test_a_cache_that_cannot_be_written_is_passed_over(
@@ -125,23 +125,23 @@ def test_a_cache_that_cannot_be_written_is_passed_over(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv(route_cache.ENV, str(blocker / "cache"))
+    monkeypatch.setenv(timing_cache.ENV, str(blocker / "cache"))
     for _ in range(2):
-        assert route_cache.route_speeds(_runners(tmp_path), IMAGES, 1)[1] == "timed at load"
+        assert timing_cache.plan_speeds(_runners(tmp_path), IMAGES, 1)[1] == "timed at load"
 
 
 def test_a_runner_without_a_source_file_is_never_cached(tmp_path: Path, cache: Path) -> None:
     runners = _runners(tmp_path)
     runners[1].source = None
-    route_cache.route_speeds(runners, IMAGES, 1)
+    timing_cache.plan_speeds(runners, IMAGES, 1)
     assert not cache.exists()
 
 
 def test_entries_are_capped_newest_kept(cache: Path) -> None:
     entries = {f"k{i}": {"measured_at": float(i), "speeds": {}} for i in range(100)}
-    route_cache._write(cache, entries)
+    timing_cache._write(cache, entries)
     kept = json.loads(cache.read_text())
-    assert len(kept) == route_cache.MAX_ENTRIES and "k99" in kept and "k0" not in kept
+    assert len(kept) == timing_cache.MAX_ENTRIES and "k99" in kept and "k0" not in kept
 
 
 # --- through Predictor, on the exported model with its int8 twin ------------------------

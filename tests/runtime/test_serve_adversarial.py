@@ -1,4 +1,4 @@
-"""Issue 19's adversarial cases against a real `cifar-serve` on 127.0.0.1.
+"""Adversarial cases against a real `cifar-serve` on 127.0.0.1.
 
 Each case is sent the way the attack sent it (raw sockets where the bytes matter), and
 after each the server must still be ready; at the end its log holds no traceback. Waits

@@ -20,6 +20,7 @@ from serve_samples import sample_pngs
 
 from cifar10_runtime import ModelError, Predictor
 from cifar10_runtime.serving.app import create_app
+from cifar10_runtime.serving.config import ServeConfig
 
 with warnings.catch_warnings():
     # Newer Starlette prefers the `httpx2` fork and warns about plain httpx, which it still
@@ -37,7 +38,7 @@ def pngs() -> list[bytes]:
 
 @pytest.fixture()
 def client(predictor: Predictor) -> Iterator[TestClient]:
-    with TestClient(create_app(predictor, max_body_mb=0.05)) as c:
+    with TestClient(create_app(predictor, ServeConfig(max_body_mb=0.05))) as c:
         yield c
 
 
@@ -152,7 +153,7 @@ def test_a_cut_multipart_body_is_400(client: TestClient, pngs: list[bytes], cut)
 
 
 def test_images_over_the_pixel_budget_are_400_before_decoding(predictor: Predictor) -> None:
-    with TestClient(create_app(predictor, max_pixels=1_000_000)) as client:
+    with TestClient(create_app(predictor, ServeConfig(max_pixels=1_000_000))) as client:
         # A header claiming 9400x9400 with no pixel data: refused from the header alone.
         response = client.post(
             "/v1/predict", content=png_header_only(9400, 9400), headers={"Content-Type": PNG}
@@ -295,7 +296,7 @@ class QueueWatch:
 
 def test_full_queue_is_503_and_the_server_recovers(valid_model: Path, pngs: list[bytes]) -> None:
     gated = GatedPredictor(valid_model, threads=1)
-    app = create_app(gated, max_batch_size=1, max_delay_ms=0, max_queue=1)
+    app = create_app(gated, ServeConfig(max_batch_size=1, max_delay_ms=0, max_queue=1))
     results: dict = {}
     with TestClient(app) as client:
         running = _post_in_thread(client, pngs[0], results, "running")
@@ -336,7 +337,7 @@ def test_requests_that_arrive_during_a_run_are_batched(
 
 
 def test_batching_off_runs_each_request_alone(predictor: Predictor, pngs: list[bytes]) -> None:
-    app = create_app(predictor, max_batch_size=1, max_delay_ms=0)
+    app = create_app(predictor, ServeConfig(max_batch_size=1, max_delay_ms=0))
     with TestClient(app) as client:
         sizes = []
 
@@ -385,7 +386,7 @@ def test_internal_errors_are_json_500(valid_model: Path, pngs: list[bytes]) -> N
 
 
 def test_create_app_from_a_path(valid_model: Path, tmp_path: Path) -> None:
-    with TestClient(create_app(str(valid_model), threads=1)) as client:
+    with TestClient(create_app(str(valid_model), ServeConfig(threads=1))) as client:
         assert client.get("/v1/metadata").json()["model_version"] == "tiny-1.0"
     with pytest.raises(ModelError, match="model file not found"):
         create_app(tmp_path / "absent.onnx")
@@ -415,7 +416,7 @@ def test_small_and_large_single_images_keep_the_pixel_budget(
     # 32x32 and 40x40 are small enough to decode on the loop, 200x200 goes to the pool:
     # whichever path, --max-pixels 1024 holds.
     body = encode(Image.fromarray(gradient(side, side)))
-    with TestClient(create_app(predictor, max_pixels=1024)) as client:
+    with TestClient(create_app(predictor, ServeConfig(max_pixels=1024))) as client:
         response = client.post("/v1/predict", content=body, headers={"Content-Type": PNG})
     assert response.status_code == status, response.text
     if status == 400:

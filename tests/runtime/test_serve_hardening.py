@@ -1,4 +1,4 @@
-"""Issue 19 in-process (TestClient): v2 parsing off the event loop, nosniff, metadata without
+"""Hardening in-process (TestClient): v2 parsing off the event loop, nosniff, metadata without
 server paths, strict numbers from clients, the per-request decode budget.
 
 Concurrency is arranged with gates (threading.Event), never timing: a parse is held open
@@ -28,6 +28,7 @@ from cifar10_runtime import ModelError, Predictor
 from cifar10_runtime.images import FORMATS_TEXT
 from cifar10_runtime.limits import JSON_DECODES
 from cifar10_runtime.serving.app import create_app
+from cifar10_runtime.serving.config import ServeConfig
 from cifar10_runtime.serving.http.bodies import BodyReader
 
 with warnings.catch_warnings():
@@ -173,7 +174,7 @@ def test_content_length_takes_ascii_digits_only(value: bytes) -> None:
 def test_the_request_decode_budget_is_a_413_before_decoding(predictor: Predictor) -> None:
     pngs = sample_pngs(3)  # 3 x 1024 pixels against a budget of 2048
     files = [("f", (f"{i}.png", png, "image/png")) for i, png in enumerate(pngs)]
-    with TestClient(create_app(predictor, max_request_pixels=2048)) as client:
+    with TestClient(create_app(predictor, ServeConfig(max_request_pixels=2048))) as client:
         refused = client.post("/v1/predict", files=files)
         assert refused.status_code == 413
         error = refused.json()["error"]

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from serve_samples import sample_pngs
 
 from cifar10_runtime import Predictor
 from cifar10_runtime.serving.app import create_app
+from cifar10_runtime.serving.metrics import Metrics
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py
@@ -48,7 +50,7 @@ MODEL = {"model": "cifar10", "version": "tiny-1.0"}
 def test_counts_move_with_requests(client: TestClient) -> None:
     before = _samples(client)
     info = {"name": "cifar10", "version": "tiny-1.0"}
-    # What runs the model is a label of the info metric too (issue 16).
+    # What runs the model is a label of the info metric too.
     assert _value(before, "cifar_model_info", **info, engine="onnxruntime/fp32", precision="fp32")
     png = sample_pngs(1)[0]
     assert client.post("/v1/predict", content=png, headers=PNG).status_code == 200
@@ -105,3 +107,13 @@ def test_openapi_describes_every_api_route(client: TestClient) -> None:
         for op in ops.values():
             assert "200" in op["responses"], path
     json.dumps(document)  # plain JSON all the way down
+
+
+def test_grpc_collectors_join_the_registry_on_first_use_only() -> None:
+    metrics = Metrics("cifar10", "1")
+    assert b"cifar_grpc" not in generate_latest(metrics.registry)  # no gRPC server: no families
+    assert metrics.grpc() is metrics.grpc()  # registered once
+    metrics.grpc().record("ModelInfer", "OK", 0.001)
+    text = generate_latest(metrics.registry).decode()
+    assert 'cifar_grpc_requests_total{code="OK",method="ModelInfer"} 1.0' in text
+    assert 'cifar_grpc_request_duration_seconds_count{method="ModelInfer"} 1.0' in text

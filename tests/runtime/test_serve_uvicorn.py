@@ -159,3 +159,8 @@ def test_two_workers_share_the_port(valid_model: Path, tmp_path: Path) -> None:
         code = srv.stop()
     assert code in (0, -signal.SIGTERM), srv.text()
     assert srv.count("ready: Predictor(") == 2  # each worker loaded its own model
+    # The resolved config is logged once, by cifar-serve itself, not once per worker.
+    assert srv.count("cifar-serve config: ") == 1
+    (line,) = [x for x in srv.text().splitlines() if x.startswith("cifar-serve config: ")]
+    config = json.loads(line.removeprefix("cifar-serve config: "))
+    assert config["workers"] == 2 and config["threads"] >= 1  # the cores split between them

@@ -19,6 +19,7 @@ from serve_samples import sample_images
 
 from cifar10_runtime import Predictor
 from cifar10_runtime.serving.app import create_app
+from cifar10_runtime.serving.config import ServeConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py
@@ -35,7 +36,7 @@ def images() -> np.ndarray:
 
 @pytest.fixture()
 def client(predictor: Predictor) -> Iterator[TestClient]:
-    with TestClient(create_app(predictor, max_body_mb=1)) as c:
+    with TestClient(create_app(predictor, ServeConfig(max_body_mb=1))) as c:
         yield c
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from cifar10_runtime.contract import INPUT_NAME, OUTPUT_NAME
 from cifar10_runtime.engines.runners import ort_file_runner
-from cifar10_runtime.engines.selection import _unspun
+from cifar10_runtime.engines.selection import unspun
 from cifar10_runtime.engines.sessions import cpu_session, session_options
 
 SPIN = "session.intra_op.allow_spinning"
@@ -42,12 +42,12 @@ def test_a_route_mixing_engines_reopens_onnxruntime_without_the_spin_after_a_run
 ) -> None:
     spinning = ort_file_runner(valid_model, "fp32", 1, INPUT_NAME, OUTPUT_NAME)
     assert spinning.spinning
-    unspun = _unspun(spinning, 1)
-    assert not unspun.spinning and unspun.source == spinning.source
-    assert _entry(unspun.session.get_session_options(), STOP) == "1"
+    stopped = unspun(spinning, 1)
+    assert not stopped.spinning and stopped.source == spinning.source
+    assert _entry(stopped.session.get_session_options(), STOP) == "1"
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(unspun.run(x), spinning.run(x))
-    assert _unspun(unspun, 1) is unspun  # already unspun: kept, not reopened
+    np.testing.assert_array_equal(stopped.run(x), spinning.run(x))
+    assert unspun(stopped, 1) is stopped  # already unspun: kept, not reopened
 
 
 def test_the_session_opens_from_bytes_and_from_a_path(valid_model: Path) -> None:

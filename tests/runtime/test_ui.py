@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from cifar10_runtime import Predictor, load_image
 from cifar10_runtime.serving.app import create_app
+from cifar10_runtime.serving.config import ServeConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # see test_serve_app.py
@@ -72,7 +73,7 @@ def test_predict_can_return_the_image_the_model_saw(
 
 
 def test_ui_false_leaves_the_page_out(predictor: Predictor) -> None:
-    with TestClient(create_app(predictor, ui=False)) as c:
+    with TestClient(create_app(predictor, ServeConfig(no_ui=True))) as c:
         assert c.get("/").status_code == 404
         assert c.get("/ui/app.js").status_code == 404
         assert c.get("/healthz").status_code == 200

@@ -14,3 +14,11 @@ def test_installed_and_missing_packages() -> None:
     assert found == {"numpy": np.__version__, "no-such-package-cifar10": "not installed"}
     assert package_versions(["no-such-package-cifar10"]) == {"no-such-package-cifar10": None}
     assert python_version() == platform.python_version()
+
+
+def test_one_package_version_lookup() -> None:
+    from cifar10_runtime.versions import installed_version
+
+    assert installed_version("numpy") == np.__version__
+    assert installed_version("no-such-package-cifar10") is None
+    assert installed_version("no-such-package-cifar10", missing="-") == "-"

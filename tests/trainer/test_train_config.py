@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 
@@ -34,6 +35,24 @@ def test_every_key_is_spelled_out_in_both_files() -> None:
         text = (REPO_CONFIGS / name).read_text()
         missing = [k for k in known if f"\n{k} =" not in f"\n{text}"]
         assert not missing, f"{name} lacks {missing}"
+
+
+def test_default_toml_equals_the_dataclass_defaults() -> None:
+    """One default per setting: configs/default.toml (what the CLI loads) sets exactly the
+    dataclass's defaults, and no key the dataclass lacks."""
+    raw = tomllib.loads((REPO_CONFIGS / "default.toml").read_text(encoding="utf-8"))
+    defaults = TrainConfig().to_dict()
+    assert set(raw) <= set(defaults), f"unknown keys: {sorted(set(raw) - set(defaults))}"
+    differ = {k: (v, defaults[k]) for k, v in raw.items() if v != defaults[k]}
+    assert not differ, f"default.toml vs TrainConfig (toml, dataclass): {differ}"
+    assert load_config() == TrainConfig()
+
+
+def test_seed_toml_does_not_depend_on_the_dataclass_defaults() -> None:
+    """The reference run spells out every key, so changing a default never changes it."""
+    raw = tomllib.loads((REPO_CONFIGS / "seed.toml").read_text(encoding="utf-8"))
+    assert set(raw) == {f.name for f in fields(TrainConfig)} - {"data_dir"}
+    assert TrainConfig().data_dir is None
 
 
 def test_overrides_win_and_are_typed() -> None:

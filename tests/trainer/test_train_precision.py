@@ -1,4 +1,4 @@
-"""Training precision (issue 17): what `auto` picks, the numerics under mixed policies, the
+"""Training precision: what `auto` picks, the numerics under mixed policies, the
 explicit loss scaling of the custom loop, --resume's refusal of another precision."""
 
 from __future__ import annotations

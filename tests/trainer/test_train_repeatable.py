@@ -1,5 +1,5 @@
-"""A seeded CPU run repeats exactly in another process, even with the cores busy (issue 8.7),
-at every CPU precision (issue 17: same seed, precision, threads and CPU, same weights).
+"""A seeded CPU run repeats exactly in another process, even with the cores busy, at every CPU
+precision (same seed, precision, threads and CPU: same weights).
 
 What decides the float rounding is the number of threads each op splits its sums over, not
 the load: `threads` pins it, so a run on fewer cores still gives the same weights.

@@ -1,4 +1,4 @@
-"""Every bad parameter, run folder or label is one line before TensorFlow starts (issue 8).
+"""Every bad parameter, run folder or label is one line before TensorFlow starts.
 
 Non-finite, out-of-range and undecodable values, damaged run folders and labels live here;
 the parameters files' key and type strictness lives in test_train_config.py (once).
@@ -18,8 +18,8 @@ import pytest
 
 import cifar10_trainer
 from cifar10_runtime.errors import ConfigError
+from cifar10_trainer.batches import parse_batch
 from cifar10_trainer.config import REPO_CONFIGS, TrainConfig, load_config
-from cifar10_trainer.data import parse_batch
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.outputs import ensure_writable_run_dir
 from cifar10_trainer.resume import load_run_config

@@ -1,12 +1,16 @@
-"""The CPU this process runs on: its model name and the flags that decide int8/bf16 speed.
+"""The CPU this process runs on: its model name, the flags that decide int8/bf16 speed, and
+the cores it may use.
 
 The one reader of /proc/cpuinfo for every stage (the runtime's engine choice, the exporter's
-int8 speed verdict, the benchmarks' machine record). Elsewhere than Linux the flags are
-unknown and every feature reads as absent, so nothing is ever assumed of a CPU.
+int8 speed verdict, the trainer's precision choice, the benchmarks' machine record and run
+name), and the one count of usable cores (`usable_cpus`, which honours the CPU affinity
+mask where `os.cpu_count()` does not). Elsewhere than Linux the flags are unknown and every
+feature reads as absent, so nothing is ever assumed of a CPU.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +48,20 @@ def read_cpuinfo(cpuinfo: Path = CPUINFO) -> tuple[str, set[str] | None]:
         elif key in ("flags", "Features") and flags is None:
             flags = set(value.split())
     return model, flags
+
+
+def usable_cpus() -> int:
+    """The cores this process may use: its affinity mask (taskset, cgroups cpusets), as
+    onnxruntime counts them; `os.cpu_count()` where the platform has no affinity call."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
+    """The CPU's feature flags, or None when they cannot be read (not Linux, no /proc)."""
+    _, flags = read_cpuinfo(cpuinfo)
+    return frozenset(flags) if flags is not None else None
 
 
 def cpu_features(cpuinfo: Path = CPUINFO) -> dict:

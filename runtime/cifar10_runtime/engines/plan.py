@@ -1,36 +1,29 @@
-"""A route: which runner serves which batch sizes, chosen by timing at load (selection.py).
+"""A batch plan: which runner serves which batch sizes, chosen by timing at load.
 
-The runners that passed the golden check are timed briefly at TIMING_BATCHES, interleaved;
-each batch range goes to the fastest, and the first runner (onnxruntime float32 when it is
-a candidate) keeps a range unless another is FASTER there. `render` is the one-block table.
+The runners that passed the golden check are timed briefly at TIMING_BATCHES (engines.timing);
+each batch range goes to the fastest, and the first runner (onnxruntime float32 when it is a
+candidate) keeps a range unless another is SWITCH_MARGIN times faster there. `render` is the
+one-block table logged at load.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from cifar10_runtime.engines.cpu import cpu_features, usable_cpus
+from cifar10_runtime.engines.runners import Runner
+from cifar10_runtime.engines.timing import TIMING_BATCHES
 
-from cifar10_runtime.engines.cpu import cpu_features
-from cifar10_runtime.engines.runners import Runner, usable_cpus
-
-# Batch sizes timed at load; each range between their geometric midpoints goes to the fastest
-# (1-7 and 8+). Few: OpenVINO compiles kernels for each new input shape on its first call.
-TIMING_BATCHES = (1, 64)
 # A candidate replaces onnxruntime float32 only when this much faster (load-time timings on a
 # shared machine wobble by a few percent; the target is "never below 0.95x").
-FASTER = 1.10
-TIMING_BUDGET_S = 0.25  # all timed calls together, well inside the 1.5 s load budget
-TIMING_CAP_S = 0.6  # past this (a very busy machine), one call per remaining cell
-TIMING_ROUNDS = 2
+SWITCH_MARGIN = 1.10
 
 
 @dataclass
-class Route:
+class BatchPlan:
     """The chosen runners by batch size and the evidence behind the choice."""
 
     steps: list[tuple[int, Runner]]  # (smallest batch, runner), ascending from 1
@@ -72,41 +65,17 @@ class Route:
         }
 
 
-def time_runners(runners: list[Runner], images: np.ndarray) -> dict[str, dict[int, float]]:
-    """Best images/s of each runner at each TIMING_BATCHES size: TIMING_ROUNDS rounds of
-    every cell in turn, so a burst of load from other processes hits every runner alike, and
-    the best call of a cell is the one least disturbed. Bounded: each cell gets its share of
-    TIMING_BUDGET_S, and past TIMING_CAP_S (a very busy machine) only one call per cell."""
-    feeds = {
-        b: np.ascontiguousarray(np.resize(images, (b, *images.shape[1:]))) for b in TIMING_BATCHES
-    }
-    cell_budget = TIMING_BUDGET_S / (TIMING_ROUNDS * len(runners) * len(TIMING_BATCHES))
-    best = {r.name: {b: math.inf for b in TIMING_BATCHES} for r in runners}
-    cap = time.perf_counter() + TIMING_CAP_S
-    for rnd in range(TIMING_ROUNDS):
-        for b in TIMING_BATCHES:
-            for r in runners:
-                if rnd == 0:  # a new batch size allocates on its first call: never timed
-                    r.run(feeds[b])
-                deadline = min(time.perf_counter() + cell_budget, cap)
-                while True:
-                    t0 = time.perf_counter()
-                    r.run(feeds[b])
-                    best[r.name][b] = min(best[r.name][b], time.perf_counter() - t0)
-                    if time.perf_counter() >= deadline:
-                        break
-    return {name: {b: b / s for b, s in cells.items()} for name, cells in best.items()}
-
-
-def build_steps(runners: list[Runner], speeds: dict[str, dict[int, float]]):
+def build_steps(
+    runners: list[Runner], speeds: dict[str, dict[int, float]]
+) -> list[tuple[int, Runner]]:
     """The fastest runner per batch range; the first runner (onnxruntime float32 when it is a
-    candidate) keeps a range unless another is FASTER there."""
+    candidate) keeps a range unless another is SWITCH_MARGIN times faster there."""
     base = runners[0]
     by_name = {r.name: r for r in runners}
     winners = []
     for b in TIMING_BATCHES:
         name = max(speeds, key=lambda n: speeds[n][b])
-        if name != base.name and speeds[name][b] < FASTER * speeds[base.name][b]:
+        if name != base.name and speeds[name][b] < SWITCH_MARGIN * speeds[base.name][b]:
             name = base.name
         winners.append(by_name[name])
     steps: list[tuple[int, Runner]] = []
@@ -121,7 +90,7 @@ def fmt(value: Any) -> str:
     return f"{value:.2g}" if isinstance(value, float) else "-"
 
 
-def render(route: Route, source: str, threads: int | None) -> str:
+def render(plan: BatchPlan, source: str, threads: int | None) -> str:
     """The choice as one block of text for the log."""
     cpu = cpu_features()
     # Timings taken while other processes hold the cores are worth less: say how busy it was.
@@ -133,7 +102,7 @@ def render(route: Route, source: str, threads: int | None) -> str:
         + " ".join(f"{'b=' + str(b):>8}" for b in TIMING_BATCHES)
         + "  status",
     ]
-    for row in route.table:
+    for row in plan.table:
         speeds = row.get("images_per_s", {})
         cells = " ".join(f"{speeds.get(str(b), '-'):>8}" for b in TIMING_BATCHES)
         tol = row.get("tolerance")
@@ -143,5 +112,5 @@ def render(route: Route, source: str, threads: int | None) -> str:
             f"  {row['candidate']:<17} {fmt(row.get('golden_max_diff')):>13} "
             f"{(f'{tol:g}' if tol is not None else '-'):>9}  {cells}  {row['status']}{opened}{note}"
         )
-    lines.append(f"  chosen: {route.name} ({route.why}; load {route.seconds:.2f} s)")
+    lines.append(f"  chosen: {plan.name} ({plan.why}; load {plan.seconds:.2f} s)")
     return "\n".join(lines)

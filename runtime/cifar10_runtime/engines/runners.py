@@ -18,15 +18,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from cifar10_runtime.engines.cpu import cpu_features
+from cifar10_runtime.engines.cpu import cpu_features, usable_cpus
 from cifar10_runtime.engines.sessions import cpu_session, session_options
 from cifar10_runtime.errors import ConfigError, ModelError, first_line
+from cifar10_runtime.versions import installed_version
 
 EXTRA_HINT = 'pip install "cifar10-runtime[openvino]"'
 # OpenVINO's names for the precisions (INFERENCE_PRECISION_HINT); int8 is the twin's own
@@ -93,13 +93,6 @@ def ort_file_runner(
     return ort_runner(session, precision, input_name, output_name, model, spinning)
 
 
-def _version(name: str) -> str | None:
-    try:
-        return importlib_metadata.version(name)
-    except importlib_metadata.PackageNotFoundError:
-        return None
-
-
 @lru_cache(maxsize=1)
 def _plugin_devices() -> tuple[tuple[Any, ...], str]:
     """The plugin EP's OrtEpDevices for the CPU, registered once per process; or why none."""
@@ -148,7 +141,7 @@ def _openvino_core() -> tuple[Any, str]:
 
 
 def openvino_backend() -> tuple[str | None, str]:
-    """("plugin" | "api", "") for the OpenVINO route usable here, else (None, what is missing
+    """("plugin" | "api", "") for the OpenVINO backend usable here, else (None, what is missing
     and how to get it). The plugin EP is preferred: onnxruntime stays the one API."""
     devices, plugin_why = _plugin_devices()
     if devices:
@@ -157,13 +150,6 @@ def openvino_backend() -> tuple[str | None, str]:
     if core is not None:
         return "api", ""
     return None, f"{plugin_why}, and {api_why}. Install the extra: {EXTRA_HINT}"
-
-
-def usable_cpus() -> int:
-    """The cores this process may use (its affinity mask), as onnxruntime counts them."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def bf16_missing() -> str:
@@ -216,7 +202,7 @@ def _plugin_runner(model, precision: str, threads: int, config: dict[str, str]) 
     inp, out = session.get_inputs()[0].name, session.get_outputs()[0].name
     runner = ort_runner(session, precision, inp, out, model, spinning=False)
     runner.engine = "openvino"
-    runner.backend = f"onnxruntime-ep-openvino {_version('onnxruntime-ep-openvino')}"
+    runner.backend = f"onnxruntime-ep-openvino {installed_version('onnxruntime-ep-openvino')}"
     return runner
 
 
@@ -235,5 +221,5 @@ def _api_runner(model, precision: str, config: dict[str, str]) -> Runner:
             request = local.request = compiled.create_infer_request()
         return request.infer({0: x})[output]
 
-    backend = f"openvino {_version('openvino')} (its own API)"
+    backend = f"openvino {installed_version('openvino')} (its own API)"
     return Runner("openvino", precision, backend, run, source=model)

@@ -5,11 +5,12 @@
    float32 as before, and the log says why nothing else was tried);
 2. replays the golden images on onnxruntime float32: a file that no longer computes its
    reference outputs (weights changed after export) is refused, exit 4;
-3. opens every other allowed candidate available here (the int8 twin, OpenVINO at each
-   allowed precision) and replays the golden set on it within its precision's tolerance;
+3. opens every other allowed candidate available here (engines.candidates: the int8 twin,
+   OpenVINO at each allowed precision) and replays the golden set on it within its
+   precision's tolerance;
 4. times the survivors briefly at a few batch sizes, interleaved, and keeps the fastest per
-   batch range; a candidate must beat onnxruntime float32 by FASTER to be used at all, so the
-   choice never runs slower than it on this machine beyond timing noise;
+   batch range (engines.plan); a candidate must beat onnxruntime float32 by SWITCH_MARGIN to
+   be used at all, so the choice never runs slower than it on this machine beyond timing noise;
 5. logs the whole table in one block.
 A forced engine or precision that cannot run here is a ConfigError (exit 2) naming what is
 missing and how to get it.
@@ -19,24 +20,23 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
-from cifar10_runtime.contract import ENGINES, INPUT_NAME, INT8_TWIN_SUFFIX, OUTPUT_NAME, PRECISIONS
-from cifar10_runtime.engines.cpu import cpu_features
+from cifar10_runtime.contract import ENGINES, INPUT_NAME, OUTPUT_NAME, PRECISIONS
+from cifar10_runtime.engines.candidates import Candidate, candidates
 from cifar10_runtime.engines.golden import Golden, read_golden
-from cifar10_runtime.engines.plan import TIMING_BATCHES, Route, build_steps, fmt, render
+from cifar10_runtime.engines.plan import BatchPlan, build_steps, fmt, render
 from cifar10_runtime.engines.runners import (
     EXTRA_HINT,
     Runner,
-    bf16_missing,
     openvino_backend,
     openvino_runner,
     ort_file_runner,
     ort_runner,
 )
 from cifar10_runtime.engines.sessions import cpu_session
-from cifar10_runtime.engines.timing_cache import route_speeds
+from cifar10_runtime.engines.timing import TIMING_BATCHES
+from cifar10_runtime.engines.timing_cache import plan_speeds
 from cifar10_runtime.errors import CifarError, ConfigError, ModelError, first_line
 
 log = logging.getLogger("cifar10_runtime.engines.runners")
@@ -69,7 +69,7 @@ def choose(
     precision: str = "auto",
     threads: int | None = None,
     self_check: bool = True,
-) -> Route:
+) -> BatchPlan:
     started = time.perf_counter()
     engine, precision = check_request(engine, precision)
     asked = f"Received: engine={engine!r}, precision={precision!r}."
@@ -77,16 +77,16 @@ def choose(
     if not self_check:
         golden, why_none = None, "the self-check was turned off by the caller"
     if golden is None:
-        route = _without_golden(anchor, model, engine, precision, threads, why_none, asked)
+        plan = _without_golden(anchor, model, engine, precision, threads, why_none, asked)
     else:
-        route = _with_golden(anchor, model, golden, source, engine, precision, threads, asked)
-    route.seconds = time.perf_counter() - started
-    route.text = render(route, source, threads)
-    log.info("%s", route.text)
-    return route
+        plan = _with_golden(anchor, model, golden, source, engine, precision, threads, asked)
+    plan.seconds = time.perf_counter() - started
+    plan.text = render(plan, source, threads)
+    log.info("%s", plan.text)
+    return plan
 
 
-def _without_golden(anchor, model, engine, precision, threads, why, asked) -> Route:
+def _without_golden(anchor, model, engine, precision, threads, why, asked) -> BatchPlan:
     if precision in ("bf16", "int8"):
         raise ConfigError(
             f"precision {precision} needs the export's evidence that it keeps the model's "
@@ -96,9 +96,9 @@ def _without_golden(anchor, model, engine, precision, threads, why, asked) -> Ro
     if engine == "openvino":
         runner = _open(model, "openvino", "fp32", threads, asked)
         row = {"candidate": runner.name, "backend": runner.backend, "status": "used unchecked"}
-        return Route([(1, runner)], [row], f"forced; not checked at load: {why}")
+        return BatchPlan([(1, runner)], [row], f"forced; not checked at load: {why}")
     row = {"candidate": anchor.name, "backend": anchor.backend, "status": "used"}
-    return Route([(1, anchor)], [row], f"onnxruntime/fp32 only: {why}; nothing else was tried")
+    return BatchPlan([(1, anchor)], [row], f"onnxruntime/fp32 only: {why}; nothing else was tried")
 
 
 def _open(model, engine: str, precision: str, threads, asked: str, spinning=True) -> Runner:
@@ -110,88 +110,7 @@ def _open(model, engine: str, precision: str, threads, asked: str, spinning=True
     return ort_file_runner(model, "int8", threads, INPUT_NAME, OUTPUT_NAME, spinning=spinning)
 
 
-def _twin_of(model: Any) -> Path | None:
-    if isinstance(model, bytes | bytearray | memoryview):
-        return None
-    path = Path(model)
-    twin = path.with_name(path.name.removesuffix(".onnx") + INT8_TWIN_SUFFIX)
-    return twin if twin.is_file() and twin != path else None
-
-
-def _plan(model, golden: Golden, engine: str, precision: str, gpu: bool, asked: str):
-    """(candidates as (engine, precision, file), skipped rows) for this request."""
-    twin = _twin_of(model)
-    allowed = golden.allowed
-    ov_backend, ov_missing = openvino_backend() if engine != "onnxruntime" else (None, "")
-    bf16_why = bf16_missing()
-    if precision in ("bf16", "int8") and precision not in allowed:
-        raise ConfigError(
-            f"precision {precision} is not allowed for this model: its export "
-            f"{_evidence_note(golden, precision)}. Use precision auto or fp32. {asked}"
-        )
-    if precision == "int8" and twin is None:
-        where = (
-            "an in-memory model has none"
-            if isinstance(model, bytes | bytearray | memoryview)
-            else f"{Path(model).stem}{INT8_TWIN_SUFFIX}"
-        )
-        raise ConfigError(
-            f"precision int8 needs the int8 twin beside the model ({where}); export with "
-            f"--quantize int8, or use precision auto. {asked}"
-        )
-    if precision == "bf16" and bf16_why:
-        raise ConfigError(f"precision bf16 cannot run here: {bf16_why}. {asked}")
-    if engine == "openvino" and ov_backend is None:
-        raise ConfigError(f"engine openvino is not available here: {ov_missing}. {asked}")
-    wanted: list[tuple[str, str]] = []
-    for eng, prec in (
-        ("onnxruntime", "fp32"),
-        ("onnxruntime", "int8"),
-        ("openvino", "bf16"),
-        ("openvino", "int8"),
-        ("openvino", "fp32"),
-    ):
-        if engine in ("auto", eng) and precision in ("auto", prec):
-            wanted.append((eng, prec))
-    cpu = cpu_features()
-    int8_first = "int8" in allowed and twin is not None and (cpu["vnni"] or cpu["amx"]) and not gpu
-    plan, skipped = [], []
-    for eng, prec in wanted:
-        reason = ""
-        if gpu and (eng, prec) != ("onnxruntime", "fp32"):
-            reason = "a GPU provider is active; CPU engines are not compared with it"
-        elif prec != "fp32" and prec not in allowed:
-            reason = f"not allowed: the export {_evidence_note(golden, prec)}"
-        elif prec == "int8" and twin is None:
-            reason = f"no int8 twin (*{INT8_TWIN_SUFFIX}) beside the model"
-        elif eng == "openvino" and ov_backend is None:
-            reason = ov_missing
-        elif prec == "bf16" and bf16_why:
-            reason = bf16_why
-        elif (eng, prec) == ("openvino", "fp32") and engine == "auto" and precision == "auto":
-            reason = "not timed: onnxruntime/fp32 is the float32 engine for auto"
-        elif (eng, prec) == ("openvino", "bf16") and precision == "auto" and int8_first:
-            # Each OpenVINO candidate costs a compile at load; with int8 dot products the
-            # twin runs ahead of bf16 (measured: VNNI 2.4-2.7x vs 1.6-1.9x, AMX 3.2x vs 3.0x).
-            reason = "not timed: the int8 twin is allowed and this CPU has int8 dot products"
-        if reason:
-            skipped.append({"candidate": f"{eng}/{prec}", "status": "skipped", "note": reason})
-        else:
-            plan.append((eng, prec, twin if prec == "int8" else model))
-    return plan, skipped
-
-
-def _evidence_note(golden: Golden, precision: str) -> str:
-    for row in golden.evidence.get("evidence", []):
-        if row.get("precision") == precision and row.get("note"):
-            return f"did not allow it ({row['note']})"
-    rows = [r for r in golden.evidence.get("evidence", []) if r.get("precision") == precision]
-    if rows:
-        return "measured it and it failed the gate"
-    return "did not measure it (no such engine on the exporting machine)"
-
-
-def _with_golden(anchor, model, golden, source, engine, precision, threads, asked) -> Route:
+def _with_golden(anchor, model, golden, source, engine, precision, threads, asked) -> BatchPlan:
     reference_diff = golden.max_diff(anchor.run(golden.images))
     if not reference_diff <= golden.tolerance("fp32"):
         raise ModelError(
@@ -201,12 +120,35 @@ def _with_golden(anchor, model, golden, source, engine, precision, threads, aske
             "or a damaged copy); re-export it with cifar-export."
         )
     gpu = bool(anchor.providers) and anchor.providers[0] != "CPUExecutionProvider"
-    plan, table = _plan(model, golden, engine, precision, gpu, asked)
+    tried, table = candidates(model, golden, engine, precision, gpu, asked)
+    runners = _checked_runners(tried, table, anchor, reference_diff, golden, threads, asked)
+    if not runners:
+        raise ModelError(
+            f"{source}: no engine asked for reproduces the golden outputs ({_failures(table)}). "
+            f"Use engine auto, or re-export the model. {asked}"
+        )
+    if len(runners) == 1:
+        _mark_used(table, runners[0])
+        return BatchPlan([(1, runners[0])], table, "the only candidate that passed")
+    return _timed_plan(runners, table, golden, threads)
+
+
+def _checked_runners(
+    tried: list[Candidate],
+    table: list[dict[str, Any]],
+    anchor: Runner,
+    reference_diff: float,
+    golden: Golden,
+    threads: int | None,
+    asked: str,
+) -> list[Runner]:
+    """Open each candidate and replay the golden set on it; the ones within tolerance, and
+    a row each in `table`."""
     runners: list[Runner] = []
     # With OpenVINO in the running, onnxruntime sessions opened from here on stop spinning
-    # when a run returns (see _unspun).
-    spinning = not any(eng == "openvino" for eng, _, _ in plan)
-    for eng, prec, file in plan:
+    # when a run returns (see unspun).
+    spinning = not any(eng == "openvino" for eng, _, _ in tried)
+    for eng, prec, file in tried:
         row = {"candidate": f"{eng}/{prec}", "tolerance": golden.tolerance(prec)}
         if (eng, prec) == ("onnxruntime", "fp32"):
             runner, diff = anchor, reference_diff
@@ -226,39 +168,41 @@ def _with_golden(anchor, model, golden, source, engine, precision, threads, aske
             table.append({**row, "status": "passed"})
         else:
             table.append({**row, "status": "failed the golden check"})
-    if not runners:
-        failed = "; ".join(
-            f"{r['candidate']}: {r['status']} ({fmt(r.get('golden_max_diff'))} > "
-            f"{r.get('tolerance', 0):g})"
-            if "golden_max_diff" in r
-            else f"{r['candidate']}: {r.get('note', r['status'])}"
-            for r in table
-        )
-        raise ModelError(
-            f"{source}: no engine asked for reproduces the golden outputs ({failed}). "
-            f"Use engine auto, or re-export the model. {asked}"
-        )
-    if len(runners) == 1:
-        _mark_used(table, runners[0])
-        return Route([(1, runners[0])], table, "the only candidate that passed")
-    speeds, timing = route_speeds(runners, golden.images, threads)
+    return runners
+
+
+def _failures(table: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{r['candidate']}: {r['status']} ({fmt(r.get('golden_max_diff'))} > "
+        f"{r.get('tolerance', 0):g})"
+        if "golden_max_diff" in r
+        else f"{r['candidate']}: {r.get('note', r['status'])}"
+        for r in table
+    )
+
+
+def _timed_plan(
+    runners: list[Runner], table: list[dict[str, Any]], golden: Golden, threads: int | None
+) -> BatchPlan:
+    """Time the runners that passed and give each batch range to the fastest."""
+    speeds, timing = plan_speeds(runners, golden.images, threads)
     for row in table:
         if row["candidate"] in speeds:
             row["images_per_s"] = {str(b): round(v, 1) for b, v in speeds[row["candidate"]].items()}
     steps = build_steps(runners, speeds)
     why = f"fastest per batch range at batches {', '.join(map(str, TIMING_BATCHES))}, {timing}"
     if len({r.engine for _, r in steps}) > 1:
-        steps = [(start, _unspun(r, threads)) for start, r in steps]
+        steps = [(start, unspun(r, threads)) for start, r in steps]
         why += "; onnxruntime's threads stop spinning after each run, OpenVINO's share the cores"
     for _, r in steps:
         _mark_used(table, r)
-    return Route(steps, table, why)
+    return BatchPlan(steps, table, why)
 
 
-def _unspun(runner: Runner, threads: int | None) -> Runner:
+def unspun(runner: Runner, threads: int | None) -> Runner:
     """The onnxruntime runner again, its workers stopping their spin when a run returns: in a
-    route with OpenVINO they would otherwise hold the cores OpenVINO's threads need right
-    after every onnxruntime call (interleaved batch-1/batch-64 calls: 0.57x the images/s)."""
+    plan with OpenVINO they would otherwise hold the cores OpenVINO's threads need right
+    after every onnxruntime call."""
     if runner.engine != "onnxruntime" or runner.session is None or not runner.spinning:
         return runner
     session = runner.session

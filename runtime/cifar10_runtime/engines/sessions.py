@@ -1,7 +1,9 @@
 """The onnxruntime SessionOptions recipe: its one home (runtime, exporter and benchmarks).
 
 Every session this toolkit opens is made the same way, so a figure measured by the exporter
-or the benchmarks is a figure of what the runtime serves.
+or the benchmarks is a figure of what the runtime serves. (The benchmarks' peer servers,
+benchmarks/serving, stand for what other tools or a user would write, and keep
+onnxruntime's defaults on purpose.)
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ def session_options(threads: int | None = None, *, spinning: bool = True) -> ort
 
     spinning=False: the workers still spin between the operators of one run, but stop the
     moment the run returns, so the cores are free for whatever comes next (the server's event
-    loop, another engine's threads). Measured on a 2-core EPYC against parking them outright
-    (`allow_spinning=0`, which wakes them from sleep for every operator): the INT8 model at
-    batch 1 1.25x the images/s, OpenVINO batch-64 runs interleaved with it 1.08-1.2x, the
-    server's lone client 1.1x the requests/s, 16 clients level."""
+    loop, another engine's threads). Parking them outright instead (`allow_spinning=0`) wakes
+    them from sleep for every operator, which measured slower (benchmarks results)."""
     options = ort.SessionOptions()
     # onnxruntime's own warnings (unused initializers, fallbacks) are not actionable for a
     # user; real problems still raise. Fallbacks are reported through .providers instead.

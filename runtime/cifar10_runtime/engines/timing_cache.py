@@ -1,12 +1,13 @@
-"""The load-time timings of a route, kept per machine so a later load need not time again.
+"""The load-time timings of the candidates, kept per machine so a later load need not time
+again.
 
-Timing the candidates (routes.time_runners) is most of what `auto` costs at load: about
-0.25 s of a 0.3 s load, and most of `cifar-predict`'s wall time on a few images. The
-timings depend on the model files, the candidates that passed, the CPU, the cores, the
-thread count and the engines' versions, and on nothing else that a later load can see: all
-of these make the key, so a different CPU (these machines change from one day to the next),
-a re-export or an upgraded engine is a new key and is timed afresh. The golden-set check is
-never cached: every load still proves the file computes what was checked.
+Timing the candidates (engines.timing.time_runners) is most of what `auto` costs at load,
+and most of `cifar-predict`'s wall time on a few images. The timings depend on the model
+files, the candidates that passed, the CPU, the cores, the thread count and the engines'
+versions, and on nothing else that a later load can see: all of these make the key, so a
+different CPU (these machines change from one day to the next), a re-export or an upgraded
+engine is a new key and is timed afresh. The golden-set check is never cached: every load
+still proves the file computes what was checked.
 
 Where: $CIFAR10_ROUTE_CACHE if set (a folder; "off" turns the cache off), else
 $XDG_CACHE_HOME/cifar10-runtime, else ~/.cache/cifar10-runtime; one JSON file, routes.json.
@@ -27,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from cifar10_runtime.engines.cpu import cpu_features
-from cifar10_runtime.engines.plan import TIMING_BATCHES, TIMING_CAP_S, time_runners
-from cifar10_runtime.engines.runners import Runner, usable_cpus
+from cifar10_runtime.engines.cpu import cpu_features, usable_cpus
+from cifar10_runtime.engines.runners import Runner
+from cifar10_runtime.engines.timing import TIMING_BATCHES, TIMING_CAP_S, time_runners
 from cifar10_runtime.files import sha256_hex, write_text
 
 ENV = "CIFAR10_ROUTE_CACHE"
@@ -52,7 +53,7 @@ def cache_file() -> Path | None:
     return Path(base) / "cifar10-runtime" / FILE
 
 
-def route_speeds(
+def plan_speeds(
     runners: list[Runner], images: np.ndarray, threads: int | None
 ) -> tuple[dict[str, dict[int, float]], str]:
     """Images/s of each runner at each TIMING_BATCHES size, and where they come from:

@@ -1,10 +1,10 @@
 """The HTTP app: one Predictor and one MicroBatcher behind three APIs.
 
     /v1/predict, /v1/metadata, /healthz, /readyz   the friendly API (v1.py)
-    /v2/...                                        the Open Inference Protocol (v2.py)
+    /v2/...                                        the Open Inference Protocol (v2/)
     GET /metrics                                   Prometheus text (metrics.py)
     GET /openapi.json                              the API description (openapi.py)
-    GET /                                          the try-it page (ui.py; ui=False leaves it out)
+    GET /                                          the try-it page (page.py; --no-ui leaves it out)
 
 Every error is JSON `{"error": "..."}`: 400 broken image, bad tensor or parameter, 404/405
 unknown route, 408 body too slow, 413 body over the limit (bodies.py), 415 unsupported
@@ -29,12 +29,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from cifar10_runtime import limits
 from cifar10_runtime.batcher import MicroBatcher, UnavailableError
+from cifar10_runtime.engines.cpu import usable_cpus
 from cifar10_runtime.errors import CifarError, ConfigError, ImageError
 from cifar10_runtime.predictor import Predictor
+from cifar10_runtime.serving.config import ServeConfig
 from cifar10_runtime.serving.http.bodies import BodyReader
 from cifar10_runtime.serving.http.guards import BodyTimeout, InFlight, limit_accept_errors
 from cifar10_runtime.serving.http.headers import NoSniffMiddleware
@@ -67,100 +69,114 @@ async def _serving(grpc: Any) -> AsyncIterator[None]:
         await grpc.stop(limits.GRPC_GRACE_SECONDS)
 
 
-def serving_predictor(
-    model: str | os.PathLike[str],
-    providers: str = "auto",
-    threads: int | None = None,
-    engine: str = "auto",
-    precision: str = "auto",
-) -> Predictor:
-    """The Predictor a server runs (create_app and cifar-serve): onnxruntime's workers stop
-    spinning when a run returns (limits.ORT_SPINNING), leaving the event loop its core."""
+def serving_predictor(model: str | os.PathLike[str], config: ServeConfig) -> Predictor:
+    """The Predictor a server runs (create_app and cifar-serve), as `config` says: its
+    onnxruntime workers stop spinning when a run returns (limits.ORT_SPINNING), leaving the
+    event loop its core."""
     return Predictor(
         model,
-        providers=providers,
-        threads=threads,
-        engine=engine,
-        precision=precision,
+        providers=config.providers,
+        threads=config.threads,
+        engine=config.engine,
+        precision=config.precision,
         spinning=limits.ORT_SPINNING,
     )
 
 
 def create_app(
     predictor_or_path: Predictor | str | os.PathLike[str],
-    max_batch_size: int = limits.MAX_BATCH_SIZE,
-    max_delay_ms: float = limits.MAX_DELAY_MS,
-    max_body_mb: float = limits.MAX_BODY_MB,
-    max_queue: int = limits.MAX_QUEUE,
-    providers: str = "auto",
-    threads: int | None = None,
-    model_name: str = limits.MODEL_NAME,
-    max_pixels: int | None = limits.MAX_PIXELS,
-    large_decodes: int = limits.LARGE_DECODES,
-    body_timeout: float = limits.BODY_TIMEOUT,
-    ui: bool = True,
-    max_request_pixels: int | None = limits.MAX_REQUEST_PIXELS,
-    grpc_port: int | None = None,
-    grpc_host: str = "127.0.0.1",
-    grpc_reuse_port: bool = False,
-    limit_concurrency: int = limits.LIMIT_CONCURRENCY,
-    engine: str = "auto",
-    precision: str = "auto",
-    inline_ms: float = limits.INLINE_RUN_MS,
-    decode_threads: int | None = limits.DECODE_THREADS,
+    config: ServeConfig | None = None,
     services: Sequence[Service] = (),
 ) -> Starlette:
-    """Build the app. Pass a loaded Predictor, or a model path (loaded here, before serving).
-
-    max_batch_size=1 turns micro-batching off. The batcher starts and drains with the app's
-    lifespan, so use `with TestClient(app)` (or a real server) to serve requests.
-    grpc_port (0: any free port) also serves the Open Inference Protocol over gRPC, on the
-    same event loop, batcher and metrics (grpc_server.py), started and stopped with them.
-    `services` start in the lifespan after the batcher and stop before it drains.
-    """
+    """Build the app for a loaded Predictor, or a model path (loaded here, as `config` says;
+    config None: the defaults). The batcher starts and drains with the app's lifespan: serve
+    through `with TestClient(app)` or a real server. config.grpc_port also serves the Open
+    Inference Protocol over gRPC beside HTTP (same loop, batcher and metrics). `services`
+    start in the lifespan after the batcher and stop before it drains."""
+    config = (config or ServeConfig()).resolved()
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
     else:
-        predictor = serving_predictor(predictor_or_path, providers, threads, engine, precision)
-    if not max_body_mb > 0:
-        raise ConfigError(f"max_body_mb must be more than 0. Received: {max_body_mb!r}.")
-    if max_pixels is not None and max_pixels < 1024:
-        raise ConfigError(f"max_pixels must be at least 1024 (32x32). Received: {max_pixels}.")
-    if not model_name or "/" in model_name:
-        raise ConfigError(
-            f"model_name must be a non-empty name without '/'. Received: {model_name!r}."
-        )
-    metrics = Metrics(model_name, predictor.model_version, predictor.engine, predictor.precision)
+        predictor = serving_predictor(predictor_or_path, config)
+    metrics = Metrics(
+        config.model_name, predictor.model_version, predictor.engine, predictor.precision
+    )
     in_flight = InFlight()
     batcher = MicroBatcher(
         predictor.predict_array,
-        max_batch_size,
-        max_delay_ms,
-        max_queue,
+        config.max_batch_size,
+        config.max_delay_ms,
+        config.max_queue,
         observer=metrics,
-        inline_ms=inline_ms,
+        inline_ms=config.inline_ms,
         crowd=in_flight.__len__,
     )
-    reader = BodyReader(int(max_body_mb * 2**20))
-    api = V1Api(predictor, batcher, reader, max_pixels, large_decodes, max_request_pixels)
-    v2 = V2Api(predictor, batcher, reader, model_name)
-    grpc = None
-    services = list(services)
-    if grpc_port is not None:
-        from cifar10_runtime.serving.grpc.server import grpc_server
+    reader = BodyReader(int(config.max_body_mb * 2**20))
+    api = V1Api(
+        predictor,
+        batcher,
+        reader,
+        config.max_pixels,
+        limits.LARGE_DECODES,
+        config.max_request_pixels,
+    )
+    v2 = V2Api(predictor, batcher, reader, config.model_name)
+    grpc = _grpc_server(v2, metrics, reader.max_body, config)
+    if grpc is not None:
+        services = [lambda app: _serving(grpc), *services]
+    app = Starlette(
+        routes=_routes(api, v2, metrics, config, predictor.model_version),
+        lifespan=_lifespan(api, batcher, services, predictor, config.model_name),
+        exception_handlers=_HANDLERS,
+        middleware=[
+            Middleware(NoSniffMiddleware),
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BodyTimeout, seconds=config.body_timeout, in_flight=in_flight),
+        ],
+    )
+    # Starlette would answer /readyz/ with a redirect to a URL built from the Host header.
+    app.router.redirect_slashes = False
+    app.state.predictor = predictor
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.grpc = grpc
+    app.state.config = config
+    return app
 
-        grpc = grpc_server(
-            v2, metrics, grpc_host, grpc_port, reader.max_body, limit_concurrency, grpc_reuse_port
-        )
-        services.insert(0, lambda app: _serving(grpc))
-    decoders = decode_threads or _usable_cores()
+
+def _grpc_server(v2: V2Api, metrics: Metrics, max_body: int, config: ServeConfig) -> Any:
+    """The gRPC server beside HTTP when config.grpc_port is set (else None), on the same
+    dataplane, metrics and body limit."""
+    if config.grpc_port is None:
+        return None
+    from cifar10_runtime.serving.grpc.server import grpc_server
+
+    return grpc_server(
+        v2.dataplane,
+        metrics,
+        config.host,
+        config.grpc_port,
+        max_body,
+        config.limit_concurrency,
+        config.workers > 1,  # reuse_port: the workers share the gRPC port too
+    )
+
+
+def _lifespan(
+    api: V1Api,
+    batcher: MicroBatcher,
+    services: Sequence[Service],
+    predictor: Predictor,
+    model_name: str,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start the batcher, then the services; stop them in the reverse order."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limit_accept_errors(asyncio.get_running_loop())
-        # /v1 uploads decode here, beside the batcher's thread, never more than `decoders`
-        # at once (the pixel budget and images.py's large-decode gate bound each one).
-        api.decode_pool = ThreadPoolExecutor(decoders, thread_name_prefix="cifar-decode")
+        # /v1 uploads decode here, beside the batcher's thread, never more than one per
+        # usable core at once (the pixel budget and images.py's large-decode gate bound each).
+        api.decode_pool = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="cifar-decode")
         await batcher.start()
         try:
             async with AsyncExitStack() as started:
@@ -174,7 +190,13 @@ def create_app(
             await batcher.close()
             api.decode_pool.shutdown(wait=True)
 
-    routes = [
+    return lifespan
+
+
+def _routes(
+    api: V1Api, v2: V2Api, metrics: Metrics, config: ServeConfig, model_version: str
+) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
         Route("/v1/predict", api.predict, methods=["POST"]),
         Route("/v1/metadata", api.metadata, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
@@ -184,37 +206,11 @@ def create_app(
     ]
     # Inference first: Starlette tries routes in order, and these carry the load.
     routes.sort(key=lambda route: getattr(route, "path", "") not in INFERENCE_APIS)
-    if ui:
+    if not config.no_ui:
         routes += page_routes()
-    document = openapi_document(routes, model_name, predictor.model_version)
+    document = openapi_document(routes, config.model_name, model_version)
     routes.append(Route("/openapi.json", _static_json(document), methods=["GET"]))
-    handlers: dict[Any, Any] = {
-        HTTPException: _http_error,
-        CifarError: _cifar_error,
-        ClientDisconnect: _client_gone,
-        Exception: _internal_error,
-    }
-    middleware = [
-        Middleware(NoSniffMiddleware),
-        Middleware(MetricsMiddleware, metrics=metrics),
-        Middleware(BodyTimeout, seconds=body_timeout, in_flight=in_flight),
-    ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware
-    )
-    # Starlette would answer /readyz/ with a redirect to a URL built from the Host header.
-    app.router.redirect_slashes = False
-    app.state.predictor = predictor
-    app.state.batcher = batcher
-    app.state.metrics = metrics
-    app.state.grpc = grpc
-    return app
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return routes
 
 
 def _static_json(document: dict[str, Any]) -> Any:
@@ -258,3 +254,11 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this response, so the server logs the traceback once.
     return JSONResponse({"error": "internal server error; see the server log."}, 500)
+
+
+_HANDLERS: dict[Any, Any] = {
+    HTTPException: _http_error,
+    CifarError: _cifar_error,
+    ClientDisconnect: _client_gone,
+    Exception: _internal_error,
+}

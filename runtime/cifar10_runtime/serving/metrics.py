@@ -1,13 +1,14 @@
-"""Prometheus metrics for one server process (`GET /metrics`, text format 0.0.4).
+"""Prometheus metrics for one server process (`GET /metrics`, text format 0.0.4): the one
+home of every collector, HTTP's, the inference requests' and runs', and gRPC's.
 
 Names follow Triton's where they mean the same thing (`*_request_success`,
 `*_request_failure`, `*_inference_count`, `*_exec_count`, queue and compute durations),
 with the `cifar_` prefix and Prometheus' units (seconds). Every label value comes from a
-fixed set, never from the client as sent: methods from METHODS (else "other"), endpoints
-from the route table's templates (else UNMATCHED), codes from the server's own answers.
-Each app gets its own registry,
-so tests and several apps in one process never share counters. With `--workers N` every
-worker process keeps its own numbers: a scrape reaches one worker, as with replicas.
+fixed set, never from the client as sent: methods from METHODS (else "other") or the gRPC
+service's own, endpoints from the route table's templates (else UNMATCHED), codes from the
+server's own answers. Each app gets its own registry, so tests and several apps in one
+process never share counters. With `--workers N` every worker process keeps its own
+numbers: a scrape reaches one worker, as with replicas.
 """
 
 from __future__ import annotations
@@ -45,39 +46,50 @@ class Metrics:
         self, model_name: str, model_version: str, engine: str = "", precision: str = ""
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r, labels = self.registry, {"model": model_name, "version": model_version}
-        self.labels = labels
-        # engine/precision: what runs the model, as chosen at load (issue 16).
-        Info(f"{PREFIX}_model", "The model this process serves.", registry=r).info(
+        self.labels = {"model": model_name, "version": model_version}
+        # engine/precision: what runs the model, as chosen at load.
+        Info(f"{PREFIX}_model", "The model this process serves.", registry=self.registry).info(
             {"name": model_name, "version": model_version, "engine": engine, "precision": precision}
         )
+        self._http_collectors()
+        self._request_collectors()
+        self._run_collectors()
+        self._grpc: GrpcMetrics | None = None
+
+    def _http_collectors(self) -> None:
         self.requests = Counter(
             f"{PREFIX}_http_requests",
             "HTTP requests by endpoint (route template), method and status code.",
             ["endpoint", "method", "code"],
-            registry=r,
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
             f"{PREFIX}_http_request_duration_seconds",
             "Time from request start to the end of the response, by endpoint.",
             ["endpoint"],
             buckets=SECONDS,
-            registry=r,
+            registry=self.registry,
         )
+
+    def _request_collectors(self) -> None:
+        """Inference requests by outcome, for every API (v1, v2 and gRPC alike)."""
         kind = ["model", "version", "api"]
         self.success = Counter(
             f"{PREFIX}_inference_request_success",
             "Inference requests answered with 200 (v1 predict and v2 infer).",
             kind,
-            registry=r,
+            registry=self.registry,
         )
         self.failure = Counter(
             f"{PREFIX}_inference_request_failure",
             "Inference requests answered with an error, by reason (HTTP status code).",
             [*kind, "code"],
-            registry=r,
+            registry=self.registry,
         )
-        run = ["model", "version"]
+
+    def _run_collectors(self) -> None:
+        """The batcher's model runs, queue and batch sizes."""
+        r, run, labels = self.registry, ["model", "version"], self.labels
         self.inference_count = Counter(
             f"{PREFIX}_inference_count", "Images inferred.", run, registry=r
         ).labels(**labels)
@@ -112,6 +124,13 @@ class Metrics:
             f"{PREFIX}_inference_queue_depth", "Requests waiting for a run.", run, registry=r
         ).labels(**labels)
 
+    def grpc(self) -> GrpcMetrics:
+        """The gRPC collectors, registered on first use: /metrics shows them only when the
+        app serves gRPC, beside the HTTP ones (one /metrics for both protocols)."""
+        if self._grpc is None:
+            self._grpc = GrpcMetrics(self.registry)
+        return self._grpc
+
     # --- BatchObserver -------------------------------------------------------------------
     def queued(self, seconds: float) -> None:
         self.queue_seconds.observe(seconds)
@@ -129,7 +148,7 @@ class Metrics:
         self.queue_depth.set(pending)
 
     # --- per request ---------------------------------------------------------------------
-    def inference_outcome(self, api: str, code: int) -> None:
+    def inference_outcome(self, api: str, code: int | str) -> None:
         if code == 200:
             self.success.labels(**self.labels, api=api).inc()
         else:
@@ -137,6 +156,30 @@ class Metrics:
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class GrpcMetrics:
+    """gRPC calls by method and status code, and their durations."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            f"{PREFIX}_grpc_requests",
+            "gRPC requests by method and status code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            f"{PREFIX}_grpc_request_duration_seconds",
+            "Time from a gRPC request's arrival to its answer, by method.",
+            ["method"],
+            buckets=SECONDS,
+            registry=registry,
+        )
+
+    def record(self, method: str, code: str, seconds: float) -> None:
+        """One call of `method` answered with status `code` (e.g. "OK") after `seconds`."""
+        self.requests.labels(method, code).inc()
+        self.seconds.labels(method).observe(seconds)
 
 
 INFERENCE_APIS = {"/v1/predict": "v1", "/v2/models/{name}/infer": "v2"}

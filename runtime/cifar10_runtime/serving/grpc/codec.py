@@ -1,36 +1,32 @@
-"""The gRPC side of the Open Inference Protocol's wire format, mapped onto v2.py's.
+"""The Open Inference Protocol's gRPC wire format, between protobuf and the dataplane.
 
-A ModelInferRequest becomes the header dict (and binary part) v2.py's REST handler parses, so
-validation has one home; v2.py's errors (HTTPException with a 4xx) and the runtime's become
-gRPC status codes with the same one-line message, its REST wording turned into gRPC's.
+A ModelInferRequest becomes the protocol's JSON-form `inputs` and `outputs` the dataplane
+checks (serving.v2.tensors), plus the raw bytes of its one input; the dataplane's error kinds
+become gRPC status codes (GRPC_CODE) with the dataplane's one-line message as it is. The
+problems only protobuf can have (data sent twice, or not at all) are `Aborted` here.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import grpc
-from starlette.exceptions import HTTPException
 
-from cifar10_runtime.batcher import UnavailableError
 from cifar10_runtime.errors import CifarError
+from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind
 
 log = logging.getLogger("cifar10_runtime.grpc")
-STATUS = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    404: grpc.StatusCode.NOT_FOUND,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
+GRPC_CODE = {
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
 }
+INTERNAL_MESSAGE = "internal server error; see the server log."
+RAW_SIZE = "the size of raw_input_contents[0]"  # what gRPC calls an input's byte count
 CONTENTS = {"UINT8": "uint_contents", "FP32": "fp32_contents"}  # typed contents per datatype
-# v2.py's messages name the REST body's parts; over gRPC the same part has another name,
-# and REST's pointers to a route mean nothing.
-WIRE_WORDS = {
-    re.compile(r"binary_data_size"): "the size of raw_input_contents[0]",
-    re.compile(r" \(GET /v2/models/[^)]*\)"): "",
-}
 
 
 class Aborted(Exception):
@@ -41,8 +37,9 @@ class Aborted(Exception):
         self.code = code
 
 
-def to_v2_header(request: Any) -> tuple[dict[str, Any], memoryview]:
-    """A ModelInferRequest as v2.py's header dict, plus the raw bytes of its one input."""
+def to_v2_header(request: Any) -> tuple[dict[str, Any], memoryview | None]:
+    """A ModelInferRequest as the protocol's JSON-form `inputs` and `outputs`, plus the raw
+    bytes of its one input (None when its data came typed, in `contents`)."""
     raw = list(request.raw_input_contents)
     inputs = []
     for tensor in request.inputs:
@@ -73,10 +70,7 @@ def to_v2_header(request: Any) -> tuple[dict[str, Any], memoryview]:
             f"raw_input_contents has {len(raw)} entries for {len(inputs)} inputs; send one "
             "per input, in the order of 'inputs'.",
         )
-    binary = memoryview(b"")
-    if raw and len(inputs) == 1:
-        inputs[0]["parameters"] = {"binary_data_size": len(raw[0])}
-        binary = memoryview(raw[0])
+    binary = memoryview(raw[0]) if raw and len(inputs) == 1 else None
     outputs = [
         {"name": o.name, "parameters": {k: _value(p) for k, p in o.parameters.items()}}
         for o in request.outputs
@@ -85,19 +79,15 @@ def to_v2_header(request: Any) -> tuple[dict[str, Any], memoryview]:
 
 
 def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and one-line message a failed call answers."""
     if isinstance(exc, Aborted):
         return exc.code, str(exc)
-    if isinstance(exc, HTTPException):
-        text = str(exc.detail)
-        for rest, grpc_words in WIRE_WORDS.items():
-            text = rest.sub(grpc_words, text)
-        return STATUS.get(exc.status_code, grpc.StatusCode.INVALID_ARGUMENT), text
-    if isinstance(exc, UnavailableError):
-        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, DataplaneError):
+        return GRPC_CODE[exc.kind], exc.message
     if isinstance(exc, CifarError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     log.exception("gRPC request failed")
-    return grpc.StatusCode.INTERNAL, "internal server error; see the server log."
+    return GRPC_CODE[ErrorKind.INTERNAL], INTERNAL_MESSAGE
 
 
 def _value(parameter: Any) -> Any:

@@ -6,7 +6,7 @@ service `GRPCInferenceService`, the KServe v2 messages with the field numbers it
 speak, plus Triton's extensions (model repository, statistics, shared memory, streaming...).
 The message classes are that module's and the method table is built from its service
 descriptor, so nothing is retyped by hand. The server answers OPEN_INFERENCE only and leaves
-the rest to gRPC's UNIMPLEMENTED (grpc_server.py). Imported on first use: only
+the rest to gRPC's UNIMPLEMENTED (server.py). Imported on first use: only
 `cifar-serve --grpc-port` needs it.
 """
 

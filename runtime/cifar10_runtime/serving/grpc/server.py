@@ -1,23 +1,22 @@
 """The Open Inference Protocol over gRPC (`cifar-serve --grpc-port`), beside the REST API.
 
 A `grpc.aio` server on the same asyncio event loop as uvicorn, started and stopped by the
-app's lifespan (server.py): it shares the app's Predictor, MicroBatcher and Metrics, so
-gRPC and REST requests are batched together into the same runs. The methods are the Open
-Inference Protocol's six of `inference.GRPCInferenceService` (grpc_protocol.py, Triton's
-generated stubs): ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and
-ModelInfer, with tensors in `raw_input_contents` / `raw_output_contents` (as tritonclient
-sends them) or in typed `contents`. Triton's extensions of that service (repository,
-statistics, shared memory, ModelStreamInfer...) are not registered: gRPC answers them
-UNIMPLEMENTED.
+app's lifespan (app.py): it shares the app's V2Dataplane (so its Predictor and
+MicroBatcher) and Metrics, so gRPC and REST requests are batched together into the same
+runs. The methods are the Open Inference Protocol's six of `inference.GRPCInferenceService`
+(protocol.py, Triton's generated stubs): ServerLive, ServerReady, ModelReady,
+ServerMetadata, ModelMetadata and ModelInfer, with tensors in `raw_input_contents` /
+`raw_output_contents` (as tritonclient sends them) or in typed `contents`. Triton's
+extensions of that service (repository, statistics, shared memory, ModelStreamInfer...) are
+not registered: gRPC answers them UNIMPLEMENTED.
 
-Validation is v2.py's (one home; grpc_wire.py maps onto it): a gRPC request becomes the
-same header dict the REST handler parses, and its errors become status codes carrying the
-same one-line message: 400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 413 ->
-RESOURCE_EXHAUSTED, queue full / not started / shutting down -> UNAVAILABLE. Messages over
-`max_message_bytes` (--max-body-mb) get RESOURCE_EXHAUSTED with our message before they
-are parsed; gRPC's own limit, at twice that, drops anything larger unread.
-`maximum_concurrent_rpcs` bounds RPCs in progress (the rest get RESOURCE_EXHAUSTED from
-gRPC) and `grpc.max_concurrent_streams` the streams one connection may open.
+A thin codec: each method turns protobuf into dataplane calls (codec.py) and the answer
+back; validation is the dataplane's, and its error kinds become status codes carrying its
+one-line message (codec.GRPC_CODE). Messages over `max_message_bytes` (--max-body-mb) get
+RESOURCE_EXHAUSTED with our message before they are parsed; gRPC's own limit, at twice
+that, drops anything larger unread. `maximum_concurrent_rpcs` bounds RPCs in progress (the
+rest get RESOURCE_EXHAUSTED from gRPC) and `grpc.max_concurrent_streams` the streams one
+connection may open.
 """
 
 from __future__ import annotations
@@ -30,63 +29,48 @@ from typing import Any
 
 import grpc
 import numpy as np
-from prometheus_client import Counter, Histogram
 
-from cifar10_runtime import __version__
 from cifar10_runtime.errors import CifarError, ConfigError
 from cifar10_runtime.limits import GRPC_MAX_STREAMS
-from cifar10_runtime.serving.grpc.codec import Aborted, status_of, to_v2_header
+from cifar10_runtime.serving.grpc.codec import RAW_SIZE, Aborted, status_of, to_v2_header
 from cifar10_runtime.serving.grpc.protocol import OPEN_INFERENCE, SERVICE, protocol
-from cifar10_runtime.serving.metrics import PREFIX, SECONDS, Metrics
-from cifar10_runtime.serving.v2.rest import SERVER_NAME, V2Api
+from cifar10_runtime.serving.metrics import Metrics
+from cifar10_runtime.serving.v2.dataplane import V2Dataplane
+from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind
 
 log = logging.getLogger("cifar10_runtime.grpc")
 
 
 class GrpcInference:
-    """The servicer: one method per RPC, each taking the parsed request."""
+    """The servicer: one method per RPC, each taking the parsed request to the dataplane."""
 
-    def __init__(self, v2: V2Api, metrics: Metrics, max_message_bytes: int) -> None:
-        self.v2 = v2
-        self.batcher = v2.batcher
+    def __init__(self, dataplane: V2Dataplane, metrics: Metrics, max_message_bytes: int) -> None:
+        self.dataplane = dataplane
         self.metrics = metrics
+        self.calls = metrics.grpc()  # on the app's registry, beside the HTTP counters
         self.max_message_bytes = max_message_bytes
         self.proto = protocol()
-        # On the app's registry, beside the HTTP counters: one /metrics for both protocols.
-        self.requests = Counter(
-            f"{PREFIX}_grpc_requests",
-            "gRPC requests by method and status code.",
-            ["method", "code"],
-            registry=metrics.registry,
-        )
-        self.seconds = Histogram(
-            f"{PREFIX}_grpc_request_duration_seconds",
-            "Time from a gRPC request's arrival to its answer, by method.",
-            ["method"],
-            buckets=SECONDS,
-            registry=metrics.registry,
-        )
 
     # --- health and metadata -------------------------------------------------------------
     async def ServerLive(self, request: Any) -> Any:
-        return self.proto.ServerLiveResponse(live=True)
+        return self.proto.ServerLiveResponse(live=self.dataplane.live())
 
     async def ServerReady(self, request: Any) -> Any:
-        return self.proto.ServerReadyResponse(ready=self.batcher.running)
+        return self.proto.ServerReadyResponse(ready=self.dataplane.ready())
 
     async def ModelReady(self, request: Any) -> Any:
         # As Triton answers: an unknown model or version is not ready (OK, ready=false), so
         # tritonclient's is_model_ready returns False over gRPC as it does over REST.
-        known = request.name == self.v2.name and request.version in ("", self.v2.version)
-        return self.proto.ModelReadyResponse(ready=known and self.batcher.running)
+        known = self.dataplane.serves(request.name, request.version or None)
+        return self.proto.ModelReadyResponse(ready=known and self.dataplane.ready())
 
     async def ServerMetadata(self, request: Any) -> Any:
-        # binary_tensor_data is REST's extension; gRPC carries raw bytes natively.
-        return self.proto.ServerMetadataResponse(name=SERVER_NAME, version=__version__)
+        # No extensions: binary_tensor_data is REST's; gRPC carries raw bytes natively.
+        return self.proto.ServerMetadataResponse(**self.dataplane.server_metadata())
 
     async def ModelMetadata(self, request: Any) -> Any:
         self._check_model(request.name, request.version)
-        meta = self.v2.metadata()
+        meta = self.dataplane.model_metadata()
         tensor = self.proto.ModelMetadataResponse.TensorMetadata
         return self.proto.ModelMetadataResponse(
             name=meta["name"],
@@ -99,23 +83,23 @@ class GrpcInference:
     # --- inference -----------------------------------------------------------------------
     async def ModelInfer(self, request: Any) -> Any:
         self._check_model(request.model_name, request.model_version)
-        header, binary = to_v2_header(request)
-        images = self.v2._images(header, binary)
-        self.v2._requested_outputs(header)  # names and parameters checked as over REST
-        probs, _ = await self.batcher.submit(images)
+        header, raw = to_v2_header(request)
+        images = self.dataplane.tensor_images(header["inputs"], raw, RAW_SIZE)
+        self.dataplane.requested_outputs(header["outputs"])  # checked; always raw bytes back
+        probs, _ = await self.dataplane.infer(images)
         output = self.proto.ModelInferResponse.InferOutputTensor(
-            name=self.v2.output_name, datatype="FP32", shape=list(probs.shape)
+            name=self.dataplane.output_name, datatype="FP32", shape=list(probs.shape)
         )
         return self.proto.ModelInferResponse(
-            model_name=self.v2.name,
-            model_version=self.v2.version,
+            model_name=self.dataplane.name,
+            model_version=self.dataplane.version,
             id=request.id,
             outputs=[output],
             raw_output_contents=[np.ascontiguousarray(probs, dtype="<f4").tobytes()],
         )
 
     def _check_model(self, name: str, version: str) -> None:
-        self.v2.check_model(name, version or None)  # "" is "not given" in proto3
+        self.dataplane.check_model(name, version or None)  # "" is "not given" in proto3
 
     # --- the RPC plumbing ----------------------------------------------------------------
     def handler(self) -> grpc.GenericRpcHandler:
@@ -154,8 +138,8 @@ class GrpcInference:
         self, name: str, message: Any, method: Callable[[Any], Awaitable[Any]], data: bytes
     ) -> Any:
         if len(data) > self.max_message_bytes:
-            raise Aborted(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise DataplaneError(
+                ErrorKind.TOO_LARGE,
                 f"the {name} request is larger than the limit of {self.max_message_bytes} "
                 f"bytes (--max-body-mb); send fewer images per request. "
                 f"Received: {len(data)} bytes.",
@@ -170,8 +154,7 @@ class GrpcInference:
         return await method(request)
 
     def _record(self, method: str, code: grpc.StatusCode, started: float, inference: bool) -> None:
-        self.requests.labels(method, code.name).inc()
-        self.seconds.labels(method).observe(time.perf_counter() - started)
+        self.calls.record(method, code.name, time.perf_counter() - started)
         if inference:
             self.metrics.inference_outcome("grpc", 200 if code is grpc.StatusCode.OK else code.name)
 
@@ -194,7 +177,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def grpc_server(
-    v2: V2Api,
+    dataplane: V2Dataplane,
     metrics: Metrics,
     host: str,
     port: int,
@@ -202,8 +185,8 @@ def grpc_server(
     max_rpcs: int,
     reuse_port: bool = False,
 ) -> GrpcServer:
-    """The gRPC server for an app's V2Api (server.py starts and stops it in its lifespan)."""
-    servicer = GrpcInference(v2, metrics, max_message_bytes)
+    """The gRPC server over an app's dataplane (app.py starts and stops it in its lifespan)."""
+    servicer = GrpcInference(dataplane, metrics, max_message_bytes)
     return GrpcServer(servicer, host, port, max_rpcs, GRPC_MAX_STREAMS, reuse_port)
 
 

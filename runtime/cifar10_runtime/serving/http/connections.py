@@ -10,8 +10,8 @@ parser runs (httptools on uvloop by default, h11 as the pure-Python fallback):
   heads sent byte by byte are closed (one log line). Between requests uvicorn's own
   `timeout_keep_alive` closes idle keep-alive connections.
 - Concurrency limit: with more than `limit_concurrency` connections open, or that many
-  requests in progress, a request gets 503 `{"error": ...}` with `Retry-After` (the check
-  uvicorn's --limit-concurrency makes, answered in the API's own JSON instead of text).
+  requests in progress, a request gets a JSON 503 (process.py keeps the counts and the
+  settings `configure` gives, per process).
 - The parser's own answers (a 400 for bytes that are not HTTP) leave as JSON
   `{"error": ...}` too: a status >= 400 written while the app is not sending is the
   server's, and is rewritten before it goes out.
@@ -27,67 +27,19 @@ parser runs (httptools on uvloop by default, h11 as the pure-Python fallback):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cifar10_runtime.limits import HEADER_TIMEOUT, LIMIT_CONCURRENCY
 from cifar10_runtime.serving.http.answers import complete, is_error_answer, json_error_answer
-from cifar10_runtime.serving.http.guards import FdWatch
+from cifar10_runtime.serving.http.process import PROCESS, configure
 
 log = logging.getLogger("cifar10_runtime.serving.app")
 LINGER_SECONDS = 2.0
-BUSY_LOG_INTERVAL = 10.0  # seconds between "concurrency limit" log lines under a flood
 PROTOCOL = "cifar10_runtime.serving.http.connections:GuardedProtocol"
-PARSERS = {
-    "httptools": "uvicorn.protocols.http.httptools_impl:HttpToolsProtocol",
-    "h11": "uvicorn.protocols.http.h11_impl:H11Protocol",
-}
-
-
-def resolve_parser(http: str) -> str:
-    """'auto' is httptools when it is installed (as uvicorn's own auto), else h11."""
-    if http == "auto":
-        try:
-            import httptools  # noqa: F401
-        except ImportError:
-            return "h11"
-        return "httptools"
-    if http not in PARSERS:
-        raise ValueError(f"http must be auto, httptools or h11. Received: {http!r}.")
-    return http
-
-
-class _Process:
-    """What every connection of this process shares: settings, counts."""
-
-    header_timeout = HEADER_TIMEOUT
-    limit_concurrency = LIMIT_CONCURRENCY
-    parser: type[asyncio.Protocol] | None = None
-    connections = 0
-    requests = 0
-    busy_refused = 0
-    busy_logged_at = -float("inf")
-    fds = FdWatch()
-
-
-def configure(
-    header_timeout: float = HEADER_TIMEOUT,
-    limit_concurrency: int = LIMIT_CONCURRENCY,
-    http: str = "auto",
-) -> str:
-    """Set this process's guards (before uvicorn serves); returns the parser's name."""
-    from uvicorn.importer import import_from_string
-
-    name = resolve_parser(http)
-    _Process.header_timeout = header_timeout
-    _Process.limit_concurrency = limit_concurrency
-    _Process.parser = import_from_string(PARSERS[name])
-    return name
+__all__ = ["PROTOCOL", "GuardedProtocol", "configure"]  # configure: process.py's, for the CLI
 
 
 class _Request:
@@ -111,9 +63,9 @@ class GuardedProtocol(asyncio.Protocol):
     """One connection: the parser's protocol inside, the guards around it."""
 
     def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
-        if _Process.parser is None:  # not configured (an app run by plain uvicorn): defaults
+        if PROCESS.parser is None:  # not configured (an app run by plain uvicorn): defaults
             configure()
-        parser = _Process.parser
+        parser = PROCESS.parser
         assert parser is not None
         self.loop = _loop or asyncio.get_event_loop()
         self.inner: Any = parser(config, server_state, app_state, _loop)  # type: ignore[misc]
@@ -140,8 +92,8 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:  # uvloop's is not asyncio.Transport
         self.transport = transport
         self.open = True
-        _Process.connections += 1
-        _Process.fds.check(_Process.connections)
+        PROCESS.connections += 1
+        PROCESS.fds.check(PROCESS.connections)
         _no_delay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -162,7 +114,7 @@ class GuardedProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.open:
             self.open = False
-            _Process.connections -= 1
+            PROCESS.connections -= 1
         for timer in (self.header_timer, self.linger_timer):
             if timer is not None:
                 timer.cancel()
@@ -184,7 +136,7 @@ class GuardedProtocol(asyncio.Protocol):
             return
         request = self.current = _Request(scope)
         self.active += 1
-        _Process.requests += 1
+        PROCESS.requests += 1
         try:
 
             async def send_marked(message: Message) -> None:
@@ -194,9 +146,8 @@ class GuardedProtocol(asyncio.Protocol):
                 finally:
                     self.sending = False
 
-            limit = _Process.limit_concurrency
-            if _Process.connections > limit or _Process.requests > limit:
-                await self._busy(send_marked, limit)
+            if PROCESS.over_limit():
+                await PROCESS.refuse_busy(send_marked)
                 return
 
             async def receive_tracked() -> Message:
@@ -207,41 +158,16 @@ class GuardedProtocol(asyncio.Protocol):
 
             await self.app(scope, receive_tracked, send_marked)
         finally:
-            _Process.requests -= 1
+            PROCESS.requests -= 1
             self.active -= 1
             if not self.active:
                 self._arm_header_timer()
-
-    async def _busy(self, send: Send, limit: int) -> None:
-        _Process.busy_refused += 1
-        now = time.monotonic()
-        if now - _Process.busy_logged_at >= BUSY_LOG_INTERVAL:
-            log.warning(
-                "concurrency limit reached (--limit-concurrency %d): %d requests answered 503 "
-                "since the last such line",
-                limit,
-                _Process.busy_refused,
-            )
-            _Process.busy_logged_at, _Process.busy_refused = now, 0
-        body = json.dumps(
-            {
-                "error": f"server busy: more than {limit} connections or requests at once "
-                "(--limit-concurrency). Retry shortly."
-            }
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", b"1"),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     # --- timers and closing --------------------------------------------------------------
     def _arm_header_timer(self) -> None:
         if self.header_timer is not None:
             self.header_timer.cancel()
-        self.header_timer = self.loop.call_later(_Process.header_timeout, self._header_late)
+        self.header_timer = self.loop.call_later(PROCESS.header_timeout, self._header_late)
 
     def _header_late(self) -> None:
         self.header_timer = None
@@ -249,7 +175,7 @@ class GuardedProtocol(asyncio.Protocol):
         if self.active or real is None or real.is_closing():
             return
         log.info(
-            "%s - closed: no complete request head in %g s", self.client, _Process.header_timeout
+            "%s - closed: no complete request head in %g s", self.client, PROCESS.header_timeout
         )
         real.close()
 

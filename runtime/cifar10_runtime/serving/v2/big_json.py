@@ -1,8 +1,10 @@
-"""Big Open Inference Protocol JSON bodies, parsed without holding the GIL for long.
+"""Big Open Inference Protocol JSON bodies, parsed without holding the GIL for long: the REST
+codec's parser (rest_codec.split_body) for headers over limits.INLINE_JSON_BYTES. A body it
+cannot take is an HTTPException 400, as the rest of the REST wire format's problems.
 
-`json.loads` is one C call that keeps the GIL for its whole run (about 70 ms per MB on this
-project's machines), so even in a worker thread it would stall the event loop, /readyz
-included, for as long. `loads` gives the same value in short steps:
+`json.loads` is one C call that keeps the GIL for its whole run (a time that grows with the
+body), so even in a worker thread it would stall the event loop, /readyz included, for as
+long. `loads` gives the same value in short steps:
 
 1. every number array (digits, signs, dots, exponents, commas, brackets, white space; at
    most MAX_DEPTH deep) of PIECE bytes or more is cut out of the text, a placeholder number

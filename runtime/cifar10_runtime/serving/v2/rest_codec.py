@@ -1,13 +1,19 @@
-"""The Open Inference Protocol's wire format: the body split at
-`Inference-Header-Content-Length`, optional gzip/deflate, JSON tensor data, FP32 in [0,1]
-to uint8. Every problem is an HTTPException (400, 413 or 415) whose message names the fix.
-Nothing here touches the request or the event loop: v2.py runs big bodies in a thread.
+"""The Open Inference Protocol's REST wire format, between HTTP bodies and the dataplane.
+
+The body split at `Inference-Header-Content-Length`, optional gzip/deflate, the JSON header,
+Triton's binary tensor extension (`parameters.binary_data_size` per input, bytes after the
+JSON; `binary_data` / `binary_data_output` for outputs), the infer answer rendered as JSON or
+JSON plus bytes, and the dataplane's error kinds as HTTP statuses (HTTP_STATUS). Problems of
+the wire format itself are an HTTPException (400, 413 or 415) whose message names the fix.
+Nothing here touches the request or the event loop: rest.py runs big bodies in a thread.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 try:  # the serve extra brings orjson: 5x json.loads on tensor `data`, nesting capped at 1024
@@ -17,31 +23,42 @@ except ImportError:  # pragma: no cover - the standard library parses the same d
 
 import numpy as np
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
 
 from cifar10_runtime.errors import first_line
 from cifar10_runtime.limits import INLINE_JSON_BYTES
-from cifar10_runtime.serving.http.bodies import BodyTooLarge
-from cifar10_runtime.serving.v2 import big_json as v2_json
+from cifar10_runtime.serving.http.bodies import CLOSE, BodyTooLarge
+from cifar10_runtime.serving.v2 import big_json
+from cifar10_runtime.serving.v2.dataplane import V2Dataplane
+from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind, short
 from cifar10_runtime.untrusted import parse_decimal
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 NESTED_TOO_DEEPLY = "the request's JSON is nested too deeply to parse; tensor data is a flat list."
+BINARY_SIZE = "binary_data_size"  # what REST calls an input's byte count, in messages
+HTTP_STATUS = {
+    ErrorKind.INVALID_ARGUMENT: 400,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.INTERNAL: 500,
+}
+# A refused upload drops the connection (see bodies.py); a busy server asks for a retry.
+HTTP_HEADERS = {ErrorKind.TOO_LARGE: CLOSE, ErrorKind.UNAVAILABLE: {"Retry-After": "1"}}
 
 
 def bad_request(message: str) -> HTTPException:
     return HTTPException(400, message)
 
 
-def short(value: Any) -> str:
-    """A client value for an error message: at most 80 characters, one line."""
-    if isinstance(value, str):
-        text = repr(value[:80])
-    else:
-        try:
-            text = json.dumps(value)
-        except (ValueError, TypeError, RecursionError):
-            text = type(value).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
+@contextmanager
+def http_errors() -> Iterator[None]:
+    """The dataplane's errors as HTTPException: the app answers `{"error": message}`."""
+    try:
+        yield
+    except DataplaneError as exc:
+        status, headers = HTTP_STATUS[exc.kind], HTTP_HEADERS.get(exc.kind)
+        raise HTTPException(status, exc.message, headers) from None
 
 
 def content_encoding(raw: str | None) -> str:
@@ -89,8 +106,8 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
         else (body[:length], memoryview(body)[length:])
     )
     try:
-        # Big bodies (parsed in a worker thread) go in short steps: see v2_json.
-        header = _loads(head) if len(head) <= INLINE_JSON_BYTES else v2_json.loads(head)
+        # Big bodies (parsed in a worker thread) go in short steps: see big_json.
+        header = _loads(head) if len(head) <= INLINE_JSON_BYTES else big_json.loads(head)
     except RecursionError:
         raise bad_request(NESTED_TOO_DEEPLY) from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -105,37 +122,77 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
     return header, binary
 
 
-def from_json_data(
-    data: Any, name: str, shape: list[int], datatype: str, dtype: np.dtype, count: int
-) -> np.ndarray:
-    if not isinstance(data, list | np.ndarray):  # big arrays come parsed (v2_json)
+def images(plane: V2Dataplane, header: dict[str, Any], binary: memoryview) -> np.ndarray:
+    """The header's one input as uint8 images: its JSON `data`, or the bytes after the JSON."""
+    spec = plane.input_spec(header.get("inputs"))
+    name = spec.name
+    params = spec.tensor.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise bad_request(f"input {name!r}: 'parameters' must be an object.")
+    size = params.get(BINARY_SIZE)
+    if size is None:
+        if len(binary):
+            raise bad_request(
+                f"{len(binary)} bytes follow the JSON header but no input has "
+                f"parameters.{BINARY_SIZE}."
+            )
+        if not isinstance(spec.tensor.get("data"), list | np.ndarray):  # big: parsed already
+            raise bad_request(
+                f"input {name!r}: needs 'data' (a flat row-major list) or "
+                f"parameters.{BINARY_SIZE} with the bytes after the JSON header."
+            )
+        return plane.images(spec)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise bad_request(
-            f"input {name!r}: needs 'data' (a flat row-major list) or "
-            "parameters.binary_data_size with the bytes after the JSON header."
+            f"input {name!r}: {BINARY_SIZE} must be a byte count. Received: {size!r}."
         )
-    try:
-        values = np.asarray(data)
-    except (ValueError, TypeError, RecursionError, OverflowError):
+    plane.check_byte_size(spec, size, BINARY_SIZE)  # what the shape needs, then what came
+    if size != len(binary):
         raise bad_request(
-            f"input {name!r}: 'data' is ragged or nested too deeply; send a flat row-major list."
-        ) from None
-    allowed = "iub" if datatype == "UINT8" else "iuf"
-    if values.size and values.dtype.kind not in allowed:
-        kind = "integers 0..255" if datatype == "UINT8" else "numbers"
-        raise bad_request(f"input {name!r}: {datatype} 'data' must hold {kind} only.")
-    if values.size != count:
-        raise bad_request(
-            f"input {name!r}: 'data' has {values.size} values, but shape {shape} needs {count}."
+            f"binary data after the JSON header is {len(binary)} bytes, but the inputs' "
+            f"{BINARY_SIZE} add up to {size}. Check {HEADER_LENGTH}."
         )
-    if datatype == "UINT8" and values.size and (values.min() < 0 or values.max() > 255):
-        raise bad_request(f"input {name!r}: UINT8 values must be 0..255.")
-    return values.astype(dtype).reshape(shape)
+    return plane.images(spec, binary, BINARY_SIZE)
 
 
-def unit_floats_to_uint8(x: np.ndarray, name: str) -> np.ndarray:
-    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+def requested_outputs(plane: V2Dataplane, header: dict[str, Any]) -> list[bool]:
+    """Per output to return, whether it goes out as bytes after the JSON."""
+    params = header.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise bad_request("'parameters' must be an object.")
+    default_binary = params.get("binary_data_output", False)
+    if not isinstance(default_binary, bool):
         raise bad_request(
-            f"input {name!r}: FP32 pixels must be in [0, 1] (they become round(x * 255)); "
-            "or send UINT8 0..255."
+            f"binary_data_output must be true or false. Received: {default_binary!r}."
         )
-    return np.rint(x * np.float32(255)).astype(np.uint8)
+    return plane.requested_outputs(header.get("outputs"), default_binary)
+
+
+def infer_answer(
+    plane: V2Dataplane,
+    header: dict[str, Any],
+    outputs: list[bool],
+    probs: np.ndarray,
+    run_size: int,
+) -> Response:
+    """The infer answer: JSON `data`, or the probabilities' bytes after the JSON."""
+    answer: dict[str, Any] = {"model_name": plane.name, "model_version": plane.version}
+    request_id = header.get("id")
+    if request_id is not None:
+        answer["id"] = request_id
+    tensor: dict[str, Any] = {
+        "name": plane.output_name,
+        "datatype": "FP32",
+        "shape": list(probs.shape),
+    }
+    headers = {"X-Batch-Size": str(run_size)}
+    if outputs[0]:
+        raw = np.ascontiguousarray(probs, dtype="<f4").tobytes()
+        tensor["parameters"] = {BINARY_SIZE: len(raw)}
+        answer["outputs"] = [tensor]
+        head = json.dumps(answer, separators=(",", ":")).encode()
+        headers[HEADER_LENGTH] = str(len(head))
+        return Response(head + raw, media_type="application/octet-stream", headers=headers)
+    tensor["data"] = probs.ravel().tolist()
+    answer["outputs"] = [tensor]
+    return JSONResponse(answer, headers=headers)
