@@ -11,23 +11,13 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from export_samples import REQUIRED_KEYS
 from onnx import numpy_helper
 
 from cifar10_exporter.config import CIFAR10_CLASS_NAMES
 from cifar10_runtime import Predictor
 
 pytestmark = pytest.mark.slow
-
-# The metadata every exported model carries (DESIGN.md's contract).
-REQUIRED_KEYS = (
-    "class_names",
-    "input_spec",
-    "model_version",
-    "source_sha256",
-    "parity",
-    "metrics",
-    "producer_versions",
-)
 
 
 def test_export_passes_parity_on_real_images(exported):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from export_samples import REQUIRED_KEYS
 from onnx import TensorProto, helper, numpy_helper
 
 from cifar10_exporter.checks.parity import check_parity, compare
@@ -24,17 +25,6 @@ from cifar10_runtime.contract import JSON_KEYS
 from cifar10_runtime.errors import ConfigError
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.run import Run
-
-# The metadata every exported model carries (DESIGN.md's contract).
-REQUIRED_KEYS = (
-    "class_names",
-    "input_spec",
-    "model_version",
-    "source_sha256",
-    "parity",
-    "metrics",
-    "producer_versions",
-)
 
 
 def test_config_defaults_and_overrides(tmp_path):
