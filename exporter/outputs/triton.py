@@ -15,7 +15,12 @@ input and output names, data types and dims after the batch dimension, and the l
 its `class_names` metadata. The model must pass the runtime's contract check first, so what
 Triton serves is what `cifar-serve` would. Each model folder is written whole in a
 temporary folder beside DIR and renamed into place, so a server polling DIR never sees a
-half-written model.
+half-written model; the temporary and replaced folders go whether the write succeeds or not.
+
+Only what this module wrote is ever replaced or deleted: each model folder it writes holds
+MARKER, and a folder without it (a user's own model) or a symbolic link is refused with one
+ConfigError naming the path, never followed. Names go into config.pbtxt as text-format
+strings (control characters refused), and the comment line quotes what it mentions.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,16 +53,83 @@ DATA_TYPES = {
     "tensor(double)": "TYPE_FP64",
 }
 INT8_SUFFIX = "_int8"
+# Inside every model folder this exporter writes; a folder without it is someone else's and
+# is never replaced nor deleted.
+MARKER = ".written-by-cifar-export"
+MARKER_TEXT = (
+    "cifar-export --triton-repository wrote this folder; the next export replaces it whole.\n"
+)
 
 
-def check_repository(directory: Path) -> None:
-    """Fail early (before TensorFlow's import) when DIR cannot be written."""
+def check_repository(
+    directory: Path, names: tuple[str, ...] = (MODEL_NAME, MODEL_NAME + INT8_SUFFIX)
+) -> None:
+    """Fail early (before TensorFlow's import) when DIR, or its parent where each model is
+    staged, cannot be written, or when DIR/name for any of `names` is not ours to replace."""
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(
             f"--triton-repository must be a folder; {directory} is a file. "
             f"Received: --triton-repository={directory}"
         )
-    probe_writable(directory)
+    for folder in (directory, directory.parent):
+        try:
+            probe_writable(folder)
+        except OSError as exc:
+            raise _cannot_write(directory, exc) from exc
+    for name in names:
+        check_replaceable(directory / name)
+
+
+def _cannot_write(directory: Path, exc: OSError) -> ConfigError:
+    where = exc.filename or directory
+    return ConfigError(
+        f"cannot write the Triton repository: {where}: {exc.strerror or exc}. Make it "
+        f"writable or choose another --triton-repository (each model folder is staged beside "
+        f"{directory.name}, in {directory.parent}, so a server polling it never sees half a "
+        f"model). Received: --triton-repository={directory}"
+    )
+
+
+def ours(folder: Path) -> bool:
+    """True when `folder` is a real folder (not a link) holding cifar-export's marker."""
+    marker = folder / MARKER
+    return (
+        not folder.is_symlink() and folder.is_dir() and marker.is_file() and not marker.is_symlink()
+    )
+
+
+def check_replaceable(folder: Path) -> None:
+    """ConfigError unless `folder` is absent or a model folder cifar-export wrote."""
+    if folder.is_symlink():
+        raise ConfigError(
+            f"{folder} is a symbolic link; cifar-export never replaces or deletes through a "
+            "link. Remove the link (what it points to stays) or choose another "
+            f"--triton-repository. Received: {folder} -> {os.readlink(folder)[:200]!r}"
+        )
+    if os.path.lexists(folder) and not ours(folder):
+        raise ConfigError(
+            f"{folder} exists and was not written by cifar-export (it holds no {MARKER}); "
+            "it is neither replaced nor deleted. Move it away or choose another "
+            f"--triton-repository. Received: --triton-repository={folder.parent}"
+        )
+
+
+def pbtxt_string(value: str, what: str, source: str) -> str:
+    """`value` as a quoted protobuf text-format string; control characters are refused."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise ModelError(
+                f"{source}: the {what} {value[:80]!r} holds the control character {char!r}, "
+                "which config.pbtxt cannot carry safely. Re-export the model with plain "
+                f"tensor names. Received: {value[:80]!r}"
+            )
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment(text: str) -> str:
+    """`text` on one comment line: quoted, every control and non-ASCII character escaped."""
+    return json.dumps(text[:200])
 
 
 def model_config(
@@ -80,13 +153,15 @@ def model_config(
             )
         dims = ", ".join(str(d) for d in info.shape[1:])  # after the batch dimension
         label = f'\n    label_filename: "{LABELS}"' if kind == "output" else ""
+        quoted = pbtxt_string(info.name, f"{kind} name", source)
         tensors.append(
-            f"{kind} [\n  {{\n    name: {json.dumps(info.name)}\n"
+            f"{kind} [\n  {{\n    name: {quoted}\n"
             f"    data_type: {DATA_TYPES[info.type]}\n    dims: [ {dims} ]{label}\n  }}\n]\n"
         )
     config = (
-        f"# Written by cifar-export for {model.name}, model_version {spec.model_version}.\n"
-        f"name: {json.dumps(name)}\n"
+        f"# Written by cifar-export for {_comment(model.name)}, model_version "
+        f"{_comment(spec.model_version)}.\n"
+        f"name: {pbtxt_string(name, 'model name', source)}\n"
         f'platform: "{PLATFORM}"\n'
         f"max_batch_size: {max_batch_size}\n"
         + "".join(tensors)
@@ -104,29 +179,70 @@ def model_config(
     return config, "".join(f"{label}\n" for label in spec.class_names)
 
 
+def _remove(path: Path) -> None:
+    """Delete a folder this process made (a link only as a link, never what it points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)  # rmtree never follows links inside
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except OSError:  # EPERM: someone else's live process
+        return True
+    return True
+
+
+def remove_leftovers(directory: Path, name: str) -> list[Path]:
+    """Staged (.tmp) and replaced (.old) folders of `name` that a killed export left beside
+    DIR: removed when they hold our marker and their process is gone."""
+    prefix, removed = f".{directory.name}.{name}.", []
+    try:
+        entries = [p for p in directory.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for path in entries:
+        pid, dot, kind = path.name[len(prefix) :].partition(".")
+        if dot and kind in ("tmp", "old") and pid.isascii() and pid.isdigit() and ours(path):
+            if int(pid) == os.getpid() or not _alive(int(pid)):
+                _remove(path)
+                removed.append(path)
+    return removed
+
+
 def write_model(directory: Path, name: str, model: Path) -> Path:
-    """DIR/name/{config.pbtxt, labels.txt, 1/model.onnx}, replacing any earlier DIR/name."""
+    """DIR/name/{config.pbtxt, labels.txt, 1/model.onnx, MARKER}, replacing an earlier DIR/name
+    that cifar-export wrote (ConfigError for anything else there)."""
     config, labels = model_config(model, name)
     target = directory / name
+    check_replaceable(target)
+    remove_leftovers(directory, name)
     staging = directory.parent / f".{directory.name}.{name}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    old = directory.parent / f".{directory.name}.{name}.{os.getpid()}.old"
     try:
+        write_text(staging / MARKER, MARKER_TEXT)  # first: a leftover is recognised as ours
         write_bytes(staging / "1" / "model.onnx", model.read_bytes())
         write_text(staging / LABELS, labels)
         write_text(staging / "config.pbtxt", config)
         directory.mkdir(parents=True, exist_ok=True)
-        old = directory.parent / f".{directory.name}.{name}.{os.getpid()}.old"
-        if target.exists():
+        moved = os.path.lexists(target)
+        if moved:
             os.replace(target, old)
         try:
             os.replace(staging, target)
         except OSError:
-            if old.exists():
+            if moved:
                 os.replace(old, target)  # the earlier model stays served
             raise
-        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise _cannot_write(directory, exc) from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
+        _remove(old)
     return target
 
 
@@ -139,13 +255,20 @@ def write_repository(
 ) -> list[Path]:
     """The repository for an export: `name` from onnx_path, `name`_int8 from int8_path."""
     directory = Path(directory)
-    check_repository(directory)
-    written = [write_model(directory, name, Path(onnx_path))]
     twin = directory / f"{name}{INT8_SUFFIX}"
+    check_repository(directory, (name, twin.name))
+    written = [write_model(directory, name, Path(onnx_path))]
     if int8_path is not None:
         written.append(write_model(directory, twin.name, Path(int8_path)))
-    elif twin.exists():  # an INT8 model of an earlier export would not match this one
-        shutil.rmtree(twin)
+    elif os.path.lexists(twin):  # an INT8 model of an earlier export would not match this one
+        check_replaceable(twin)
+        gone = directory.parent / f".{directory.name}.{twin.name}.{os.getpid()}.old"
+        try:
+            os.replace(twin, gone)  # gone from DIR at once, then deleted
+        except OSError as exc:
+            raise _cannot_write(directory, exc) from exc
+        finally:
+            _remove(gone)
         log(f"triton: removed {twin} (this export has no INT8 twin)")
     for folder in written:
         log(f"triton: wrote {folder} (config.pbtxt, {LABELS}, 1/model.onnx)")

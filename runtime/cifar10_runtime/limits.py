@@ -53,10 +53,25 @@ KEEP_ALIVE_TIMEOUT = 5.0
 # full queue refuses inference before this does, yet bounded so a flood of connections
 # cannot exhaust the process's file descriptors or memory.
 LIMIT_CONCURRENCY = 512
-# gRPC (cifar-serve --grpc-port): HTTP/2 streams one connection may open at once (the
-# HTTP/2 spec's recommended minimum); RPCs in progress are capped by LIMIT_CONCURRENCY.
-GRPC_MAX_STREAMS = 100
+# gRPC (cifar-serve --grpc-port). Calls in progress and the streams of one connection are
+# capped by LIMIT_CONCURRENCY (one client's burst within it is answered); the deadlines are
+# the REST flags of the same meaning (serving/grpc/server.py).
 GRPC_GRACE_SECONDS = 30.0  # in-progress RPCs get this long to finish on shutdown
+# Once drained, seconds grpc core gets to flush the last answers and close the connections.
+GRPC_CLOSE_SECONDS = 1.0
+# On shutdown, new calls are answered UNAVAILABLE until none arrived for GRPC_QUIET_SECONDS
+# (at most GRPC_LINGER_SECONDS): grpc core's close cancels calls that arrive during it, so
+# clients still sending right after the signal should hear "shutting down" first.
+GRPC_QUIET_SECONDS = 0.5
+GRPC_LINGER_SECONDS = 3.0
+# Any connection is asked to reconnect (GOAWAY) after this long: a stream whose answer its
+# client never reads dies with its connection, and clients spread over new replicas.
+GRPC_CONNECTION_AGE_SECONDS = 300.0
+# The server pings a connection silent this long, to find peers gone without a FIN.
+GRPC_KEEPALIVE_SECONDS = 60.0
+# File descriptors the process keeps for itself (model, logs, the loop, gRPC core's own)
+# beyond REST's LIMIT_CONCURRENCY connections: gRPC connections get what remains.
+GRPC_FD_RESERVE = 64
 # HTTP parser: httptools (on uvloop) when installed, the faster pair; else h11, which ships
 # with uvicorn.
 HTTP = "auto"

@@ -4,12 +4,13 @@ The contract (DESIGN.md): one input, uint8 [N,32,32,3] RGB NHWC, scaling inside 
 one float32 [N,10] softmax output named `contract.OUTPUT_NAME`; `class_names` and provenance in
 metadata_props. Float32 [N,32,32,3] models in [0,1] made by other tools are accepted too:
 the Predictor then scales the pixels itself and, without `class_names`, uses the CIFAR-10
-names. Everything else is refused here, once, with a message naming the file.
+names. Everything else is refused here, once, with a message naming the file. The metadata
+is read through `model_metadata.read_metadata`, which checks every key it knows (size,
+nesting, type) before anything here uses one.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -20,17 +21,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from cifar10_runtime.contract import (
-    CIFAR10_CLASS_NAMES,
-    IMAGE_SHAPE,
-    JSON_KEYS,
-    NUM_CLASSES,
-    OUTPUT_NAME,
-    valid_class_names,
-)
+from cifar10_runtime.contract import CIFAR10_CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES, OUTPUT_NAME
 from cifar10_runtime.engines.sessions import session_options
 from cifar10_runtime.errors import ConfigError, ModelError, first_line
 from cifar10_runtime.files import sha256_hex
+from cifar10_runtime.model_metadata import read_metadata
 
 NEEDED = (
     "needed: one uint8 [N,32,32,3] RGB NHWC input (the cifar-export contract) or one "
@@ -161,10 +156,8 @@ def inspect_session(
     inp, dtype, fixed_batch = _contract_input(session, source)
     out = _contract_output(session, source)
     raw = dict(session.get_modelmeta().custom_metadata_map)
-    metadata: dict[str, Any] = {}
-    for key, value in raw.items():
-        metadata[key] = _maybe_json(value) if key in JSON_KEYS else value
-    class_names, names_source = _class_names(raw, dtype, source)
+    metadata = read_metadata(raw, source)  # every known key's type and size, or ModelError
+    class_names, names_source = _class_names(metadata, dtype, source)
     metadata["class_names"] = list(class_names)
     metadata["class_names_source"] = names_source
     # A version is echoed by the server with every answer; models without one (foreign
@@ -228,33 +221,19 @@ def _contract_output(session: ort.InferenceSession, source: str) -> Any:
     return out
 
 
-def _maybe_json(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def _class_names(raw: dict[str, str], dtype: np.dtype, source: str) -> tuple[tuple[str, ...], str]:
-    value = raw.get("class_names")
-    if value is None:
+def _class_names(
+    metadata: dict[str, Any], dtype: np.dtype, source: str
+) -> tuple[tuple[str, ...], str]:
+    names = metadata.get("class_names")  # checked by read_metadata when present
+    if names is None:
         if dtype == np.uint8:
             raise ModelError(
                 f"{source} has no 'class_names' in its metadata_props; a uint8 contract model "
                 "must carry them. Received keys: "
-                f"{', '.join(sorted(raw)) or '(none)'}. Re-export with cifar-export, or add "
-                "metadata_props class_names = a JSON list of 10 names."
+                f"{', '.join(sorted(metadata))[:300] or '(none)'}. Re-export with cifar-export, "
+                "or add metadata_props class_names = a JSON list of 10 names."
             )
         return CIFAR10_CLASS_NAMES, "default CIFAR-10 names (the model has no class_names)"
-    try:
-        names = json.loads(value)
-    except ValueError:
-        names = None
-    if not isinstance(names, list) or not valid_class_names(names):
-        raise ModelError(
-            f"{source}: metadata 'class_names' must be a JSON list of {NUM_CLASSES} distinct "
-            f"non-empty strings. Received: {value[:120]!r}. Re-export with cifar-export."
-        )
     return tuple(names), "model metadata"
 
 

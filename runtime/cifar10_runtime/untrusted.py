@@ -11,12 +11,23 @@
   version a model carries can be sent (`urllib.parse.unquote` gives it back).
 - `without_server_paths`: metadata for clients with absolute paths cut to their last name
   (where the server keeps its data is not the clients' business).
+- `read_regular_file`: a file of at most a given size, read only when it is a regular file
+  (not a FIFO, which blocks the reader forever, nor a symlink to /dev/zero, which never ends),
+  checked on the open descriptor so nothing can be swapped in between the check and the read.
+- `parse_json`: JSON with bounded nesting and bounded numbers: `json.loads` recurses once per
+  level (RecursionError) and turns 400 digits into an int that no float holds (OverflowError).
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import math
+import os
 import re
+import stat
 import unicodedata
+from itertools import accumulate
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +45,12 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if c != 0x25)
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\[^\\]+\\)")
 # Keys whose values are names chosen by people, never paths to hide.
 _KEEP = frozenset({"class_names", "model_version"})
+MAX_JSON_DEPTH = 32
+_ESCAPE = re.compile(r"\\.", re.DOTALL)  # a backslash and the character it escapes
+_STRING = re.compile(r'"[^"]*"')  # once escapes are out, a string ends at the next quote
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+MAX_NUMBER_CHARS = 40  # any float64 written out in full, and far below int's digit limit
 
 
 def parse_decimal(text: str | bytes | None) -> int | None:
@@ -92,3 +109,82 @@ def without_server_paths(value: Any, key: str = "") -> Any:
         if value.startswith("file://"):
             return PurePosixPath(value[len("file://") :]).name
     return value
+
+
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of `path` if it is a regular file of at most `max_bytes`.
+
+    Raises ValueError saying what it is instead (a folder, a FIFO, a device, too large), or
+    OSError when it cannot be opened; a symbolic link is refused (OSError ELOOP), never
+    followed. O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link (never followed)", str(path)) from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file (a folder, FIFO, socket or device)")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{info.st_size} bytes (at most {max_bytes})")
+        chunks, size = [], 0
+        while size <= max_bytes:  # bounded even if the file grows while it is read
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise ValueError(f"it grew past {max_bytes} bytes while being read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def json_depth(text: str) -> int:
+    """How deeply `text`'s arrays and objects nest, counted before parsing (json.loads
+    recurses once per level) in linear time: escapes out, then strings, then all but the
+    brackets (each pattern matches one way only, so nothing backtracks)."""
+    without_strings = _STRING.sub("", _ESCAPE.sub("", text))
+    brackets = _NOT_BRACKET.sub("", without_strings)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of float range")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH, constants: bool = False) -> Any:
+    """`text` as JSON, or ValueError saying why not: malformed, nested deeper than
+    `max_depth`, a number longer than MAX_NUMBER_CHARS or beyond float, NaN or Infinity
+    (unless `constants`: Python's json.dumps writes them for non-finite floats)."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8")  # UnicodeDecodeError is a ValueError
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise ValueError(f"nested {depth} levels deep (at most {max_depth})")
+    return json.loads(
+        text,
+        parse_int=_bounded_int,
+        parse_float=_bounded_float,
+        parse_constant=float if constants else _no_constant,
+    )

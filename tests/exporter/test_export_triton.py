@@ -14,7 +14,7 @@ import onnx
 import pytest
 from google.protobuf import text_format
 
-from cifar10_exporter.outputs.triton import check_repository, write_repository
+from cifar10_exporter.outputs.triton import MARKER, check_repository, write_repository
 from cifar10_runtime.contract import CIFAR10_CLASS_NAMES
 from cifar10_runtime.errors import ConfigError, ModelError
 
@@ -110,6 +110,7 @@ def test_rewrite_replaces_the_model_whole(models: Path, tmp_path: Path) -> None:
     (repo / "cifar10" / "stray.txt").write_text("from an older export")
     write_repository(repo, models / "foreign_float.onnx", log=lambda _: None)
     assert sorted(p.name for p in (repo / "cifar10").iterdir()) == [
+        MARKER,  # what a later export checks before it replaces the folder
         "1",
         "config.pbtxt",
         "labels.txt",

@@ -24,6 +24,7 @@ from serve_samples import sample_images
 from cifar10_runtime import Predictor
 from cifar10_runtime.batcher import MicroBatcher
 from cifar10_runtime.errors import ConfigError
+from cifar10_runtime.serving.grpc.calls import SHUTTING_DOWN
 from cifar10_runtime.serving.grpc.codec import Aborted, status_of, to_v2_header
 from cifar10_runtime.serving.grpc.protocol import OPEN_INFERENCE, protocol
 from cifar10_runtime.serving.grpc.server import GrpcInference, GrpcServer
@@ -206,8 +207,17 @@ def test_rpcs_in_progress_are_bounded_and_finish_on_stop(predictor: Predictor) -
             with pytest.raises(grpc.aio.AioRpcError) as caught:  # the one slot is taken
                 await infer(_infer_request(x), timeout=BOUND)
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            # A graceful stop lets the RPC in progress finish.
+            assert caught.value.details() == (
+                "server busy: more than 1 calls in progress (--limit-concurrency). Retry shortly."
+            )
+            # A graceful stop lets the RPC in progress finish and refuses new ones meanwhile.
             stopping = asyncio.ensure_future(server.stop(BOUND))
+            while not server.servicer.calls.draining:
+                await asyncio.sleep(0)  # the stop's first step runs on this loop
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await infer(_infer_request(x), timeout=BOUND)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert caught.value.details() == SHUTTING_DOWN
             release.set()
             answer = await first
             assert len(answer.raw_output_contents[0]) == 10 * 4
@@ -274,6 +284,9 @@ def test_errors_map_to_status_codes_with_grpc_wording() -> None:
     assert (
         status_of(DataplaneError(ErrorKind.UNAVAILABLE, "busy"))[0] == grpc.StatusCode.UNAVAILABLE
     )
+    long = DataplaneError(ErrorKind.NOT_FOUND, "unknown model " + "x" * 10**6 + "\nend")
+    code, text = status_of(long)  # every status a call carries is bounded, on one line
+    assert code == grpc.StatusCode.NOT_FOUND and len(text) == 1000 and "\n" not in text
     assert status_of(KeyError("bug")) == (
         grpc.StatusCode.INTERNAL,
         "internal server error; see the server log.",

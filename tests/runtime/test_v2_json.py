@@ -11,6 +11,7 @@ import pytest
 from starlette.exceptions import HTTPException
 
 from cifar10_runtime.serving.v2 import big_json as v2_json
+from cifar10_runtime.serving.v2 import strict_json
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
@@ -108,3 +109,35 @@ def test_invalid_json_stays_invalid(text: bytes) -> None:
         json.loads(text)
     with pytest.raises(ValueError):
         v2_json.loads(text)
+
+
+NESTED = json.dumps(IMAGES.tolist(), separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"d": [\x0b' + NESTED[1:] + b"}",  # \v before the first element of a cut-out array
+        b'{"d": ' + NESTED[:-1] + b"\x0c]}",  # \f after the last
+        b'{"d": ' + NESTED.replace(b"]],[[", b"]],\x0b[[", 1) + b"}",  # \v between elements
+        b'{"d": [' + b"1,\x0c" * 9000 + b"2]}",  # \f between the numbers of a flat array
+        b'{"d": [' + b"1," * 9000 + b"NaN]}",
+        b'{"d": [' + b"1," * 9000 + b'2], "e": Infinity}',
+        b'{"id": "\\udc00", "d": [' + b"1," * 9000 + b"2]}",  # a lone surrogate
+        b'{"\\ud800x": 1, "d": [' + b"1," * 9000 + b"2]}",  # ... in a key
+        json.dumps({"d": [1] * 9000}).encode("utf-16"),
+        b"\xef\xbb\xbf" + json.dumps({"d": [1] * 9000}).encode(),  # a UTF-8 byte order mark
+    ],
+)
+def test_what_strict_json_refuses_big_json_refuses(text: bytes) -> None:
+    """One grammar: strict json.loads, UTF-8 only, no NaN/Infinity, no lone surrogate."""
+    assert len(text) > v2_json.PIECE
+    with pytest.raises(ValueError):
+        strict_json.loads(text)
+    with pytest.raises((ValueError, HTTPException)):
+        v2_json.loads(text)
+
+
+def test_a_surrogate_pair_is_one_character_on_both_parsers() -> None:
+    text = b'{"id": "\\ud83d\\ude00", "d": [' + b"1," * 9000 + b"2]}"
+    assert strict_json.loads(text)["id"] == v2_json.loads(text)["id"] == "\U0001f600"

@@ -49,7 +49,7 @@ def evidence_note(golden: Golden, precision: str) -> str:
     """Why the export did not allow `precision`, from the evidence it recorded."""
     for row in golden.evidence.get("evidence", []):
         if row.get("precision") == precision and row.get("note"):
-            return f"did not allow it ({row['note']})"
+            return f"did not allow it ({str(row['note'])[:200]})"
     rows = [r for r in golden.evidence.get("evidence", []) if r.get("precision") == precision]
     if rows:
         return "measured it and it failed the gate"

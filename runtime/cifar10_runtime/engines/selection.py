@@ -111,7 +111,7 @@ def _open(model, engine: str, precision: str, threads, asked: str, spinning=True
 
 
 def _with_golden(anchor, model, golden, source, engine, precision, threads, asked) -> BatchPlan:
-    reference_diff = golden.max_diff(anchor.run(golden.images))
+    reference_diff = golden.max_diff(golden.replay(anchor.run))
     if not reference_diff <= golden.tolerance("fp32"):
         raise ModelError(
             f"{source} no longer reproduces its golden outputs: onnxruntime float32 differs "
@@ -156,7 +156,7 @@ def _checked_runners(
             opened = time.perf_counter()
             try:
                 runner = _open(file, eng, prec, threads, asked, spinning)
-                diff = golden.max_diff(runner.run(golden.images))
+                diff = golden.max_diff(golden.replay(runner.run))
             except Exception as exc:  # noqa: BLE001 - an engine that fails here is not used
                 note = str(exc) if isinstance(exc, CifarError) else first_line(exc)
                 table.append({**row, "status": "failed to open or run", "note": note})

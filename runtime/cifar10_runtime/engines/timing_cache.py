@@ -11,8 +11,11 @@ still proves the file computes what was checked.
 
 Where: $CIFAR10_ROUTE_CACHE if set (a folder; "off" turns the cache off), else
 $XDG_CACHE_HOME/cifar10-runtime, else ~/.cache/cifar10-runtime; one JSON file, routes.json.
-A cache that cannot be read or written (read-only home, damaged file) is passed over
-silently, and the load times as if there were none.
+A cache that cannot be written (read-only home) is passed over silently. A routes.json that
+is not a regular file (a FIFO, a symbolic link, a device), is larger than MAX_FILE_BYTES,
+nests deeper than MAX_DEPTH, holds absurd numbers or is not JSON at all is passed over with
+one logged line: the load times as if there were none, and its timings then replace the file
+atomically (a symbolic link is replaced, never written through).
 """
 
 from __future__ import annotations
@@ -32,11 +35,16 @@ from cifar10_runtime.engines.cpu import cpu_features, usable_cpus
 from cifar10_runtime.engines.runners import Runner
 from cifar10_runtime.engines.timing import TIMING_BATCHES, TIMING_CAP_S, time_runners
 from cifar10_runtime.files import sha256_hex, write_text
+from cifar10_runtime.untrusted import parse_json, read_regular_file
 
 ENV = "CIFAR10_ROUTE_CACHE"
 FILE = "routes.json"
 FORMAT = 1  # bumped when the key or the entries change meaning
 MAX_ENTRIES = 64  # one per model x machine x settings: far more than one user has
+# MAX_ENTRIES entries take a few tens of KB; a larger file was not written by us and would
+# cost time and memory at every load.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 8  # the file is {key: {"speeds": {runner: {batch: speed}}, ...}}
 # Timings older than this are taken again: the key names everything known to matter, and
 # this bounds how long one measurement taken on a busy machine can steer the choice.
 MAX_AGE_S = 7 * 24 * 3600
@@ -117,7 +125,7 @@ def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float
             r.name: {b: float(entry["speeds"][r.name][str(b)]) for b in TIMING_BATCHES}
             for r in runners
         }
-    except (TypeError, KeyError, ValueError):
+    except (TypeError, KeyError, ValueError, OverflowError):
         return None
     if not all(math.isfinite(v) and v > 0 for cells in speeds.values() for v in cells.values()):
         return None
@@ -126,11 +134,22 @@ def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The cache's entries; {} (with one logged line unless there is no file) when unusable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = parse_json(read_regular_file(path, MAX_FILE_BYTES), MAX_DEPTH)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    except FileNotFoundError:
         return {}
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        log.warning(
+            "route cache %s passed over (%s); timing afresh, the new timings replace it",
+            path,
+            str(reason)[:200],
+        )
+        return {}
+    return data  # more than MAX_ENTRIES (someone else's file): pruned at the next write
 
 
 def _write(path: Path, entries: dict[str, Any]) -> None:

@@ -60,8 +60,8 @@ Service = Callable[[Starlette], AbstractAsyncContextManager[Any]]
 
 @asynccontextmanager
 async def _serving(grpc: Any) -> AsyncIterator[None]:
-    """The gRPC server as a service: started with the app, stopped before the batcher drains,
-    giving RPCs in progress limits.GRPC_GRACE_SECONDS."""
+    """The gRPC server as a service: started with the app, stopped before the batcher drains
+    (new calls refused UNAVAILABLE while those in progress get limits.GRPC_GRACE_SECONDS)."""
     await grpc.start()
     try:
         yield
@@ -149,7 +149,7 @@ def _grpc_server(v2: V2Api, metrics: Metrics, max_body: int, config: ServeConfig
     dataplane, metrics and body limit."""
     if config.grpc_port is None:
         return None
-    from cifar10_runtime.serving.grpc.server import grpc_server
+    from cifar10_runtime.serving.grpc.server import Deadlines, grpc_server
 
     return grpc_server(
         v2.dataplane,
@@ -159,6 +159,7 @@ def _grpc_server(v2: V2Api, metrics: Metrics, max_body: int, config: ServeConfig
         max_body,
         config.limit_concurrency,
         config.workers > 1,  # reuse_port: the workers share the gRPC port too
+        Deadlines(config.header_timeout, config.body_timeout, config.timeout_keep_alive),
     )
 
 

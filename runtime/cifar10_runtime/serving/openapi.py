@@ -7,11 +7,13 @@ Routes it does not know (e.g. a page for people) are left out.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from starlette.routing import Route
 
 from cifar10_runtime import __version__
+from cifar10_runtime.contract import IMAGE_SHAPE, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
 from cifar10_runtime.images import FORMATS_TEXT
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -34,33 +36,67 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(ERROR, text[c]) for c in codes}
 
 
+PIXELS = math.prod(IMAGE_SHAPE)  # values per image
+# The one input as the server takes it: the exact name, datatype and [N, 32, 32, 3] shape;
+# `data` (UINT8 integers 0..255, FP32 numbers in [0, 1], N * 3072 of them: JSON Schema
+# cannot say "N times", so at least one image's worth) or parameters.binary_data_size.
 TENSOR_IN = {
     "type": "object",
     "required": ["name", "shape", "datatype"],
     "properties": {
-        "name": {"type": "string", "example": "image"},
-        "shape": {"type": "array", "items": {"type": "integer"}, "example": [1, 32, 32, 3]},
-        "datatype": {"type": "string", "enum": ["UINT8", "FP32"]},
+        "name": {"const": INPUT_NAME},
+        "shape": {
+            "type": "array",
+            "prefixItems": [
+                {"type": "integer", "minimum": 1},
+                *({"const": d} for d in IMAGE_SHAPE),
+            ],
+            "items": False,
+            "minItems": 4,
+            "example": [1, *IMAGE_SHAPE],
+        },
+        "datatype": {"enum": ["UINT8", "FP32"]},
         "parameters": {
             "type": "object",
-            "properties": {"binary_data_size": {"type": "integer"}},
+            "properties": {"binary_data_size": {"type": "integer", "minimum": PIXELS}},
         },
-        "data": {"type": "array", "items": {"type": "number"}, "description": "flat, row-major"},
+        "data": {
+            "type": "array",
+            "minItems": PIXELS,
+            "description": "flat, row-major: N * 3072 values (nested lists of that shape too)",
+        },
     },
+    "oneOf": [
+        {"required": ["data"], "not": {"$ref": "#/components/schemas/BinaryInput"}},
+        {"$ref": "#/components/schemas/BinaryInput"},
+    ],
+    "if": {"properties": {"datatype": {"const": "FP32"}}},
+    "then": {"properties": {"data": {"items": {"type": "number", "minimum": 0, "maximum": 1}}}},
+    "else": {"properties": {"data": {"items": {"type": "integer", "minimum": 0, "maximum": 255}}}},
+}
+BINARY_INPUT = {  # bytes after the JSON header: no `data`
+    "required": ["parameters"],
+    "properties": {"parameters": {"required": ["binary_data_size"]}},
 }
 TENSOR_OUT = {
     "type": "object",
+    "required": ["name", "datatype", "shape"],
     "properties": {
-        "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {"type": "string"},
-        "parameters": {"type": "object"},
+        "name": {"const": OUTPUT_NAME},
+        "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "datatype": {"const": "FP32"},
+        "parameters": {
+            "type": "object",
+            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+        },
         "data": {"type": "array", "items": {"type": "number"}},
     },
 }
+NO_CLASSIFICATION = {"description": "not supported: anything but false is a 400", "const": False}
 INFER_REQUEST = {
     "type": "object",
     "required": ["inputs"],
+    "description": "UTF-8 JSON (RFC 8259: no NaN or Infinity; no lone surrogate in a string)",
     "properties": {
         "id": {"type": "string"},
         "parameters": {
@@ -72,11 +108,15 @@ INFER_REQUEST = {
             "type": "array",
             "items": {
                 "type": "object",
+                "required": ["name"],
                 "properties": {
-                    "name": {"type": "string", "example": "probabilities"},
+                    "name": {"const": OUTPUT_NAME},
                     "parameters": {
                         "type": "object",
-                        "properties": {"binary_data": {"type": "boolean"}},
+                        "properties": {
+                            "binary_data": {"type": "boolean"},
+                            "classification": NO_CLASSIFICATION,
+                        },
                     },
                 },
             },
@@ -85,11 +125,12 @@ INFER_REQUEST = {
 }
 INFER_RESPONSE = {
     "type": "object",
+    "required": ["model_name", "model_version", "outputs"],
     "properties": {
         "model_name": {"type": "string"},
         "model_version": {"type": "string"},
         "id": {"type": "string"},
-        "outputs": {"type": "array", "items": TENSOR_OUT},
+        "outputs": {"type": "array", "items": TENSOR_OUT, "minItems": 1, "maxItems": 1},
     },
 }
 BINARY_NOTE = (
@@ -106,6 +147,10 @@ PREDICTION = {
         "top_k": {"type": "array", "items": {"type": "object"}},
     },
 }
+MULTIPART_NOTE = (
+    "One or more file parts, each an image with a filename in its Content-Disposition; form "
+    "fields without a filename are not files: a body with no file part is a 400."
+)
 OBJECT = {"type": "object"}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -134,7 +179,7 @@ def _infer(versioned: bool) -> dict[str, Any]:
                         },
                     },
                 },
-                **_errors(400, 404, 408, 413, 503),
+                **_errors(400, 404, 408, 413, 415, 503),
             },
         }
     }
@@ -155,7 +200,11 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "summary": "Classify one image (raw body) or several (multipart files)",
             "parameters": [
-                {"name": "top_k", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+                {
+                    "name": "top_k",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": NUM_CLASSES},
+                }
             ],
             "requestBody": {
                 "required": True,
@@ -165,8 +214,10 @@ PATHS: dict[str, dict[str, Any]] = {
                     "multipart/form-data": {
                         "schema": {
                             "type": "object",
+                            "description": MULTIPART_NOTE,
+                            "minProperties": 1,
                             "additionalProperties": {"type": "string", "format": "binary"},
-                        }
+                        },
                     },
                 },
             },
@@ -232,7 +283,8 @@ def openapi_document(routes: list[Route], model_name: str, model_version: str) -
                     "type": "object",
                     "required": ["error"],
                     "properties": {"error": {"type": "string"}},
-                }
+                },
+                "BinaryInput": BINARY_INPUT,
             }
         },
     }

@@ -82,6 +82,7 @@ def protocol() -> Protocol:
             f'reinstall the serve extra: pip install "cifar10-runtime[serve]". '
             f"Received: {file.name} of package {file.package!r}"
         )
+    _check_wire(messages)
     methods = {
         m.name: Method(
             m.name,
@@ -93,3 +94,28 @@ def protocol() -> Protocol:
         for m in service.methods
     }
     return Protocol(messages, methods)
+
+
+def _check_wire(messages: dict[str, Any]) -> None:
+    """wire.py reads a ModelInferRequest's big fields by number: the stubs must agree."""
+    from cifar10_runtime.serving.grpc import wire
+
+    request = messages["ModelInferRequest"].DESCRIPTOR
+    contents = messages["InferTensorContents"].DESCRIPTOR
+    numbers = {
+        "inputs": (request, wire.INPUTS),
+        "raw_input_contents": (request, wire.RAW_INPUT_CONTENTS),
+        "contents": (request.fields_by_name["inputs"].message_type, wire.TENSOR_CONTENTS),
+        "uint_contents": (contents, wire.UINT_CONTENTS),
+        "fp32_contents": (contents, wire.FP32_CONTENTS),
+    }
+    wrong = {
+        name: getattr(message.fields_by_name.get(name), "number", None)
+        for name, (message, number) in numbers.items()
+        if getattr(message.fields_by_name.get(name), "number", None) != number
+    }
+    if wrong:
+        raise ConfigError(
+            f"{STUBS} numbers ModelInferRequest's fields unlike grpc_service.proto; reinstall "
+            f'the serve extra: pip install "cifar10-runtime[serve]". Received: {wrong}'
+        )

@@ -9,8 +9,8 @@ long. `loads` gives the same value in short steps:
 1. every number array (digits, signs, dots, exponents, commas, brackets, white space; at
    most MAX_DEPTH deep) of PIECE bytes or more is cut out of the text, a placeholder number
    left in its place;
-2. the rest is parsed with json.loads and must then be small (MAX_REST bytes: names, shapes,
-   parameters are; a big body that is not numbers is refused, 400);
+2. the rest must be small (MAX_REST bytes: names, shapes, parameters are; a big body that is
+   not numbers is refused, 400) and is parsed with strict_json.loads, every body's grammar;
 3. each array is parsed in pieces of about PIECE bytes (a flat one split at commas, a nested
    one at its outermost elements), each piece a short C call: between pieces the GIL goes to
    whoever waits;
@@ -18,7 +18,8 @@ long. `loads` gives the same value in short steps:
    nested elements differ in shape).
 
 An array whose placeholder is not found (its text sat inside a JSON string) is put back as
-text and the rest parsed again, so the value is always json.loads's, arrays aside.
+text and the rest parsed again, so the value is always strict_json.loads's, arrays aside:
+whatever one body-size path refuses, the other refuses too.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ from typing import Any
 import numpy as np
 from starlette.exceptions import HTTPException
 
+from cifar10_runtime.serving.v2 import strict_json
+
 PIECE = 16 * 1024  # bytes parsed per C call: about a millisecond, below the switch interval
 MAX_REST = 64 * 1024  # bytes of JSON outside number arrays (a request header is < 1 KB)
 MAX_DEPTH = 32  # nesting of a number array cut out (numpy's own limit is 64)
 FAILED_TRY = 64  # budget units of a failed try (about what a try costs, in brackets looked at)
-_RUN = re.compile(rb"[\[\]0-9eE+\-.,\s]*")
+# White space is JSON's four characters only (not \s, which also takes \v and \f).
+_RUN = re.compile(rb"[\[\]0-9eE+\-., \t\n\r]*")
 _BRACKETS = re.compile(rb"[\[\]]")
-_SPACE = re.compile(rb"\s*")
-_COMMA = re.compile(rb"\s*,\s*")
+_SPACE = re.compile(rb"[ \t\n\r]*")
+_COMMA = re.compile(rb"[ \t\n\r]*,[ \t\n\r]*")
 # Placeholders are numbers no client can guess: this process's random base minus an index.
 _BASE = -(10**30) - secrets.randbelow(10**29) * 1000
 
@@ -63,7 +67,7 @@ def loads(text: bytes) -> Any:
                 f"{MAX_REST}). Send tensor data as numbers, or as binary data after the JSON "
                 "header (parameters.binary_data_size).",
             )
-        value = json.loads(rest)
+        value = strict_json.loads(rest)  # the small-body path's grammar (UTF-8, no NaN...)
         found: dict[int, int] = {}
         _count(value, len(arrays), found)
         kept = [a for i, a in enumerate(arrays) if found.get(i) == 1]

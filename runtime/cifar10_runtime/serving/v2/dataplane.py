@@ -21,7 +21,7 @@ from cifar10_runtime import __version__
 from cifar10_runtime.batcher import MicroBatcher, UnavailableError
 from cifar10_runtime.contract import IMAGE_SHAPE
 from cifar10_runtime.predictor import Predictor
-from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind
+from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind, short
 from cifar10_runtime.serving.v2.tensors import (
     InputSpec,
     check_byte_size,
@@ -75,12 +75,13 @@ class V2Dataplane:
             hint = f" ({where})" if where else ""
             raise DataplaneError(
                 ErrorKind.NOT_FOUND,
-                f"unknown model {name!r}. This server serves {self.name!r}{hint}.",
+                f"unknown model {short(name)}. This server serves {self.name!r}{hint}.",
             )
         if version is not None and version != self.version:
             raise DataplaneError(
                 ErrorKind.NOT_FOUND,
-                f"unknown version {version!r} of model {self.name!r}. Available: {self.version!r}.",
+                f"unknown version {short(version)} of model {self.name!r}. "
+                f"Available: {self.version!r}.",
             )
 
     def model_metadata(self) -> dict[str, Any]:

@@ -28,13 +28,17 @@ from starlette.responses import JSONResponse, Response
 from cifar10_runtime.errors import first_line
 from cifar10_runtime.limits import INLINE_JSON_BYTES
 from cifar10_runtime.serving.http.bodies import CLOSE, BodyTooLarge
-from cifar10_runtime.serving.v2 import big_json
+from cifar10_runtime.serving.v2 import big_json, strict_json
 from cifar10_runtime.serving.v2.dataplane import V2Dataplane
 from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind, short
+from cifar10_runtime.serving.v2.tensors import parameters
 from cifar10_runtime.untrusted import parse_decimal
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-NESTED_TOO_DEEPLY = "the request's JSON is nested too deeply to parse; tensor data is a flat list."
+NESTED_TOO_DEEPLY = (
+    f"the request's JSON is nested too deeply to parse (at most {strict_json.MAX_NESTING} "
+    "levels); tensor data is a flat list."
+)
 BINARY_SIZE = "binary_data_size"  # what REST calls an input's byte count, in messages
 HTTP_STATUS = {
     ErrorKind.INVALID_ARGUMENT: 400,
@@ -106,12 +110,11 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
         else (body[:length], memoryview(body)[length:])
     )
     try:
-        # Big bodies (parsed in a worker thread) go in short steps: see big_json.
-        header = _loads(head) if len(head) <= INLINE_JSON_BYTES else big_json.loads(head)
+        header = _parse_json(head)
     except RecursionError:
         raise bad_request(NESTED_TOO_DEEPLY) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        if "depth limit" in str(exc):  # orjson's own nesting cap (1024 levels)
+        if isinstance(exc, strict_json.NestingError) or "depth limit" in str(exc):
             raise bad_request(NESTED_TOO_DEEPLY) from None
         raise bad_request(f"the request is not valid JSON ({first_line(exc, 120)}).") from None
     if not isinstance(header, dict):
@@ -122,13 +125,25 @@ def split_body(raw_length: str | None, body: bytes) -> tuple[dict[str, Any], mem
     return header, binary
 
 
+def _parse_json(head: bytes) -> Any:
+    """The JSON header in strict_json's grammar, the same whatever its size."""
+    if len(head) > INLINE_JSON_BYTES:  # parsed in a worker thread, in short steps
+        value = big_json.loads(head)
+    else:
+        try:
+            value = _loads(head)  # orjson takes a subset of the grammar, faster
+        except ValueError:
+            value = strict_json.loads(head)  # what orjson refuses (a big integer...) decided here
+    strict_json.check_nesting(head, value)  # one depth limit: each parser has its own
+    return value
+
+
 def images(plane: V2Dataplane, header: dict[str, Any], binary: memoryview) -> np.ndarray:
     """The header's one input as uint8 images: its JSON `data`, or the bytes after the JSON."""
     spec = plane.input_spec(header.get("inputs"))
     name = spec.name
-    params = spec.tensor.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise bad_request(f"input {name!r}: 'parameters' must be an object.")
+    with http_errors():
+        params = parameters(spec.tensor.get("parameters"), f"input {name!r}: 'parameters'")
     size = params.get(BINARY_SIZE)
     if size is None:
         if len(binary):
@@ -144,7 +159,7 @@ def images(plane: V2Dataplane, header: dict[str, Any], binary: memoryview) -> np
         return plane.images(spec)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise bad_request(
-            f"input {name!r}: {BINARY_SIZE} must be a byte count. Received: {size!r}."
+            f"input {name!r}: {BINARY_SIZE} must be a byte count. Received: {short(size)}."
         )
     plane.check_byte_size(spec, size, BINARY_SIZE)  # what the shape needs, then what came
     if size != len(binary):
@@ -157,13 +172,12 @@ def images(plane: V2Dataplane, header: dict[str, Any], binary: memoryview) -> np
 
 def requested_outputs(plane: V2Dataplane, header: dict[str, Any]) -> list[bool]:
     """Per output to return, whether it goes out as bytes after the JSON."""
-    params = header.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise bad_request("'parameters' must be an object.")
+    with http_errors():
+        params = parameters(header.get("parameters"), "'parameters'")
     default_binary = params.get("binary_data_output", False)
     if not isinstance(default_binary, bool):
         raise bad_request(
-            f"binary_data_output must be true or false. Received: {default_binary!r}."
+            f"binary_data_output must be true or false. Received: {short(default_binary)}."
         )
     return plane.requested_outputs(header.get("outputs"), default_binary)
 

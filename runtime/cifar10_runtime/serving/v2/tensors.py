@@ -55,12 +55,13 @@ def input_spec(inputs: Any, input_name: str) -> InputSpec:
         )
     tensor = inputs[0]
     name = tensor.get("name")
-    if name != input_name:
-        raise invalid(f"unknown input {name!r}. The model's input is {input_name!r}.")
+    if name != input_name:  # any JSON type compares; only the one string is equal
+        raise invalid(f"unknown input {short(name)}. The model's input is {input_name!r}.")
     datatype = tensor.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise invalid(
-            f"input {name!r}: datatype must be UINT8 (or FP32 in [0,1]). Received: {datatype!r}."
+            f"input {name!r}: datatype must be the string UINT8 (or FP32 in [0,1]). "
+            f"Received: {short(datatype)}."
         )
     shape = tensor.get("shape")
     if (
@@ -95,14 +96,20 @@ def from_bytes(spec: InputSpec, raw: memoryview, label: str) -> np.ndarray:
 def from_data(spec: InputSpec, data: list | np.ndarray) -> np.ndarray:
     """The tensor from its `data`: a flat row-major list (or an array parsed from one)."""
     name, datatype = spec.name, spec.datatype
+    if not isinstance(data, list | np.ndarray):
+        raise invalid(
+            f"input {name!r}: 'data' must be a flat row-major list of numbers. "
+            f"Received: {short(data)}."
+        )
     try:
         values = np.asarray(data)
     except (ValueError, TypeError, RecursionError, OverflowError):
         raise invalid(
             f"input {name!r}: 'data' is ragged or nested too deeply; send a flat row-major list."
         ) from None
-    allowed = "iub" if datatype == "UINT8" else "iuf"
-    if values.size and values.dtype.kind not in allowed:
+    allowed = "iu" if datatype == "UINT8" else "iuf"
+    # true/false are no pixels, even where numpy turns them into 1/0 beside numbers
+    if values.size and (values.dtype.kind not in allowed or _holds_bool(data)):
         kind = "integers 0..255" if datatype == "UINT8" else "numbers"
         raise invalid(f"input {name!r}: {datatype} 'data' must hold {kind} only.")
     if values.size != spec.count:
@@ -113,6 +120,25 @@ def from_data(spec: InputSpec, data: list | np.ndarray) -> np.ndarray:
     if datatype == "UINT8" and values.size and (values.min() < 0 or values.max() > 255):
         raise invalid(f"input {name!r}: UINT8 values must be 0..255.")
     return values.astype(spec.dtype).reshape(spec.shape)
+
+
+def _holds_bool(data: list | np.ndarray) -> bool:
+    """Whether a JSON true or false is anywhere in `data` (nested lists and arrays)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            if item.dtype.kind == "b":
+                return True
+            if item.dtype.kind == "O":
+                stack.append(list(item.ravel()))
+            continue
+        kinds = set(map(type, item))  # one C-speed pass per list
+        if bool in kinds or np.bool_ in kinds:
+            return True
+        if kinds & {list, np.ndarray}:
+            stack.extend(v for v in item if isinstance(v, list | np.ndarray))
+    return False
 
 
 def to_uint8(spec: InputSpec, x: np.ndarray) -> np.ndarray:
@@ -127,6 +153,15 @@ def to_uint8(spec: InputSpec, x: np.ndarray) -> np.ndarray:
     return np.rint(x * np.float32(255)).astype(np.uint8)
 
 
+def parameters(value: Any, what: str) -> dict[str, Any]:
+    """A `parameters` field: an object, or absent (None: no parameters)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"{what} must be an object. Received: {short(value)}.")
+    return value
+
+
 def requested_outputs(outputs: Any, output_name: str, default_binary: bool) -> list[bool]:
     """One entry per output to return: whether it goes out as binary data.
 
@@ -139,13 +174,12 @@ def requested_outputs(outputs: Any, output_name: str, default_binary: bool) -> l
         raise invalid(f"'outputs' must be a list of objects. Received: {short(outputs)}.")
     wanted = []
     for output in outputs:
-        if output.get("name") != output_name:
+        if output.get("name") != output_name:  # any JSON type compares
             raise invalid(
-                f"unknown output {output.get('name')!r}. The model's output is {output_name!r}."
+                f"unknown output {short(output.get('name'))}. "
+                f"The model's output is {output_name!r}."
             )
-        params = output.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise invalid(f"output {output_name!r}: 'parameters' must be an object.")
+        params = parameters(output.get("parameters"), f"output {output_name!r}: 'parameters'")
         if params.get("classification"):
             raise invalid(
                 "the classification extension is not supported: request the probabilities "
@@ -153,6 +187,6 @@ def requested_outputs(outputs: Any, output_name: str, default_binary: bool) -> l
             )
         binary = params.get("binary_data", default_binary)
         if not isinstance(binary, bool):
-            raise invalid(f"binary_data must be true or false. Received: {binary!r}.")
+            raise invalid(f"binary_data must be true or false. Received: {short(binary)}.")
         wanted.append(binary)
     return wanted[:1]  # the same output asked twice is returned once
