@@ -59,11 +59,12 @@ LIMIT_CONCURRENCY = 512
 GRPC_GRACE_SECONDS = 30.0  # in-progress RPCs get this long to finish on shutdown
 # Once drained, seconds grpc core gets to flush the last answers and close the connections.
 GRPC_CLOSE_SECONDS = 1.0
-# On shutdown, new calls are answered UNAVAILABLE until none arrived for GRPC_QUIET_SECONDS
-# (at most GRPC_LINGER_SECONDS): grpc core's close cancels calls that arrive during it, so
+# On shutdown, new REST requests are answered 503 and new gRPC calls UNAVAILABLE until none
+# arrived for SHUTDOWN_QUIET_SECONDS (at most SHUTDOWN_LINGER_SECONDS): closing the listener
+# and the connections resets (REST) or cancels (gRPC) what arrives during the close, so
 # clients still sending right after the signal should hear "shutting down" first.
-GRPC_QUIET_SECONDS = 0.5
-GRPC_LINGER_SECONDS = 3.0
+SHUTDOWN_QUIET_SECONDS = 0.5
+SHUTDOWN_LINGER_SECONDS = 3.0
 # Any connection is asked to reconnect (GOAWAY) after this long: a stream whose answer its
 # client never reads dies with its connection, and clients spread over new replicas.
 GRPC_CONNECTION_AGE_SECONDS = 300.0

@@ -98,7 +98,7 @@ class _Fake:
 def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """main with the predictor, the extras check, the guards and uvicorn stubbed: records
     what reached each (nothing is loaded or bound)."""
-    import uvicorn
+    from cifar10_runtime.serving.http import drain
 
     seen: dict[str, list[Any]] = {"predictor": [], "app": [], "run": [], "guards": []}
     for name in (serve_cli.CONFIG_ENV, serve_cli.MODEL_ENV):
@@ -121,7 +121,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(app_module, "create_app", create_app)
     monkeypatch.setattr(serve_cli, "configure_connections", configure)
     monkeypatch.setattr(serve_cli, "_require_extras", lambda config: None)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen["run"].append((app, kw)))
+    monkeypatch.setattr(drain, "run", lambda app, **kw: seen["run"].append((app, kw)))
     return seen
 
 

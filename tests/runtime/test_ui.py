@@ -83,12 +83,11 @@ def test_ui_false_leaves_the_page_out(predictor: Predictor) -> None:
 def test_cli_no_ui_flag(
     valid_model: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], served: bool
 ) -> None:
-    import uvicorn
-
     from cifar10_runtime.cli import serve as serve_cli
+    from cifar10_runtime.serving.http import drain
 
     apps: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: apps.append(app))
+    monkeypatch.setattr(drain, "run", lambda app, **kwargs: apps.append(app))
     result = CliRunner().invoke(serve_cli.main, [str(valid_model), "--threads", "1", *flags])
     assert result.exit_code == 0, result.output
     (app,) = apps

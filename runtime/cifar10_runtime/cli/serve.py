@@ -13,7 +13,9 @@ HTTP runs on uvicorn with httptools on uvloop when they are installed (the serve
 brings them), else h11 on asyncio (--http). Connections are guarded whichever parser runs
 (connections.py, guards.py): a request head must arrive within --header-timeout, its body
 within --body-timeout, idle keep-alive connections close after --timeout-keep-alive, and
---limit-concurrency caps connections and requests before new ones get a JSON 503.
+--limit-concurrency caps connections and requests before new ones get a JSON 503. On
+SIGTERM/SIGINT every process first drains (serving/http/drain.py): new requests get a JSON
+503 "shutting down" while the listener stays open, then uvicorn shuts down as usual.
 """
 
 from __future__ import annotations
@@ -169,9 +171,8 @@ def main(model: str, **settings: Any) -> None:
     with cli_errors(settings["verbose"]):
         config = ServeConfig(**settings).resolved()
         _require_extras(config)
-        import uvicorn
-
         from cifar10_runtime.serving.app import create_app, serving_predictor
+        from cifar10_runtime.serving.http import drain
 
         predictor = serving_predictor(model, config)
         parser = configure_connections(config)
@@ -188,13 +189,13 @@ def main(model: str, **settings: Any) -> None:
         click.echo(predictor.engine_report, err=True)  # the engine choice, one block
         options = _uvicorn_options(config, loop)
         if config.workers == 1:
-            uvicorn.run(create_app(predictor, config), **options)
+            drain.run(create_app(predictor, config), **options)
             return
         os.environ[MODEL_ENV] = os.path.abspath(model)
         os.environ[CONFIG_ENV] = config.to_json()
         del predictor  # each worker loads its own copy
         factory = "cifar10_runtime.cli.serve:app_factory"
-        uvicorn.run(factory, factory=True, workers=config.workers, **options)
+        drain.run(factory, factory=True, workers=config.workers, **options)
 
 
 def _require_extras(config: ServeConfig) -> None:

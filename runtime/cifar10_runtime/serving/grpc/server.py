@@ -281,7 +281,7 @@ class GrpcServer:
             return
         calls = self.servicer.calls
         calls.drain()
-        quiet, linger = limits.GRPC_QUIET_SECONDS, limits.GRPC_LINGER_SECONDS
+        quiet, linger = limits.SHUTDOWN_QUIET_SECONDS, limits.SHUTDOWN_LINGER_SECONDS
         if not await calls.settle(grace, quiet, linger):
             log.warning(
                 "gRPC: %d calls still in progress after %g s; cancelled", calls.active, grace

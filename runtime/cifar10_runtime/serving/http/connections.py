@@ -9,6 +9,8 @@ parser runs (httptools on uvloop by default, h11 as the pure-Python fallback):
   `header_timeout` seconds of opening, or of its previous request's end; idle sockets and
   heads sent byte by byte are closed (one log line). Between requests uvicorn's own
   `timeout_keep_alive` closes idle keep-alive connections.
+- Drain on shutdown: while drain.py's DRAIN drains, a request gets its 503 "shutting down"
+  (and every answer `Connection: close`), and new connections count as arrivals.
 - Concurrency limit: with more than `limit_concurrency` connections open, or that many
   requests in progress, a request gets a JSON 503 (process.py keeps the counts and the
   settings `configure` gives, per process).
@@ -29,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cifar10_runtime.serving.http.answers import complete, is_error_answer, json_error_answer
+from cifar10_runtime.serving.http.drain import DRAIN, closing
 from cifar10_runtime.serving.http.process import PROCESS, configure
 
 log = logging.getLogger("cifar10_runtime.serving.app")
@@ -94,6 +98,8 @@ class GuardedProtocol(asyncio.Protocol):
         self.open = True
         PROCESS.connections += 1
         PROCESS.fds.check(PROCESS.connections)
+        if DRAIN.draining:
+            DRAIN.arrived(time.monotonic())
         _no_delay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -140,12 +146,17 @@ class GuardedProtocol(asyncio.Protocol):
         try:
 
             async def send_marked(message: Message) -> None:
+                if DRAIN.draining and message["type"] == "http.response.start":
+                    message = closing(message)
                 self.sending = True
                 try:
                     await send(message)
                 finally:
                     self.sending = False
 
+            if DRAIN.refuses(scope["path"]):
+                await DRAIN.refuse(send_marked)
+                return
             if PROCESS.over_limit():
                 await PROCESS.refuse_busy(send_marked)
                 return
