@@ -25,18 +25,10 @@ MAX_JSON_CHARS = 1 << 20  # every JSON key but the golden set: the exporter's ar
 MAX_GOLDEN_CHARS = 4 * -(-MAX_IMAGES * (32 * 32 * 3 + NUM_CLASSES * 4) // 3) + (64 << 10)
 MAX_TEXT_CHARS = 4096  # model_version, source_sha256
 MAX_CLASS_NAME_CHARS = 256
-# Keys whose value may be any JSON object, or plain text (another tool's free-form note).
-_OBJECTS = (
-    "input_spec",
-    "parity",
-    "metrics",
-    "producer_versions",
-    "export_wrapper",
-    "preprocessing",
-    "quantization",
-)
 # Keys the runtime uses, so their value must be JSON.
 _NEED_JSON = ("class_names", "precisions", "golden_set")
+# The other JSON keys: any JSON object, or plain text (another tool's free-form note).
+_OBJECTS = tuple(key for key in JSON_KEYS if key not in _NEED_JSON)
 
 
 def _class_names(value: Any) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -98,3 +99,15 @@ class ServeProcess:
             code = self.process.wait(timeout=10)
         self._reader.join(10)
         return code
+
+
+def start_request_inside_the_app(port: int, body: bytes, timeout: float = 30.0) -> socket.socket:
+    """Send a request head; return once the app is reading its body (100 Continue)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    head = (
+        "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+    return sock

@@ -12,14 +12,13 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from serve_process import ServeProcess
+from serve_process import ServeProcess, start_request_inside_the_app
 from serve_samples import sample_pngs
 
 from cifar10_runtime.serving.http import drain
@@ -176,18 +175,6 @@ def test_two_workers_drain_on_sigterm(valid_model: Path, tmp_path: Path) -> None
     _assert_drained(srv, _clients_across_sigterm(srv), workers=2)
 
 
-def _start_request_inside_the_app(port: int, body: bytes) -> socket.socket:
-    """Send a request head; return once the app is reading its body (100 Continue)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=BOUND)
-    head = (
-        "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
-    )
-    sock.sendall(head.encode())
-    assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
-    return sock
-
-
 def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict[str, str], bytes]:
     conn.request("GET", path)
     response = conn.getresponse()
@@ -202,7 +189,7 @@ def test_drain_keeps_healthz_refuses_readyz_and_finishes_work_in_progress(
     body = sample_pngs(1)[0]
     idle = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=BOUND)
     assert _get(idle, "/healthz")[0] == 200  # now an idle keep-alive connection
-    in_flight = _start_request_inside_the_app(srv.port, body)  # holds the drain open
+    in_flight = start_request_inside_the_app(srv.port, body)  # holds the drain open
     srv.process.send_signal(signal.SIGTERM)
     for _ in range(MAX_REQUESTS):  # until the drain has begun (each on a new connection)
         ready = _get(http.client.HTTPConnection("127.0.0.1", srv.port, timeout=BOUND), "/readyz")

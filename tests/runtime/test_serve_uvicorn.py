@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from serve_process import ServeProcess
+from serve_process import ServeProcess, start_request_inside_the_app
 from serve_samples import sample_images, sample_pngs
 
 from cifar10_runtime import Predictor
@@ -104,18 +104,6 @@ def test_bad_bodies_get_4xx_and_the_server_stays_ready(server: ServeProcess) -> 
     assert server.stop(signal.SIGINT) in (0, 130, -signal.SIGINT)
 
 
-def _start_request_inside_the_app(port: int, body: bytes) -> socket.socket:
-    """Send a request head; return once the app is reading its body (100 Continue)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=BOUND)
-    head = (
-        "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
-    )
-    sock.sendall(head.encode())
-    assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
-    return sock
-
-
 def _read_all(sock: socket.socket) -> bytes:
     data = b""
     while chunk := sock.recv(65536):
@@ -131,7 +119,7 @@ def test_shutdown_finishes_in_flight_requests(valid_model: Path, tmp_path: Path)
     first = b""
     while not first.endswith(b'{"status":"ok"}'):  # the whole answer: now an idle connection
         first += idle.recv(65536) or pytest.fail(f"closed early: {first!r}")
-    in_flight = [_start_request_inside_the_app(srv.port, body) for _ in range(3)]
+    in_flight = [start_request_inside_the_app(srv.port, body) for _ in range(3)]
     srv.process.send_signal(signal.SIGTERM)
     assert _read_all(idle) == b""  # closed by the shutdown: it has begun
     for sock in in_flight:  # the bodies arrive after SIGTERM: still answered
