@@ -126,3 +126,12 @@ def test_the_float32_tolerance_has_one_home() -> None:
     assert ExportConfig(output=Path("m.onnx")).atol == FP32_TOLERANCE
     golden = Golden(np.zeros((1, 32, 32, 3), np.uint8), np.zeros((1, 10), np.float32))
     assert golden.tolerance("fp32") == FP32_TOLERANCE
+
+
+def test_the_exporter_times_with_the_runtime_loop() -> None:
+    from cifar10_exporter.checks import engine_evidence
+    from cifar10_exporter.int8 import speed
+    from cifar10_runtime.engines import timing
+
+    assert speed.best_seconds is timing.best_seconds
+    assert engine_evidence.best_seconds is timing.best_seconds

@@ -1,5 +1,6 @@
 """The one best-of-N timing loop (cifar10_runtime.engines.timing.best_seconds), shared by the
-runtime's engine choice and the exporter's int8 speed and engine evidence."""
+runtime's engine choice and the exporter's int8 speed and engine evidence (checked in
+tests/exporter/test_engine_evidence.py: this folder runs without the exporter)."""
 
 from __future__ import annotations
 
@@ -38,11 +39,3 @@ def test_one_call_when_neither_runs_nor_deadline_is_given() -> None:
     calls: list[int] = []
     assert timing.best_seconds(lambda: calls.append(1)) >= 0.0
     assert calls == [1]
-
-
-def test_the_exporter_times_with_the_runtime_loop() -> None:
-    from cifar10_exporter.checks import engine_evidence
-    from cifar10_exporter.int8 import speed
-
-    assert speed.best_seconds is timing.best_seconds
-    assert engine_evidence.best_seconds is timing.best_seconds

@@ -219,3 +219,15 @@ def test_gpu_capability_from_tensorflow(details: object, expected: object, monke
 
     monkeypatch.setattr(tf.config.experimental, "get_device_details", fake)
     assert precision.gpu_capability(object()) == expected
+
+
+def test_the_trainer_reads_cpu_flags_through_the_one_reader(tmp_path: Path) -> None:
+    from cifar10_runtime.engines import cpu
+    from cifar10_trainer import precision
+
+    assert precision.cpu_flags is cpu.cpu_flags
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: Test CPU\nflags\t\t: fpu avx512_bf16\n")
+    assert cpu.cpu_flags(info) == frozenset({"fpu", "avx512_bf16"})
+    assert cpu.read_cpuinfo(info) == ("Test CPU", {"fpu", "avx512_bf16"})
+    assert cpu.cpu_flags(tmp_path / "missing") is None
