@@ -181,7 +181,7 @@ def test_errors_raise_the_clients_exception_with_our_message(client, expected) -
     infer_raises(client, "unknown input 'pixels'", bad, "cifar10", [_tensor(x, "pixels")])
     infer_raises(
         client,
-        "UINT8 (or FP32 in [0,1]). Received: 'INT32'",
+        "datatype must be UINT8 (or FP32 in [0,1]). Received: 'INT32'",
         bad,
         "cifar10",
         [_tensor(x.astype(np.int32), datatype="INT32")],

@@ -100,7 +100,7 @@ def test_every_field_of_the_wrong_json_type_is_a_400(
 def test_the_original_unhashable_datatypes_name_what_to_send(client: TestClient) -> None:
     for value in ({}, [], ["UINT8"]):
         head = json.dumps(_set(infer_request(False), ("inputs", 0, "datatype"), value)).encode()
-        check_answer(post(client, head, False), 400, "datatype must be the string UINT8")
+        check_answer(post(client, head, False), 400, "datatype must be UINT8")
 
 
 def test_long_wrong_values_are_quoted_bounded(client: TestClient) -> None:

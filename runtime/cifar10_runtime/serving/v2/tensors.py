@@ -60,7 +60,7 @@ def input_spec(inputs: Any, input_name: str) -> InputSpec:
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list is unhashable
         raise invalid(
-            f"input {name!r}: datatype must be the string UINT8 (or FP32 in [0,1]). "
+            f"input {name!r}: datatype must be UINT8 (or FP32 in [0,1]). "
             f"Received: {short(datatype)}."
         )
     shape = tensor.get("shape")
