@@ -29,7 +29,8 @@ $(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runti
 	$(RT_BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
 	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" \
-		"playwright>=1.45,<2" "tritonclient[http]>=2.40,<3" "tritonclient[grpc]>=2.40,<3"
+		"playwright>=1.45,<2" "tritonclient[http]>=2.40,<3" "tritonclient[grpc]>=2.40,<3" \
+		"hypothesis>=6.100,<7"
 	touch $@
 
 fixtures: install
