@@ -26,6 +26,7 @@ from cifar10_exporter.config import (
     MIN_OPSET,
     OUTPUT_KINDS,
     QUANTIZE,
+    TTA,
     ExportConfig,
     parse_class_names,
 )
@@ -117,7 +118,9 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
     "--quantize",
     type=click.Choice(QUANTIZE),
     default=None,
-    help="Also write OUTPUT's .int8.onnx twin (static QDQ) and check it.",
+    help="The .int8.onnx twin (static QDQ) beside OUTPUT: auto = write it when a recipe "
+    "passes its gate, else one line says so and the export still succeeds; int8 = write it or "
+    "fail; none = no twin, no search [default: auto].",
 )
 @click.option(
     "--verify-only",
@@ -214,6 +217,13 @@ def _from_file(path: Path, output: Path) -> ExportConfig:
 )
 @click.option("--threads", type=int, default=None, help="onnxruntime threads for the check.")
 @click.option(
+    "--tta",
+    type=click.Choice(TTA),
+    default=None,
+    help="Test-time augmentation inside the graph: flip averages each image with its mirror "
+    "image (about half the images/s; the card states both accuracies) [default: none].",
+)
+@click.option(
     "--seed",
     type=int,
     default=None,
@@ -284,7 +294,8 @@ def main(
 
             export(config, log=click.echo, paths=paths)
         if triton_repository is not None:  # only after every check passed
-            int8 = paths.int8 if config.quantize and paths.int8.is_file() else None
+            twin = config.quantize != "none" and paths.int8.is_file()
+            int8 = paths.int8 if twin else None
             write_repository(triton_repository, paths.onnx, int8, log=click.echo)
 
 

@@ -27,7 +27,7 @@ from cifar10_exporter.outputs.metadata import (
 )
 from cifar10_exporter.steps import int8_step, preflight, prepare, run_parity, write_card
 from cifar10_exporter.wrapper import WrapperSpec
-from cifar10_runtime.errors import CifarError, ConfigError
+from cifar10_runtime.errors import CifarError, ConfigError, first_line
 from cifar10_runtime.files import sha256_hex as sha256_file
 from cifar10_runtime.files import write_bytes, write_json
 from cifar10_trainer.run import Run
@@ -60,6 +60,11 @@ def export(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     report.stats["preprocessing"] = decision
     log(report.table())
     verdict = score(config, samples, reference, report, run, log)
+    if spec.tta != "none" and report.passed:  # what the averaging buys and costs, for the card
+        from cifar10_exporter.tta import tta_step
+
+        averaged = proto.SerializeToString()
+        report.stats["tta"] = tta_step(config, model, spec, samples, reference, averaged, log)
     ok = report.passed and verdict.passed
     result = ExportResult(paths, spec, report, written=ok or config.force, gate=verdict)
     if result.written:
@@ -101,22 +106,35 @@ def _stamp(config: ExportConfig, proto: Any, spec: WrapperSpec, run: Run | None)
 def _int8(
     config: ExportConfig, proto: Any, samples: Any, result: ExportResult, log: Log
 ) -> CifarError | None:
-    """The INT8 twin when asked for and the fp32 model allows it; its error, if any, is
-    returned so the fp32 model is still written before the export fails."""
+    """The INT8 twin unless --quantize none, when the fp32 model allows it. With int8 its
+    error, if any, is returned so the fp32 model is still written before the export fails;
+    with auto a twin that cannot be made is one line, and the export goes on without it."""
     report, verdict = result.parity, result.gate
-    # --force (as before the gate existed) still makes the twin of a model that only
-    # failed the accuracy gate; a parity failure means the fp32 graph itself is wrong.
-    if config.quantize == "int8" and report.passed and (verdict.passed or config.force):
-        fp32 = proto.SerializeToString()
-        try:
-            report.stats["int8"] = int8_step(
-                config, result.paths, fp32, samples, report.outputs, result, log
-            )
-        except CifarError as exc:  # the fp32 model is still good: write it, then fail
-            report.stats["int8"] = {"error": str(exc)}
-            return exc
-    elif config.quantize == "int8":
+    if config.quantize == "none":
+        return None
+    # --force (as before the gate existed) still makes the int8 twin of a model that only
+    # failed the accuracy gate; a parity failure means the fp32 graph itself is wrong. auto
+    # makes a twin only of a model that passed its own checks.
+    forced = config.force and config.quantize == "int8"
+    if not (report.passed and (verdict.passed or forced)):
         log("int8: skipped, the fp32 model failed its checks")
+        return None
+    if samples.n_dataset < 1:  # auto only: config refuses int8 with --samples 0
+        log("int8: no twin (no check images to judge one by: --samples 0); fp32 answers")
+        return None
+    fp32 = proto.SerializeToString()
+    try:
+        report.stats["int8"] = int8_step(
+            config, result.paths, fp32, samples, report.outputs, result, log
+        )
+    except CifarError as exc:  # the fp32 model is still good: write it, then fail
+        if config.quantize == "auto":
+            line = f"int8: no twin written ({first_line(exc)}); the fp32 model answers"
+            log(line)
+            report.stats["int8"] = {"written": False, "note": line}
+            return None
+        report.stats["int8"] = {"error": str(exc)}
+        return exc
     return None
 
 

@@ -27,7 +27,7 @@ from cifar10_exporter.outputs import card
 from cifar10_exporter.outputs.files import ArtifactPaths, ensure_writable_dir
 from cifar10_exporter.outputs.metadata import producer_versions, read_json, set_metadata
 from cifar10_exporter.wrapper import WrapperSpec
-from cifar10_runtime.errors import ModelError
+from cifar10_runtime.errors import CifarError, ModelError, first_line
 from cifar10_runtime.files import write_bytes, write_json
 from cifar10_trainer.errors import DataError
 from cifar10_trainer.run import Run
@@ -53,12 +53,19 @@ def preflight(config: ExportConfig) -> ArtifactPaths:
             f"no ONNX model at {paths.onnx} to verify: export it first with "
             f"`cifar-export {paths.onnx}`. Received: OUTPUT={paths.onnx} --verify-only"
         )
-    if config.quantize and not paths.int8.is_file():
+    if config.quantize == "int8" and not paths.int8.is_file():
         raise ModelError(
             f"no int8 model at {paths.int8} to verify: export with --quantize int8 first, "
-            f"or drop --quantize. Received: --quantize={config.quantize} --verify-only"
+            f"or use --quantize auto (checks a twin when there is one) or none. "
+            f"Received: --quantize={config.quantize} --verify-only"
         )
     return paths
+
+
+def checks_twin(config: ExportConfig, paths: ArtifactPaths) -> bool:
+    """Does --verify-only check the int8 twin: always with --quantize int8 (preflight made
+    sure it is there), with auto when there is one (a twin beside OUTPUT may answer)."""
+    return config.quantize == "int8" or (config.quantize == "auto" and paths.int8.is_file())
 
 
 def prepare(config: ExportConfig, run: Run | None, log: Log, recorded: WrapperSpec | None = None):
@@ -101,6 +108,8 @@ def prepare(config: ExportConfig, run: Run | None, log: Log, recorded: WrapperSp
         if decision["candidates"]:
             log(candidates_table(decision))
         log(f"  {decision['why']}")
+    if recorded is None:  # --verify-only keeps the averaging the graph was built with
+        spec = spec.replace(tta=config.tta)
     log(f"model {config.model}: {spec.describe()}")
     return model, spec, samples, decision, keras_reference(model, spec, samples.images)
 
@@ -146,6 +155,8 @@ def int8_step(
     else:
         report = check_twin(fp32, int8, samples, config, fp32_probs)
     report.files = {"fp32": str(paths.onnx), "int8": str(paths.int8)}
+    if config.quantize == "auto" and not config.verify_only and not report.passed:
+        return _no_twin(report, config, log)
     log(report.table())
     result.int8 = report
     written = not config.verify_only and (report.passed or config.force)
@@ -165,6 +176,37 @@ def int8_step(
     return {"file": str(paths.int8), "written": written, **report.summary(), **found}
 
 
+def _no_twin(report: Report, config: ExportConfig, log: Log) -> dict[str, Any]:
+    """`--quantize auto` when no recipe passes: one line, no twin, no report file, no error
+    (result.int8 stays unset); the search's table stays in .parity.json and the card."""
+    from cifar10_exporter.int8.quantize import no_pass_line
+
+    line = no_pass_line(report.stats.get("recipes", []), config)
+    log(line)
+    found = {k: report.stats[k] for k in ("recipes", "cpu", "calibration") if k in report.stats}
+    return {"written": False, "passed": False, "note": line, **found}
+
+
+def answering(onnx: Path, threads: int | None, log: Log) -> dict[str, Any]:
+    """Which engine and precision the runtime's default Predictor chooses for `onnx` (and its
+    twin) on this machine, in the runtime's own words (`Predictor.engine`), for the card."""
+    from cifar10_runtime.predictor import Predictor
+
+    try:
+        predictor = Predictor(onnx, threads=threads)
+    except CifarError as exc:
+        log(f"note: the runtime would not load {onnx.name}: {first_line(exc)}")
+        return {"error": first_line(exc)}
+    choice = predictor.engine_choice
+    log(f"answers here: {predictor.engine} (the default Predictor's choice, {choice['why']})")
+    return {
+        "engine": predictor.engine,
+        "precision": predictor.precision,
+        "why": choice["why"],
+        "cpu": f"{choice['cpu']} ({choice['cpu_features']})",
+    }
+
+
 def write_card(paths, config, spec, run, report: Report, props: dict[str, str], log: Log):
     """OUTPUT.md from the same records as .parity.json; a read-only folder only logs a note."""
     text = card.render(
@@ -177,6 +219,7 @@ def write_card(paths, config, spec, run, report: Report, props: dict[str, str], 
         run=run,
         report=report.to_dict(),
         versions=read_json(props, "producer_versions", {}) or producer_versions(0),
+        answers=answering(paths.onnx, config.threads, log),
     )
     try:
         write_bytes(paths.card, text.encode())

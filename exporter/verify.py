@@ -12,7 +12,14 @@ from cifar10_exporter.checks.assess import ExportResult, Log, check_model, raise
 from cifar10_exporter.config import ExportConfig
 from cifar10_exporter.outputs.files import ArtifactPaths
 from cifar10_exporter.outputs.metadata import get_metadata, read_json
-from cifar10_exporter.steps import int8_step, preflight, prepare, run_parity, write_card
+from cifar10_exporter.steps import (
+    checks_twin,
+    int8_step,
+    preflight,
+    prepare,
+    run_parity,
+    write_card,
+)
 from cifar10_exporter.wrapper import WrapperSpec
 from cifar10_runtime.contract import GOLDEN_KEY, PRECISIONS_KEY
 from cifar10_runtime.errors import CifarError, ModelError
@@ -22,9 +29,9 @@ from cifar10_trainer.run import Run
 
 
 def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None = None):
-    """Check an existing OUTPUT (and its int8 twin with quantize="int8") against config.model;
-    rewrites the parity JSON and the model card, never the model. `config.verify_only` need
-    not be set: checking is what this function does."""
+    """Check an existing OUTPUT (and its int8 twin: with quantize="int8", or "auto" when one
+    is there) against config.model; rewrites the parity JSON and the model card, never the
+    model. `config.verify_only` need not be set: checking is what this function does."""
     import onnx
 
     config = config.replace(verify_only=True)  # preflight and int8_step check, never write
@@ -54,7 +61,7 @@ def verify(config: ExportConfig, log: Log = print, paths: ArtifactPaths | None =
     log(report.table())
     verdict = score(config, samples, reference, report, run, log)
     result = ExportResult(paths, spec, report, written=False, gate=verdict)
-    if config.quantize == "int8":
+    if checks_twin(config, paths):
         int8 = paths.int8.read_bytes()
         check_model(int8, str(paths.int8))
         report.stats["int8"] = int8_step(

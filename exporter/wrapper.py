@@ -43,6 +43,9 @@ class WrapperSpec:
     # True while the model does not show its own scaling and no flag fixed it: the pipeline
     # then decides by scoring the candidates on labelled images.
     scaling_open: bool = False
+    # "flip": the graph runs the model on each image and on its mirror image and averages
+    # the two probability vectors (test-time augmentation); "none": the model alone.
+    tta: str = "none"
 
     def replace(self, **changes: Any) -> WrapperSpec:
         return dataclasses.replace(self, **changes)
@@ -61,7 +64,8 @@ class WrapperSpec:
             "standardize": f"{self.input_dtype} input fed (image - mean) / std{order}",
         }[self.input_scale]
         out = "softmax appended to logits" if self.add_softmax else "softmax output kept"
-        return f"{inp} ({self.scale_decided_by}); {out} ({self.decided_by})"
+        tta = "; averaged with its mirror image (--tta flip)" if self.tta == "flip" else ""
+        return f"{inp} ({self.scale_decided_by}); {out} ({self.decided_by}){tta}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,6 +117,12 @@ def feed(x, spec: WrapperSpec, cast, reverse):
     elif spec.input_scale == "standardize":
         x = (x - np.asarray(spec.mean, dtype=dtype)) / np.asarray(spec.std, dtype=dtype)
     return reverse(x) if spec.channel_order == "BGR" else x
+
+
+def mirrored(images: np.ndarray) -> np.ndarray:
+    """Each NHWC image mirrored left to right (the second view of `--tta flip`), as the
+    graph's `image[:, :, ::-1]` does."""
+    return images[:, :, ::-1]
 
 
 def preprocess(images: np.ndarray, spec: WrapperSpec) -> np.ndarray:

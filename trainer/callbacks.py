@@ -15,6 +15,7 @@ from typing import Any
 from cifar10_runtime.files import write_json
 
 from . import outputs
+from .averaging import averaged_weights
 from .run import CHECKPOINT, HISTORY, MODEL, STATE
 
 
@@ -93,8 +94,9 @@ def record_epoch(
     if row.get("val_accuracy", -1.0) > state["best_val_accuracy"]:
         state["best_val_accuracy"] = row["val_accuracy"]
         state["best_epoch"] = epoch + 1
-        outputs.save_keras(model, run_dir / MODEL)
-    outputs.save_keras(model, run_dir / CHECKPOINT)
+        with averaged_weights(model):  # what validation scored is what is kept
+            outputs.save_keras(model, run_dir / MODEL)
+    outputs.save_keras(model, run_dir / CHECKPOINT)  # the trained weights: --resume goes on
     outputs.write_history(run_dir / HISTORY, state["history"])
     # state.json last: it is what says the epoch is finished.
     write_json(run_dir / STATE, state)

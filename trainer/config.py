@@ -21,12 +21,10 @@ from typing import Any
 
 from cifar10_runtime.errors import ConfigError
 
+from .config_checks import INT_MAX, SEED_MAX, check
+
 # The one home of the shipped parameters files (package data, also in wheels).
 REPO_CONFIGS = Path(str(importlib.resources.files("cifar10_trainer").joinpath("configs")))
-# Ints reach TensorFlow as int32 (shapes, batch sizes) or numpy seeds (uint32).
-_INT_MAX = 2**31 - 1
-_SEED_MAX = 2**32 - 1
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # Keys of earlier versions: a parameters file (or a flag) using one is told its replacement.
 REPLACED = {
     "mixed_precision": 'precision ("auto", "float32", "mixed_bfloat16" or "mixed_float16")',
@@ -44,12 +42,21 @@ class TrainConfig:
     dropout: tuple[float, ...] = (0.2, 0.3)  # per block, growing with depth like the reference
     dense_units: int = 128  # the reference's hidden Dense width
     dense_dropout: float = 0.0  # the reference had none before the classifier
+    # Keras's default: each BatchNorm statistic averages over the last ~100 steps, short
+    # against the ~290 steps of one epoch at batch 16.
+    bn_momentum: float = 0.99
     # --- optimisation
     optimizer: str = "adam"  # "sgd" or "adam" (the reference used SGD + momentum)
     learning_rate: float = 0.001
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 0 over all epochs)
+    # cosine only: rise linearly from 0 over this many epochs first, so the first large
+    # updates do not land on an untrained BatchNorm's statistics. 0: no warm-up.
+    warmup_epochs: int = 0
+    # >0: validate, select and save an exponential moving average of the weights (the
+    # optimizer keeps it; `0.999` averages over ~1,000 steps). 0: the weights themselves.
+    ema_momentum: float = 0.0
     label_smoothing: float = 0.1  # softer targets: less over-confidence on small sets
     weight_decay: float = 0.0  # decoupled (AdamW-style) decay; 0 is the reference
     epochs: int = 50
@@ -88,68 +95,7 @@ class TrainConfig:
     seed: int = 0  # seeds data split, shuffling, init and augmentation; CPU runs repeat exactly
 
     def __post_init__(self) -> None:
-        self._check_ranges()
-        _check_choice("dataset", self.dataset, ("cifar10", "synthetic"))
-        _check_choice("optimizer", self.optimizer, ("sgd", "adam"))
-        _check_choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        _check_choice("device", self.device, ("auto", "cpu", "gpu"))
-        _check_choice("strategy", self.strategy, ("none", "mirrored", "multi-worker"))
-        _check_choice("precision", self.precision, PRECISIONS)
-        if not self.filters or any(f <= 0 for f in self.filters):
-            raise ConfigError(f"filters must be positive. Received: filters={list(self.filters)}")
-        if len(self.dropout) != len(self.filters):
-            raise ConfigError(
-                f"dropout needs one rate per block ({len(self.filters)}). "
-                f"Received: dropout={list(self.dropout)}"
-            )
-        for name in ("epochs", "batch_size", "dense_units", "peer_timeout"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"{name} must be at least 1. Received: {name}={getattr(self, name)}"
-                )
-        for name, value in [("learning_rate", self.learning_rate)]:
-            if value <= 0:
-                raise ConfigError(f"{name} must be positive. Received: {name}={value}")
-        rates = [*self.dropout, self.dense_dropout, self.label_smoothing, self.momentum]
-        if any(not 0.0 <= r < 1.0 for r in rates):
-            raise ConfigError(
-                "dropout, dense_dropout, label_smoothing and momentum must be in [0, 1). "
-                f"Received: {rates}"
-            )
-        for name in (
-            "augment_crop_padding",
-            "augment_cutout",
-            "cpu_replicas",
-            "weight_decay",
-            "threads",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} cannot be negative. Received: {getattr(self, name)}")
-        if self.cpu_replicas > 1 and self.strategy != "mirrored":
-            raise ConfigError(
-                f"cpu_replicas only makes sense with strategy='mirrored'. "
-                f"Received: cpu_replicas={self.cpu_replicas}, strategy={self.strategy!r}"
-            )
-
-    def _check_ranges(self) -> None:
-        """NaN/inf floats and ints TensorFlow cannot hold, before any comparison below."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            for v in value if isinstance(value, tuple) else (value,):
-                if isinstance(v, float) and not math.isfinite(v):
-                    raise ConfigError(f"{f.name} must be a finite number. Received: {f.name}={v}")
-                limit = _SEED_MAX if f.name == "seed" else _INT_MAX
-                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > limit:
-                    raise ConfigError(
-                        f"{f.name} is too large (at most {limit}). Received: {f.name}={v}"
-                    )
-        if not 0.0 < self.validation_split < 1.0:
-            raise ConfigError(
-                "validation_split must be in (0, 1). "
-                f"Received: validation_split={self.validation_split}"
-            )
-        if self.seed < 0:
-            raise ConfigError(f"seed cannot be negative. Received: seed={self.seed}")
+        check(self)  # every range and choice, before TensorFlow ever sees a value
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
@@ -162,13 +108,6 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(
-            f"{name} must be one of {list(choices)}; pick one of them. Received: {name}={value!r}"
-        )
 
 
 def field_types() -> dict[str, Any]:
@@ -228,7 +167,7 @@ def coerce_scalar(
     )
     if not ok:
         raise ConfigError(f"{source}: {name} must be {kind.__name__}. Received: {name}={value!r}")
-    limit = _SEED_MAX if name == "seed" else _INT_MAX
+    limit = SEED_MAX if name == "seed" else INT_MAX
     if kind is int and abs(value) > limit:
         raise ConfigError(f"{source}: {name} is too large (at most {limit}). Received: {value}")
     if kind is float:

@@ -28,6 +28,8 @@ import numpy as np
 
 from cifar10_runtime.errors import ModelError
 
+from .averaging import averaged_weights
+
 
 class DistributedLoop:
     def __init__(self, model: Any, strategy: Any, global_batch: int, label_smoothing: float):
@@ -150,7 +152,8 @@ class DistributedLoop:
                     bar.update(step, values)
             train_seconds = time.perf_counter() - start
             train_cpu_seconds = time.process_time() - cpu_start
-            val_loss, val_acc, seen = self.evaluate(dist_val)
+            with averaged_weights(self.model):
+                val_loss, val_acc, seen = self.evaluate(dist_val)
             if seen != val_images:  # every image once: a sharding mistake must not go unseen
                 raise RuntimeError(f"validation saw {seen} images, expected {val_images}")
             lr = self.model.optimizer.learning_rate

@@ -14,6 +14,7 @@ from typing import Any
 from cifar10_runtime.errors import ConfigError, ModelError
 
 from . import outputs
+from .averaging import validation_callback
 from .callbacks import epoch_checkpoint, record_epoch
 from .config import TrainConfig
 from .data import Dataset, split_validation
@@ -131,7 +132,8 @@ def _train_keras(model, cfg, run_dir, state, datasets, b, placement, verbose) ->
         validation_data=val_ds,
         epochs=cfg.epochs,
         initial_epoch=state["epoch"],
-        callbacks=[epoch_checkpoint(run_dir, state)],
+        # Averaged weights (if any) are swapped in before the checkpoint callback's validation.
+        callbacks=[validation_callback(), epoch_checkpoint(run_dir, state)],
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline already reshuffles every epoch
     )

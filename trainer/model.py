@@ -33,7 +33,7 @@ def build_model(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> keras.Model
                 kernel_initializer="he_uniform",
                 name=f"block{block}_conv{conv}",
             )(x)
-        x = layers.BatchNormalization(name=f"block{block}_bn")(x)
+        x = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"block{block}_bn")(x)
         x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         x = layers.Dropout(rate, seed=cfg.seed + block, name=f"block{block}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
@@ -49,19 +49,29 @@ def build_model(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> keras.Model
 
 
 def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """SGD+momentum (the reference) or Adam, with a constant or cosine learning rate."""
+    """SGD+momentum (the reference) or Adam, with a constant or cosine learning rate (after an
+    optional linear warm-up), and optionally a moving average of the weights."""
     import keras
 
     lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         # Keyed on optimizer.iterations, which the checkpoint restores, so --resume stays on curve.
-        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * steps_per_epoch)
-    decay = cfg.weight_decay or None  # Keras applies it decoupled, as AdamW does
+        warmup = cfg.warmup_epochs * steps_per_epoch
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else cfg.learning_rate,
+            cfg.epochs * steps_per_epoch - warmup,
+            warmup_target=cfg.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    common = {
+        "learning_rate": lr,
+        "weight_decay": cfg.weight_decay or None,  # Keras applies it decoupled, as AdamW does
+        "use_ema": cfg.ema_momentum > 0,
+        "ema_momentum": cfg.ema_momentum or 0.99,
+    }
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr, weight_decay=decay)
-    return keras.optimizers.SGD(
-        learning_rate=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=decay
-    )
+        return keras.optimizers.Adam(**common)
+    return keras.optimizers.SGD(momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
 
 
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:

@@ -60,7 +60,7 @@ def choose(
     capabilities: list[tuple[int, int] | None] | None = None,
     flags: frozenset[str] | None = None,
 ) -> Precision:
-    """The policy for `requested` (one of config.PRECISIONS, checked there) on this device;
+    """The policy for `requested` (one of config_checks.PRECISIONS, checked there) on this device;
     pure: the caller reads the GPU's and the CPU's facts."""
     if use_gpu:
         caps = capabilities or []

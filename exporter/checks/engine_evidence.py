@@ -104,7 +104,7 @@ def evidence_candidates(
         model = int8 if precision == "int8" else fp32
         why = ""
         if model is None:
-            why = "no int8 twin (export with --quantize int8)"
+            why = "no int8 twin (none passed its gate, or --quantize none)"
         elif engine == "openvino" and backend is None:
             why = ov_missing
         elif precision == "bf16" and bf16_why:

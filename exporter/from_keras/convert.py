@@ -14,7 +14,8 @@ def build_serving_function(model, spec: WrapperSpec):
 
     It casts/scales (and for BGR models reverses the channels of) the image as `spec` says,
     so the contract's uint8 RGB input holds whatever the model takes; runs the model in
-    inference mode, casts the scores to float32 and appends a softmax for logits.
+    inference mode, casts the scores to float32 and appends a softmax for logits. Under
+    `spec.tta == "flip"` it averages each image's probabilities with its mirror image's.
     """
     import tensorflow as tf
 
@@ -22,12 +23,19 @@ def build_serving_function(model, spec: WrapperSpec):
 
     @tf.function(input_signature=signature)
     def serve(image):
+        n = tf.shape(image)[0]
+        if spec.tta == "flip":  # one model call over [images; mirrored images]
+            # A strided slice becomes one ONNX Slice (step -1); tf.reverse would become
+            # Transpose -> ReverseSequence -> Transpose.
+            image = tf.concat([image, image[:, :, ::-1]], axis=0)
         x = feed(image, spec, tf.cast, lambda t: tf.reverse(t, axis=[-1]))
         if spec.input_dtype == "bfloat16":
             x = tf.cast(x, tf.bfloat16)
         y = tf.cast(model(x, training=False), tf.float32)
         if spec.add_softmax:
             y = tf.nn.softmax(y, axis=-1)
+        if spec.tta == "flip":  # probabilities averaged, as keras_reference does
+            y = (y[:n] + y[n:]) / 2.0
         return {OUTPUT_NAME: y}
 
     return serve

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar10_exporter.wrapper import WrapperSpec, preprocess
+from cifar10_exporter.wrapper import WrapperSpec, mirrored, preprocess
 from cifar10_runtime.contract import NUM_CLASSES
 from cifar10_runtime.errors import ModelError, first_line
 
@@ -85,7 +85,15 @@ def keras_outputs(model, spec: WrapperSpec, images: np.ndarray, batch_size: int 
 
 
 def keras_reference(model, spec: WrapperSpec, images: np.ndarray, batch_size: int = 128):
-    """What the ONNX model must reproduce: Keras outputs, plus the softmax the wrapper adds."""
+    """What the ONNX model must reproduce: Keras outputs, plus the softmax the wrapper adds,
+    averaged with the mirror images' under `--tta flip` (as the graph does)."""
+    out = _probabilities(model, spec, images, batch_size)
+    if spec.tta == "flip":
+        out = (out + _probabilities(model, spec, mirrored(images), batch_size)) / np.float32(2)
+    return out.astype(np.float32, copy=False)
+
+
+def _probabilities(model, spec: WrapperSpec, images: np.ndarray, batch_size: int):
     import tensorflow as tf
 
     out = keras_outputs(model, spec, images, batch_size)

@@ -41,6 +41,13 @@ def _array(graph, name: str) -> np.ndarray | None:
     return None if t is None else numpy_helper.to_array(t)
 
 
+def _image_source(graph) -> str:
+    """The uint8 tensor the float conversion starts from: the image, or under `--tta flip`
+    the Concat of the images and their mirror images."""
+    concat = [n for n in graph.node if n.op_type == "Concat" and INPUT_NAME in n.input]
+    return concat[0].output[0] if len(concat) == 1 else INPUT_NAME
+
+
 def _input_chain(graph) -> list:
     """`image -> Cast [-> Mul(const)]`: the nodes that turn the uint8 image into floats."""
     consumers = _consumers(graph)
@@ -49,7 +56,7 @@ def _input_chain(graph) -> list:
         nodes = consumers.get(value, [])
         return nodes[0] if len(nodes) == 1 and nodes[0].op_type == op else None
 
-    cast = only(INPUT_NAME, "Cast")
+    cast = only(_image_source(graph), "Cast")
     if cast is None:
         return []
     mul = only(cast.output[0], "Mul")
@@ -78,7 +85,21 @@ def float_nodes(model, first_conv: bool, head: bool) -> list[str]:
             layer = producer.get(layer.input[0])
         if head and layer is not None and layer.op_type in ("MatMul", "Gemm"):
             keep.append(layer.name)
-    return keep
+    return keep + _after_softmax(model.graph)
+
+
+def _after_softmax(graph) -> list[str]:
+    """Every node fed (directly or not) by a Softmax: the `--tta flip` averaging of two
+    probability vectors, which 256 levels would round into ties."""
+    consumers = _consumers(graph)
+    seen: dict[str, None] = {}
+    todo = [out for n in graph.node if n.op_type == "Softmax" for out in n.output]
+    while todo:
+        for node in consumers.get(todo.pop(), []):
+            if node.name not in seen:
+                seen[node.name] = None
+                todo.extend(node.output)
+    return list(seen)
 
 
 def _channel_const(graph, name: str, channels: int) -> np.ndarray | None:
@@ -195,9 +216,9 @@ def feed_uint8_image(proto) -> bool:
             helper.make_tensor(zero_name, TensorProto.UINT8, [], [0]),
         ]
     )
-    source = INPUT_NAME
+    source = _image_source(graph)
     if transpose is not None:  # a Transpose of the uint8 image moves 4x fewer bytes
-        transpose.input[0] = INPUT_NAME
+        transpose.input[0] = source
         source = transpose.output[0]
         for value in graph.value_info:
             if value.name == source:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cifar10_exporter.checks.agreement import agrees, keeps_accuracy
 from cifar10_exporter.checks.parity import Report, make_runner, run_batched
 from cifar10_exporter.checks.samples import Samples, calibration_images
 from cifar10_exporter.config import ExportConfig
@@ -83,6 +84,33 @@ def _best_failed(rows: list[dict]) -> dict | None:
     return max(tried, key=lambda r: (r["top1_agreement"], -r.get("accuracy_drop", 0)), default=None)
 
 
+def no_pass_line(rows: list[dict], config: ExportConfig) -> str:
+    """The one line `--quantize auto` logs when no recipe passes: the recipes tried and how
+    far the best one is from the gate."""
+    best = _best_failed(rows)
+    if best is None:
+        why = f"none could be built ({rows[0].get('error', '?') if rows else 'no recipe'})"
+    else:
+        agree, drop = best["top1_agreement"], best.get("accuracy_drop")
+        ok = agrees(agree, config.int8_min_agreement)
+        parts = [
+            f"{100 * agree:.2f}% agreement {'>=' if ok else '<'} "
+            f"{100 * config.int8_min_agreement:g}%"
+        ]
+        if drop is not None:
+            kept = keeps_accuracy(drop, config.int8_max_accuracy_drop)
+            parts.append(
+                f"accuracy drop {100 * drop:.2f} {'<=' if kept else '>'} "
+                f"{100 * config.int8_max_accuracy_drop:g} points"
+            )
+        why = f"best: {best['recipe']} {', '.join(parts)}"
+    tried = ", ".join(r["recipe"] for r in rows)
+    return (
+        f"int8: no recipe passed its gate ({len(rows)} tried: {tried}; {why}); "
+        "no twin written, the fp32 model answers"
+    )
+
+
 def quantize_int8(
     fp32_model: bytes,
     samples: Samples,
@@ -113,7 +141,7 @@ def quantize_int8(
     if not models:
         raise ModelError(
             f"no int8 recipe could be built ({rows[0]['recipe']}: {rows[0]['error']}); try "
-            f"other --int8-recipes, or export without --quantize. "
+            f"other --int8-recipes, or export with --quantize none. "
             f"Received: --int8-recipes={','.join(config.int8_recipes)}"
         )
     chosen = choose_recipe(rows)

@@ -1,4 +1,5 @@
-"""The static QDQ recipes `--quantize int8` tries, and how one recipe quantizes a model.
+"""The static QDQ recipes the INT8 search (`--quantize auto` or `int8`) tries, and how one
+recipe quantizes a model.
 
 Every recipe: `quant_pre_process` (shape inference + graph optimisation), then onnxruntime's
 `quantize_static` in QDQ format with int8 (or uint8) weights and uint8 activations, calibrated on
@@ -53,6 +54,12 @@ class Recipe:
     # VPMADDUBSW, whose int16 pair sums saturate (onnxruntime's quantization docs); its u8u8
     # kernels do not, at a cost in speed. Which is better on a CPU is left to the search.
     weights: str = "int8"
+    # int8 weights in 7 bits (-64..63): the u8s8 pair sums of CPUs without VNNI then cannot
+    # saturate, at int8 speed (same kernels, same graph); one bit of weight precision less.
+    reduce_range: bool = False
+    # "uint8": the first Conv's weights in uint8 (8 bits), whatever the others: it reads the
+    # whole 0..255 image, where u8s8 pair sums saturate most; the rest keep u8s8 speed.
+    first_weights: str | None = None
 
     def describe(self) -> dict:
         return asdict(self)
@@ -61,7 +68,10 @@ class Recipe:
         """What the twin's `quantization` metadata says of the recipe it was made with."""
         return {
             "format": "QDQ",
-            "weights": f"{self.weights} " + ("per-channel" if self.per_channel else "per-tensor"),
+            "weights": f"{self.weights} "
+            + ("per-channel" if self.per_channel else "per-tensor")
+            + (", 7-bit range" if self.reduce_range else "")
+            + (f"; first Conv {self.first_weights}" if self.first_weights else ""),
             "activations": "uint8",
             "recipe": self.name,
             "calibration_method": self.calibration,
@@ -87,6 +97,7 @@ class Recipe:
             self.fold,
             self.elementwise,
             self.weights,
+            self.first_weights,
         )
 
 
@@ -112,6 +123,11 @@ RECIPES: dict[str, Recipe] = {
         Recipe("minmax-no-fold", fold=False, elementwise=False),
         Recipe("minmax-int8-head", head_float=False),
         Recipe("minmax-plain", uint8_input=False, fold=False, elementwise=False, head_float=False),
+        # Not tried by default: 7-bit weights (no u8s8 saturation on CPUs without VNNI), fully
+        # quantized or with float ends, and the first Conv in uint8 weights on a 7-bit rest.
+        Recipe("minmax-7bit", reduce_range=True),
+        Recipe("minmax-ends-float-7bit", ends_float=True, reduce_range=True),
+        Recipe("minmax-7bit-first-u8", reduce_range=True, first_weights="uint8"),
     )
 }
 # Tried by default: every calibration method with and without float ends, more images, and
@@ -138,6 +154,18 @@ class _Reader:
         self._batches = iter([self._images[i : i + b] for i in range(0, n, b)])
 
 
+def _first_conv_override(model, recipe: Recipe) -> dict:
+    """onnxruntime's per-tensor override for the first Conv's weights, when the recipe has one."""
+    from onnxruntime.quantization import QuantType
+
+    first = next((n for n in model.graph.node if n.op_type == "Conv"), None)
+    if recipe.first_weights is None or first is None or recipe.ends_float:
+        return {}
+    kind = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[recipe.first_weights]
+    override = {"quant_type": kind, "reduce_range": False, "axis": 0}
+    return {"TensorQuantOverrides": {first.input[1]: [override]}}
+
+
 def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
     """Quantize serialized fp32 ONNX with `recipe`; returns the int8 onnx.ModelProto."""
     import onnx
@@ -155,6 +183,7 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
             if recipe.fold:
                 fold_post_relu_scale(model)
             ops = QUANTIZED_OPS + (ELEMENTWISE_OPS if recipe.elementwise else [])
+            extra.update(_first_conv_override(model, recipe))
             # The histogram calibrators print progress to stdout; the export log has its own.
             with contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(
@@ -163,6 +192,7 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
                     _Reader(calibration),
                     quant_format=QuantFormat.QDQ,
                     per_channel=recipe.per_channel,
+                    reduce_range=recipe.reduce_range,
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QUInt8 if recipe.weights == "uint8" else QuantType.QInt8,
                     op_types_to_quantize=ops,
@@ -176,8 +206,8 @@ def quantize_recipe(fp32_model: bytes, calibration: np.ndarray, recipe: Recipe):
         except Exception as exc:  # the quantizer raises many types for unsupported graphs
             first = first_line(exc)
             raise ModelError(
-                f"onnxruntime could not quantize the model ({recipe.name}): {first}; export "
-                "without --quantize int8. Received: --quantize=int8"
+                f"onnxruntime could not quantize the model ({recipe.name}): {first}; try "
+                f"other --int8-recipes, or --quantize none. Received: recipe {recipe.name}"
             ) from exc
         proto = onnx.load_model(str(out))
     if recipe.uint8_input:

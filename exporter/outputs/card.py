@@ -115,8 +115,10 @@ def render(
     run: Run | None,
     report: dict[str, Any],
     versions: dict[str, Any],
+    answers: dict[str, Any] | None = None,
 ) -> str:
-    """The card's Markdown; `report` is the .parity.json dict (accuracy, preprocessing, int8)."""
+    """The card's Markdown; `report` is the .parity.json dict (accuracy, preprocessing, int8);
+    `answers`: the runtime's engine choice for the written files on this machine."""
     accuracy = report.get("accuracy", {})
     lines = [
         f"# {onnx_name}: CIFAR-10 image classifier",
@@ -136,12 +138,45 @@ def render(
     lines += _training_section(run)
     lines += _accuracy_section(accuracy, class_names, report.get("accuracy_gate", {}))
     lines += _parity_section(report)
+    lines += _tta_section(report.get("tta"))
     lines += _int8_section(report.get("int8"))
     lines += engines_section(report.get("engines"))
+    lines += precision_section(answers, report.get("int8"))
     lines += ["## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in versions.items()] + [""]
     lines += _limits_section(accuracy)
     return "\n".join(lines)
+
+
+def tta_line(record: dict[str, Any]) -> str:
+    """`--tta`'s figures in one line: accuracy with and without, and images/s of both."""
+    parts = []
+    if "accuracy_with" in record:
+        gain = 100 * (record["accuracy_with"] - record["accuracy_without"])
+        parts.append(
+            f"top-1 {record['accuracy_with']:.2%} with, {record['accuracy_without']:.2%} "
+            f"without ({gain:+.1f} points, {record['images']} {record['split']} images)"
+        )
+    parts.append(
+        f"{record['images_per_s_with']:,.0f} images/s with, "
+        f"{record['images_per_s_without']:,.0f} without at batch {record['batch']} "
+        f"(onnxruntime float32, {record['cpu']})"
+    )
+    return "; ".join(parts)
+
+
+def _tta_section(record: dict[str, Any] | None) -> list[str]:
+    if not record:
+        return []
+    return [
+        "## Test-time augmentation",
+        "",
+        f"`--tta {record['mode']}`: each image's probabilities are averaged with its mirror "
+        "image's inside the graph, so every engine and the server answer with the average.",
+        "",
+        f"- {tta_line(record)}.",
+        "",
+    ]
 
 
 def _preprocessing_section(pre: dict[str, Any]) -> list[str]:
@@ -223,6 +258,25 @@ def engines_section(engines: dict[str, Any] | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def precision_section(answers: dict[str, Any] | None, int8: dict[str, Any] | None) -> list[str]:
+    """Which precision answers, in the runtime's own words (`Predictor.engine`: what cifar-serve
+    logs and /v1/metadata and /v2/models/NAME name)."""
+    if not answers:
+        return []
+    text = f"The runtime would not load this file here: {answers.get('error')}"
+    if "error" not in answers:
+        text = (
+            f"**{answers['precision']}**: `Predictor(model)` and `cifar-serve` choose by "
+            f"measurement at load, on each machine; here ({answers['cpu']}) they answer with "
+            f"`{answers['engine']}` ({answers['why']})."
+        )
+    if int8 and int8.get("written") is False and int8.get("note"):
+        why = int8["note"].removeprefix("int8: ").split("; no twin written")[0]
+        text += f" No INT8 twin: {why}."
+    fp32 = "`--precision fp32` (either command) answers in float32, exactly."
+    return ["## Which precision answers", "", text, fp32, ""]
 
 
 def _recipe_table(int8: dict[str, Any]) -> list[str]:

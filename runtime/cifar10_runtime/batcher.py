@@ -24,6 +24,9 @@ every run there.
 
 Whatever goes wrong with a run (assembling the batch or running it) fails only the
 requests in that run, is logged once, and serving goes on.
+
+`start(warm_up=...)` runs a warm-up (engines.warmup) on the worker thread before any run:
+meanwhile `running`, which every readiness answer reads, is False, and requests taken wait.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from cifar10_runtime import limits
-from cifar10_runtime.batch_runs import BatchObserver, RunLedger, UnavailableError
+from cifar10_runtime.batch_runs import BatchObserver, RunLedger, UnavailableError, log
 from cifar10_runtime.errors import ConfigError
 
 __all__ = ["BatchObserver", "MicroBatcher", "UnavailableError"]
@@ -81,28 +84,60 @@ class MicroBatcher(RunLedger):
         self._busy = False  # a run is on the worker thread
         self._scheduled: asyncio.Handle | None = None  # a run is about to start
         self._idle = asyncio.Event()
+        self._warm_done = asyncio.Event()
         self._started = False
         self._closing = False
+        self.warming = False  # a warm-up holds the worker thread; not ready until it is done
+        self.warm_up_result: Any = None  # what the warm-up returned (or raised)
         self.in_flight = 0  # submitted and not yet answered (queued or running)
 
     @property
     def running(self) -> bool:
-        return self._started and not self._closing
+        """Ready: taking requests and running them (started, warm, not shutting down)."""
+        return self._started and not self._closing and not self.warming
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    async def start(self) -> None:
-        """Start taking requests on the running event loop (call from the app lifespan)."""
+    async def start(self, warm_up: Callable[[Callable[[], bool]], Any] | None = None) -> None:
+        """Start taking requests on the running event loop (call from the app lifespan).
+
+        `warm_up(stopping)` runs on the worker thread first (`stopping()` turns True when
+        close() is called); runs wait for it and `running` is False meanwhile. Returns at
+        once: `await warmed()` waits for the warm-up.
+        """
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._warm_done = asyncio.Event()
+        self._warm_done.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cifar-batch")
         self._started = True
+        if warm_up is None:
+            return
+        self.warming = self._busy = True
+        self._warm_done.clear()
+        work = self._executor.submit(warm_up, lambda: self._closing)
+        loop = self._loop
+        work.add_done_callback(lambda w: loop.call_soon_threadsafe(self._warmed, w))
+
+    def _warmed(self, work: Any) -> None:
+        exc = work.exception()
+        if exc is not None:  # serve anyway: a run that cannot work fails its own requests
+            log.error("warm-up failed, serving without it: %s: %s", type(exc).__name__, exc)
+        self.warm_up_result = exc if exc is not None else work.result()
+        self.warming = self._busy = False
+        self._warm_done.set()
+        self._start_run(True)
+
+    async def warmed(self) -> Any:
+        """Wait until the warm-up (if any) is done; its result, or the exception it raised."""
+        await self._warm_done.wait()
+        return self.warm_up_result
 
     async def close(self) -> None:
         """Stop taking requests, finish every queued one, then stop the worker thread."""
@@ -119,7 +154,7 @@ class MicroBatcher(RunLedger):
 
     async def submit(self, images: np.ndarray) -> tuple[np.ndarray, int]:
         """Queue uint8 [k,32,32,3]; returns ([k,10] probabilities, size of the run they were in)."""
-        if not self.running:
+        if not self._started or self._closing:  # taken while warming: they wait for it
             state = "shutting down" if self._closing else "not started"
             raise UnavailableError(f"the prediction queue is {state}; retry on another replica.")
         if len(self._pending) >= self.max_queue:

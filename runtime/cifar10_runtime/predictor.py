@@ -5,13 +5,16 @@ The model is opened in onnxruntime float32 and checked against the contract (mod
 measurement (engine="auto", precision="auto"), per batch-size range. The hot paths
 (`predict_array`, `predict` on a 32x32x3 uint8 array) do no decoding and no per-call session
 work: the runner per range is fixed at load time, so the cost over a bare engine call is a
-dtype/shape check, a range lookup and an argmax.
+dtype/shape check, a range lookup and an argmax. On a plan with an engine that compiles per
+input shape (OpenVINO), batches over engines.warmup.RUN_CAP run in chunks of at most that
+size, and `warm_up(max_batch_size)` runs every size a caller can then form once, so no later
+call compiles (cifar-serve calls it before it reports ready).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -21,6 +24,7 @@ from cifar10_runtime.contract import IMAGE_SHAPE, NUM_CLASSES
 from cifar10_runtime.engines.plan import BatchPlan
 from cifar10_runtime.engines.runners import ort_runner
 from cifar10_runtime.engines.selection import choose
+from cifar10_runtime.engines.warmup import WarmUp, run_cap, sizes_to_warm, warm_up
 from cifar10_runtime.errors import ConfigError, ImageError
 from cifar10_runtime.images import ImageSource, load_image
 from cifar10_runtime.model import inspect_session, open_session, probe
@@ -89,6 +93,8 @@ class Predictor:
         # One engine for every batch size (the common case): no range lookup per call.
         self._call = runners[0].run if len(runners) == 1 else None
         self._one = plan.runner_for(1).run
+        self._cap = run_cap(plan)  # None: batches run whole (no engine compiles per shape)
+        self.warmed: WarmUp | None = None  # the last warm_up's record
 
     def __repr__(self) -> str:
         return (
@@ -116,10 +122,39 @@ class Predictor:
         if len(x) == 0:
             return np.empty((0, NUM_CLASSES), dtype=np.float32)
         feed = self._prepare(x)
-        if self.fixed_batch is None:
-            call = self._call or self._plan.runner_for(len(feed)).run
-            return call(feed)
-        return self._run_fixed(feed)
+        if self.fixed_batch is not None:
+            return self._run_fixed(feed)
+        if self._cap is not None and len(feed) > self._cap:
+            return self._run_capped(feed, self._cap)
+        call = self._call or self._plan.runner_for(len(feed)).run
+        return call(feed)
+
+    def _run_capped(self, feed: np.ndarray, cap: int) -> np.ndarray:
+        # Every chunk goes to the plan's runner for its own size, so a remainder small enough
+        # for onnxruntime runs there, and a per-shape engine only meets sizes warm_up ran.
+        parts = [
+            self._plan.runner_for(len(part)).run(part)
+            for part in (feed[start : start + cap] for start in range(0, len(feed), cap))
+        ]
+        return np.concatenate(parts)
+
+    def sizes_to_warm(self, max_batch_size: int) -> dict[str, list[int]]:
+        """{engine: batch sizes} `warm_up(max_batch_size)` would run; empty when no engine of
+        the plan compiles per input shape (nothing to warm)."""
+        return sizes_to_warm(self._plan, max_batch_size, self.fixed_batch)
+
+    def warm_up(self, max_batch_size: int, stopping: Callable[[], bool] | None = None) -> WarmUp:
+        """Run once every batch size that calls of 1..max_batch_size images make an engine
+        that compiles per input shape see, so none of them compiles later. `stopping()`,
+        checked between sizes, cuts it short. Returns (and keeps as `.warmed`) the record."""
+        zeros = np.zeros((1, *IMAGE_SHAPE), dtype=np.uint8)
+
+        def feed(n: int) -> np.ndarray:
+            return self._prepare(np.broadcast_to(zeros, (n, *IMAGE_SHAPE)))
+
+        record = warm_up(self._plan, max_batch_size, feed, self.fixed_batch, stopping or _never)
+        self.warmed = record
+        return record
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         if self._needs_scaling:
@@ -232,8 +267,13 @@ class Predictor:
             "engine": self.engine,
             "precision": self.precision,
             "engine_choice": self.engine_choice,
+            "warm_up": self.warmed.as_dict() if self.warmed is not None else None,
             "runtime_versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
         }
+
+
+def _never() -> bool:
+    return False
 
 
 def _as_image_batch(images: np.ndarray) -> np.ndarray:

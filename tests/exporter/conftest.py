@@ -102,9 +102,20 @@ def subset_test_images(subset_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def exported(trained_model: Path, subset_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """`cifar-export out/model.onnx --model TRAINED --data-dir SUBSET` (default 512 samples)."""
+    """`cifar-export out/model.onnx --model TRAINED --data-dir SUBSET` (default 512 samples),
+    without the int8 twin (its own tests export it: test_export_int8.py)."""
     out = tmp_path_factory.mktemp("export") / "model.onnx"
-    result = run_cli(out, "--model", trained_model, "--data-dir", subset_dir, "--threads", 1)
+    args = (
+        "--model",
+        trained_model,
+        "--data-dir",
+        subset_dir,
+        "--threads",
+        1,
+        "--quantize",
+        "none",
+    )
+    result = run_cli(out, *args)
     return out, result
 
 
@@ -222,3 +233,27 @@ def raw_models(subset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     paths["random"] = folder / "random.keras"
     build().save(paths["random"])
     return paths
+
+
+@pytest.fixture(scope="session")
+def outlier_model(tmp_path_factory) -> Path:
+    """The middle conv's activations all sit near 1000 and the signal is the small rest (the
+    next conv's bias cancels the offset in fp32): no uint8 scale holds both, so every
+    recipe, first conv and head kept float or not, flips most answers."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), dtype="uint8")
+    x = layers.Conv2D(8, 3, strides=2, activation="relu")(layers.Rescaling(1 / 255)(inp))
+    offset = layers.Conv2D(8, 3, strides=2, activation="relu")
+    cancel = layers.Conv2D(16, 3)
+    x = layers.Flatten()(cancel(offset(x)))
+    model = keras.Model(inp, layers.Dense(10, activation="softmax")(x))
+    kernel, _ = offset.get_weights()
+    offset.set_weights([kernel, np.full(8, 1000.0, np.float32)])
+    kernel, _ = cancel.get_weights()
+    cancel.set_weights([kernel, -1000.0 * kernel.sum(axis=(0, 1, 2))])
+    path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
+    model.save(path)
+    return path

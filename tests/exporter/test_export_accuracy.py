@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _export(cli, out, model, *extra):
-    return cli(out, "--model", model, "--threads", 1, *extra)
+    return cli(out, "--model", model, "--threads", 1, "--quantize", "none", *extra)
 
 
 def _one_line(result) -> str:

@@ -76,6 +76,7 @@ FLAG_VALUES: dict[str, tuple[list[str], object]] = {
     "model_version": (["--model-version", "v9"], "v9"),
     "seed": (["--seed", "3"], 3),
     "threads": (["--threads", "2"], 2),
+    "tta": (["--tta", "flip"], "flip"),
 }
 
 
@@ -255,6 +256,7 @@ def test_verify_only_fails_on_a_real_mismatched_onnx_file(keras_models, tmp_path
 
     out = tmp_path / "model.onnx"
     args = ["--model", keras_models["uint8_sequential"], "--dataset", "synthetic", "--samples", 16]
+    args += ["--quantize", "none"]
     assert cli(out, *args).exit_code == 0
     assert cli(out, *args, "--verify-only").exit_code == 0
     proto = onnx.load(out)

@@ -193,8 +193,10 @@ def big_model(subset_dir: Path, tmp_path_factory) -> Path:
     return path
 
 
-def _export_int8(cli, out: Path, model: Path, *args) -> tuple:
-    result = cli(out, "--model", model, "--quantize", "int8", *THREADS, *args)
+def _export_int8(cli, out: Path, model: Path, *args, quantize: str | None = "int8") -> tuple:
+    """`cifar-export` with --quantize (None: no flag, the default auto) and one thread."""
+    flags = ("--quantize", quantize) if quantize else ()
+    result = cli(out, "--model", model, *flags, *THREADS, *args)
     report_path = out.with_name(out.stem + ".int8.parity.json")
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     print(result.stdout)  # the recipe table, for the record (pytest -s)
@@ -222,20 +224,32 @@ def _assert_passed(result, report, out: Path, n_tried: int) -> None:
 
 
 @slow
-def test_int8_search_passes_on_the_default_model(trained_model, subset_dir, tmp_path, cli):
+def test_the_default_export_keeps_a_passing_twin(trained_model, subset_dir, tmp_path, cli):
+    """No --quantize flag (auto): the search runs and its passing twin is written, and the
+    card names the precision the runtime then answers in, as the runtime describes it."""
     out = tmp_path / "model.onnx"
     recipes = (
         "minmax,entropy,minmax-more-calib,minmax-ends-float-more-calib,minmax-ends-float-u8-weights"
     )
     args = ("--data-dir", subset_dir, "--int8-recipes", recipes)
-    result, report = _export_int8(cli, out, trained_model, *args)
+    result, report = _export_int8(cli, out, trained_model, *args, quantize=None)
     _assert_passed(result, report, out, 5)
     inp = onnx.load(tmp_path / "model.int8.onnx").graph.input[0]
     assert (inp.name, inp.type.tensor_type.elem_type) == ("image", TensorProto.UINT8)
+    settings = json.loads((tmp_path / "model.export.json").read_text())
+    assert settings["config"]["quantize"] == "auto"
+    assert settings["outputs"]["int8"] == str(tmp_path / "model.int8.onnx")
+    # Same model, CPU and threads: the runtime reuses the export's timings (its route cache).
+    served = Predictor(out, threads=1)
+    card = (tmp_path / "model.md").read_text()
+    assert f"**{served.precision}**" in card and f"`{served.engine}`" in card
+    assert f"answers here: {served.engine} " in result.stdout
 
-    verify = cli(out, "--verify-only", "--quantize", "int8", "--model", trained_model,
-                 "--data-dir", subset_dir, *THREADS)  # fmt: skip
+    # --verify-only with the default (auto) checks the twin that is there.
+    verify = cli(out, "--verify-only", "--model", trained_model, "--data-dir", subset_dir,
+                 *THREADS)  # fmt: skip
     assert verify.exit_code == 0, verify.stderr
+    assert "int8" in verify.stdout and "top-1 agreement with fp32" in verify.stdout
 
 
 @slow
@@ -245,30 +259,6 @@ def test_int8_search_passes_on_a_bigger_raw_input_network(big_model, subset_dir,
     args = ("--data-dir", subset_dir, "--input-scale", "raw", "--int8-recipes", recipes)
     result, report = _export_int8(cli, out, big_model, *args)
     _assert_passed(result, report, out, 4)
-
-
-@pytest.fixture(scope="session")
-def outlier_model(tmp_path_factory) -> Path:
-    """The middle conv's activations all sit near 1000 and the signal is the small rest (the
-    next conv's bias cancels the offset in fp32): no uint8 scale holds both, so every
-    recipe, first conv and head kept float or not, flips most answers."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((32, 32, 3), dtype="uint8")
-    x = layers.Conv2D(8, 3, strides=2, activation="relu")(layers.Rescaling(1 / 255)(inp))
-    offset = layers.Conv2D(8, 3, strides=2, activation="relu")
-    cancel = layers.Conv2D(16, 3)
-    x = layers.Flatten()(cancel(offset(x)))
-    model = keras.Model(inp, layers.Dense(10, activation="softmax")(x))
-    kernel, _ = offset.get_weights()
-    offset.set_weights([kernel, np.full(8, 1000.0, np.float32)])
-    kernel, _ = cancel.get_weights()
-    cancel.set_weights([kernel, -1000.0 * kernel.sum(axis=(0, 1, 2))])
-    path = tmp_path_factory.mktemp("outlier") / "outlier.keras"
-    model.save(path)
-    return path
 
 
 @slow

@@ -44,6 +44,8 @@ def test_outside_models_export_and_pass(
         64,
         "--threads",
         1,
+        "--quantize",
+        "none",
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "model.parity.json").read_text())
@@ -70,7 +72,8 @@ def test_logits_float_model_matches_softmax_of_keras_on_scaled_input(keras_model
 
     path = keras_models["residual_logits_float"]
     out = tmp_path / "model.onnx"
-    assert cli(out, "--model", path, "--dataset", "synthetic", "--samples", 8).exit_code == 0
+    args = ("--model", path, "--dataset", "synthetic", "--samples", 8, "--quantize", "none")
+    assert cli(out, *args).exit_code == 0
     model = load_keras_model(path)
     images = np.random.default_rng(4).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     expected = tf.nn.softmax(model(images.astype(np.float32) / 255.0, training=False)).numpy()
@@ -134,6 +137,7 @@ def test_standardize_bgr_flags_are_built_into_the_graph(keras_models, tmp_path, 
     out = tmp_path / "model.onnx"
     flags = ["--input-scale", "standardize", "--channel-order", "bgr"]
     flags += ["--input-mean", "120,121,110", "--input-std", "60,61,62"]
+    flags += ["--quantize", "none"]
     result = cli(out, "--model", path, "--dataset", "synthetic", "--samples", 8, *flags)
     assert result.exit_code == 0, result.stderr
     model = load_keras_model(path)

@@ -42,7 +42,7 @@ def test_side_files_follow_the_model(keras_models, tmp_path, cli, monkeypatch) -
 
     out = tmp_path / "model.onnx"
     paths = ArtifactPaths.for_output(out)
-    args = ["--dataset", "synthetic", "--samples", 16, "--threads", 1]
+    args = ["--dataset", "synthetic", "--samples", 16, "--threads", 1, "--quantize", "none"]
     good = keras_models["uint8_sequential"]
     assert cli(out, "--model", good, *args).exit_code == 0
     kept = {p: p.read_bytes() for p in (out, paths.parity, paths.config)}

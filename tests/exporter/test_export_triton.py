@@ -146,6 +146,8 @@ def test_cli_writes_the_repository_after_a_real_export(
         64,
         "--threads",
         1,
+        "--quantize",
+        "none",
         "--triton-repository",
         repo,
     )

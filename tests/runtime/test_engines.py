@@ -293,6 +293,21 @@ def test_auto_chooses_among_the_candidates_that_passed(
     json.dumps(predictor.describe())  # /v1/metadata serves it as JSON
 
 
+def test_the_server_names_the_precision_that_answers(engines_dir: Path) -> None:
+    pytest.importorskip("starlette", reason="the serve extra is not installed")
+    from starlette.testclient import TestClient
+
+    from cifar10_runtime.serving.app import create_app
+
+    model = engines_dir / "model.onnx"
+    predictor = Predictor(model, threads=1, engine="onnxruntime", precision="int8")
+    with TestClient(create_app(predictor)) as client:
+        meta = client.get("/v1/metadata").json()
+        assert (meta["engine"], meta["precision"]) == ("onnxruntime/int8", "int8")
+        params = client.get("/v2/models/cifar10").json()["parameters"]
+        assert params == {"engine": "onnxruntime/int8", "precision": "int8"}
+
+
 @needs_openvino
 def test_the_server_batches_on_openvino_and_names_the_engine(exported_dir: Path) -> None:
     pytest.importorskip("starlette", reason="the serve extra is not installed")

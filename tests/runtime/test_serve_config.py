@@ -166,6 +166,20 @@ def test_the_config_is_logged_once_and_reaches_create_app_whole(
     assert app == "the app" and options["port"] == 8000 and options["host"] == "127.0.0.1"
 
 
+def test_the_start_line_names_the_precision_that_answers(
+    served: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch, engines_dir: Path
+) -> None:
+    from cifar10_runtime import Predictor
+
+    model = engines_dir / "model.onnx"
+    predictor = Predictor(model, threads=1, engine="onnxruntime", precision="int8")
+    monkeypatch.setattr(app_module, "serving_predictor", lambda path, config: predictor)
+    result = CliRunner().invoke(serve_cli.main, [str(model)])
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert f"cifar-serve: {model} (version " in first and " on onnxruntime/int8 (" in first
+
+
 def test_workers_receive_the_config_whole(served: dict[str, list[Any]], tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     result = CliRunner().invoke(

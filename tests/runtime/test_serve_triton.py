@@ -55,6 +55,8 @@ def test_health_and_metadata(client) -> None:  # type: ignore[no-untyped-def]
     assert meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["tiny-1.0"]
     assert meta["inputs"] == [{"name": "image", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}]
     assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
+    # The precision that answers, as an extra key the client's own parsing keeps.
+    assert meta["parameters"] == {"engine": "onnxruntime/fp32", "precision": "fp32"}
 
 
 @pytest.mark.parametrize("batch", [1, 64])

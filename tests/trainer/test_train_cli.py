@@ -79,6 +79,7 @@ def _other_value(name: str, default: object, kind: object) -> object:
         "momentum": 0.5,
         "label_smoothing": 0.05,
         "dense_dropout": 0.1,
+        "bn_momentum": 0.9,
         "cpu_replicas": 2,
     }
     if name in special:

@@ -66,3 +66,18 @@ def test_optimizer_and_loss_from_config(model) -> None:  # noqa: ANN001
     compile_model(m2, default, steps_per_epoch=10)
     assert isinstance(m2.optimizer, keras.optimizers.Adam)
     assert isinstance(m2.optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
+
+
+def test_warmup_cosine_and_weight_averaging_from_config() -> None:
+    cfg = load_config(None, epochs="4", warmup_epochs="1", ema_momentum="0.999", bn_momentum="0.9")
+    m = build_model(cfg)
+    compile_model(m, cfg, steps_per_epoch=10)
+    schedule = m.optimizer._learning_rate
+    lr = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
+    # 0 -> the peak over the first epoch's 10 steps, then cosine down to 0 at the last step.
+    assert lr[0] == 0 and lr[1] == pytest.approx(cfg.learning_rate / 2)
+    assert lr[2] == pytest.approx(cfg.learning_rate) and lr[2] > lr[3] > lr[4]
+    assert lr[4] == pytest.approx(0, abs=1e-9)
+    assert m.optimizer.use_ema and m.optimizer.ema_momentum == pytest.approx(0.999)
+    bns = [layer for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and all(layer.momentum == pytest.approx(0.9) for layer in bns)

@@ -207,3 +207,26 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
     assert metrics["global_batch"] == 64 and metrics["train_images_per_epoch"] == 64 * (4500 // 64)
     # One epoch of ~70 steps: well above chance (0.10; 0.15 is ~5 standard errors on 1,000).
     assert metrics["synthetic"] is True and metrics["test_accuracy"] > 0.15
+
+
+def test_weight_averaging_is_what_is_kept_and_resume_trains_on(tmp_path: Path) -> None:
+    """model.keras holds the averaged weights validation scored; checkpoint.keras the trained
+    weights and the optimizer's average, so --resume goes on from where it was."""
+    import keras
+
+    run_dir = tmp_path / "ema"
+    args = ["--dataset", "synthetic", "--ema-momentum", "0.9", "--epochs", "2"]
+    # Killed in epoch 2: epoch 1 is the best so far, so model.keras is from it too.
+    assert kill_in_second_epoch([*args, "--output-dir", str(run_dir)]) == 1
+    kept = keras.models.load_model(run_dir / "model.keras")
+    ckpt = keras.models.load_model(run_dir / "checkpoint.keras")
+    trained = [v.numpy() for v in ckpt.trainable_variables]
+    pairs = zip(trained, kept.trainable_variables, strict=True)
+    assert not all(np.array_equal(a, b.numpy()) for a, b in pairs)
+    ckpt.optimizer.finalize_variable_values(ckpt.trainable_variables)  # the average, swapped in
+    for averaged, saved in zip(ckpt.trainable_variables, kept.trainable_variables, strict=True):
+        np.testing.assert_array_equal(averaged.numpy(), saved.numpy())
+    first = next(csv.DictReader((run_dir / "history.csv").open()))
+    train("--resume", "--output-dir", str(run_dir))
+    after = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [r["epoch"] for r in after] == ["1", "2"] and after[0] == first

@@ -49,6 +49,9 @@ class Runner:
     session: Any = None  # the onnxruntime session, when the engine is one
     source: Any = None  # the model (path or bytes) the runner was made from
     spinning: bool = True  # onnxruntime: workers spin on after a run (its default) or stop
+    # Compiles kernels for each new input shape on its first call (OpenVINO): a server warms
+    # every batch size it can form before it reports ready (engines.warmup).
+    per_shape: bool = False
 
     @property
     def name(self) -> str:
@@ -203,6 +206,7 @@ def _plugin_runner(model, precision: str, threads: int, config: dict[str, str]) 
     runner = ort_runner(session, precision, inp, out, model, spinning=False)
     runner.engine = "openvino"
     runner.backend = f"onnxruntime-ep-openvino {installed_version('onnxruntime-ep-openvino')}"
+    runner.per_shape = True
     return runner
 
 
@@ -222,4 +226,4 @@ def _api_runner(model, precision: str, config: dict[str, str]) -> Runner:
         return request.infer({0: x})[output]
 
     backend = f"openvino {installed_version('openvino')} (its own API)"
-    return Runner("openvino", precision, backend, run, source=model)
+    return Runner("openvino", precision, backend, run, source=model, per_shape=True)

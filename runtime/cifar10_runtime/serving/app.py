@@ -22,6 +22,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from cifar10_runtime import limits
 from cifar10_runtime.batcher import MicroBatcher, UnavailableError
 from cifar10_runtime.engines.cpu import usable_cpus
+from cifar10_runtime.engines.warmup import sizes_text
 from cifar10_runtime.errors import CifarError, ConfigError, ImageError
 from cifar10_runtime.predictor import Predictor
 from cifar10_runtime.serving.config import ServeConfig
@@ -170,7 +172,9 @@ def _lifespan(
     predictor: Predictor,
     model_name: str,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """Start the batcher, then the services; stop them in the reverse order."""
+    """Start the batcher (and its warm-up), then the services; stop them in the reverse order.
+    Every readiness answer reads `batcher.running`, False until the warm-up is done; the
+    "ready:" line is logged once both the services and the warm-up are."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -178,20 +182,43 @@ def _lifespan(
         # /v1 uploads decode here, beside the batcher's thread, never more than one per
         # usable core at once (the pixel budget and images.py's large-decode gate bound each).
         api.decode_pool = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="cifar-decode")
-        await batcher.start()
+        warm = predictor.sizes_to_warm(batcher.max_batch_size)
+        await batcher.start(partial(predictor.warm_up, batcher.max_batch_size) if warm else None)
+        announced: asyncio.Task | None = None
         try:
             async with AsyncExitStack() as started:
                 for service in services:
                     await started.enter_async_context(service(app))
-                log.info("ready: %r as %r, batching %s", predictor, model_name, batcher.stats())
+                if warm:
+                    log.info("warming up %s: not ready until done", sizes_text(warm))
+                    announced = asyncio.ensure_future(_announce(batcher, predictor, model_name))
+                else:
+                    _log_ready(batcher, predictor, model_name, None)
                 yield
         finally:
+            if announced is not None:
+                announced.cancel()
             # uvicorn has already let in-flight requests finish, the services have stopped
             # (gRPC's in-progress calls got their grace while the batcher ran): drain the queue.
             await batcher.close()
             api.decode_pool.shutdown(wait=True)
 
     return lifespan
+
+
+async def _announce(batcher: MicroBatcher, predictor: Predictor, model_name: str) -> None:
+    _log_ready(batcher, predictor, model_name, await batcher.warmed())
+
+
+def _log_ready(batcher: MicroBatcher, predictor: Predictor, model_name: str, result: Any) -> None:
+    """The one "ready:" line, naming the warm-up (what ran, how long)."""
+    if result is None:
+        warmed = "warm-up: none needed (no engine compiles per input shape)"
+    elif isinstance(result, Exception):
+        warmed = f"warm-up failed ({type(result).__name__}), first runs may compile"
+    else:
+        warmed = f"warm-up: {result.describe()}"
+    log.info("ready: %r as %r, %s, batching %s", predictor, model_name, warmed, batcher.stats())
 
 
 def _routes(

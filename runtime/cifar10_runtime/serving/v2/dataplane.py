@@ -34,7 +34,7 @@ from cifar10_runtime.serving.v2.tensors import (
 
 SERVER_NAME = "cifar10-runtime"
 PLATFORM = "onnxruntime_onnx"
-NOT_RUNNING = "the prediction queue is not running"
+NOT_RUNNING = "the prediction queue is not running (starting, warming up or shutting down)"
 
 
 class V2Dataplane:
@@ -54,7 +54,7 @@ class V2Dataplane:
         return True
 
     def ready(self) -> bool:
-        """Whether inference requests are taken (the batcher runs)."""
+        """Whether inference requests are taken and run at once (the batcher runs, warm)."""
         return self.batcher.running
 
     def server_metadata(self) -> dict[str, Any]:
