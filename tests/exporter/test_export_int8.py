@@ -239,11 +239,17 @@ def test_the_default_export_keeps_a_passing_twin(trained_model, subset_dir, tmp_
     settings = json.loads((tmp_path / "model.export.json").read_text())
     assert settings["config"]["quantize"] == "auto"
     assert settings["outputs"]["int8"] == str(tmp_path / "model.int8.onnx")
-    # Same model, CPU and threads: the runtime reuses the export's timings (its route cache).
-    served = Predictor(out, threads=1)
+    # The card names what the export's own load of the runtime chose...
     card = (tmp_path / "model.md").read_text()
-    assert f"**{served.precision}**" in card and f"`{served.engine}`" in card
-    assert f"answers here: {served.engine} " in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.startswith("answers here: "))
+    engine = line.removeprefix("answers here: ").split(" (")[0]
+    assert f"`{engine}`" in card and "**" in card.split("## Which precision answers")[1]
+    # ...and a later load on the same model, CPU and threads reuses those timings (the
+    # route cache) so it answers the same way. A machine so busy that the export's timing
+    # ran into its cap keeps no timings: then the later load measures again, and may differ.
+    served = Predictor(out, threads=1)
+    if served.engine_choice["why"].startswith("timings from"):
+        assert served.engine == engine and f"**{served.precision}**" in card
 
     # --verify-only with the default (auto) checks the twin that is there.
     verify = cli(out, "--verify-only", "--model", trained_model, "--data-dir", subset_dir,
