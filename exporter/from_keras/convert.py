@@ -23,8 +23,8 @@ def build_serving_function(model, spec: WrapperSpec):
 
     @tf.function(input_signature=signature)
     def serve(image):
-        n = tf.shape(image)[0]
         if spec.tta == "flip":  # one model call over [images; mirrored images]
+            n = tf.shape(image)[0]
             # A strided slice becomes one ONNX Slice (step -1); tf.reverse would become
             # Transpose -> ReverseSequence -> Transpose.
             image = tf.concat([image, image[:, :, ::-1]], axis=0)
