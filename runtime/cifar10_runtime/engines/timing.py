@@ -20,9 +20,17 @@ from cifar10_runtime.engines.runners import Runner
 # Batch sizes timed at load; each range between their geometric midpoints goes to the fastest
 # (1-7 and 8+). Few: OpenVINO compiles kernels for each new input shape on its first call.
 TIMING_BATCHES = (1, 64)
-TIMING_BUDGET_S = 0.25  # all timed calls together, well inside the 1.5 s load budget
-TIMING_CAP_S = 0.6  # past this (a very busy machine), one call per remaining cell
-TIMING_ROUNDS = 2
+# All timed calls together. Each cell (runner x batch) gets an equal share of it per round,
+# as a number of calls set from its own first call, so a cheap cell (batch 1) makes many calls
+# and a dear one (batch 64 on a slow CPU) still makes one per round: a fixed time slice gave
+# such cells one or two calls in all, and the choice between engines 10-30% apart was noise.
+TIMING_BUDGET_S = 0.5
+# Interleaved rounds: a burst of load from other processes hits every runner alike, and each
+# cell's best call comes from at least this many attempts spread over the timing.
+TIMING_ROUNDS = 4
+# Past this (a very busy machine), the remaining rounds are skipped and the timings are not
+# cached (engines.timing_cache), so a later load measures again.
+TIMING_CAP_S = 1.5
 
 
 def best_seconds(
@@ -47,23 +55,43 @@ def best_seconds(
             return best
 
 
-def time_runners(runners: list[Runner], images: np.ndarray) -> dict[str, dict[int, float]]:
-    """Best images/s of each runner at each TIMING_BATCHES size: TIMING_ROUNDS rounds of
-    every cell in turn, so a burst of load from other processes hits every runner alike, and
-    the best call of a cell is the one least disturbed. Bounded: each cell gets its share of
-    TIMING_BUDGET_S, and past TIMING_CAP_S (a very busy machine) only one call per cell."""
+def time_runners(
+    runners: list[Runner],
+    images: np.ndarray,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[int, float]]:
+    """Best images/s of each runner at each TIMING_BATCHES size: a first call per cell
+    (untimed: a new batch size allocates) and one timed call that sets how many calls the
+    cell makes per round, then TIMING_ROUNDS rounds of every cell in turn; the best call of a
+    cell is the one least disturbed. Bounded by TIMING_CAP_S: past it, no further rounds."""
     feeds = {
         b: np.ascontiguousarray(np.resize(images, (b, *images.shape[1:]))) for b in TIMING_BATCHES
     }
-    cell_budget = TIMING_BUDGET_S / (TIMING_ROUNDS * len(runners) * len(TIMING_BATCHES))
-    best = {r.name: {b: math.inf for b in TIMING_BATCHES} for r in runners}
-    cap = time.perf_counter() + TIMING_CAP_S
-    for rnd in range(TIMING_ROUNDS):
-        for b in TIMING_BATCHES:
-            for r in runners:
-                if rnd == 0:  # a new batch size allocates on its first call: never timed
-                    r.run(feeds[b])
-                deadline = min(time.perf_counter() + cell_budget, cap)
-                seconds = best_seconds(lambda r=r, b=b: r.run(feeds[b]), until=deadline)
-                best[r.name][b] = min(best[r.name][b], seconds)
-    return {name: {b: b / s for b, s in cells.items()} for name, cells in best.items()}
+    cells = [(r, b) for b in TIMING_BATCHES for r in runners]
+    share = TIMING_BUDGET_S / (TIMING_ROUNDS * len(cells))
+    best: dict[str, dict[int, float]] = {r.name: {} for r in runners}
+    calls: dict[tuple[str, int], int] = {}
+    cap = clock() + TIMING_CAP_S
+    for r, b in cells:
+        r.run(feeds[b])
+        seconds = best_seconds(lambda r=r, b=b: r.run(feeds[b]), clock=clock)
+        best[r.name][b] = seconds
+        calls[r.name, b] = cell_calls(share, seconds)
+    for _ in range(TIMING_ROUNDS):
+        if clock() >= cap:
+            break
+        for r, b in cells:
+            seconds = best_seconds(
+                lambda r=r, b=b: r.run(feeds[b]), runs=calls[r.name, b], clock=clock
+            )
+            best[r.name][b] = min(best[r.name][b], seconds)
+    return {name: {b: b / max(s, 1e-9) for b, s in row.items()} for name, row in best.items()}
+
+
+def cell_calls(share: float, first_call_s: float) -> int:
+    """Calls a cell makes per round: as many as fit its share of the budget, at least one.
+    At most 1,000, so a clock too coarse to see a call cannot make it loop for long."""
+    if first_call_s <= 0:
+        return 1000
+    return max(1, min(1000, int(share / first_call_s)))
