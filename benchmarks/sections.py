@@ -169,7 +169,7 @@ def server_section(
         threads=threads,
     )
     out["venv"] = str(venv)
-    from benchmarks.serving.grpc_bench import bench_grpc  # gRPC beside REST, one process
+    from benchmarks.serving.grpc_bench import bench_grpc  # gRPC: beside REST and KServe
 
     exe, image = coldstart.venv_bin(venv, "cifar-serve"), images.arrays[0]
     seconds, most = (0.5, 200) if quick else (6.0, 50_000)

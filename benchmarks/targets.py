@@ -39,6 +39,7 @@ def _target(
 
 def evaluate(results: dict) -> list[dict]:
     """One entry per target of the issue, in the issue's order."""
+    from benchmarks.serving.grpc_report import targets as grpc_targets
     from benchmarks.training.precision import targets as training_targets
 
     return [
@@ -49,6 +50,7 @@ def evaluate(results: dict) -> list[dict]:
         _cold_start_target(results),
         _cold_start_ratio_target(results),
         _footprint_target(results),
+        *grpc_targets(results, _target),  # gRPC against KServe's gRPC and our own REST
         *training_targets(results, _target),  # training precision and plain-fit ratios
     ]
 

@@ -36,8 +36,8 @@ def server(results: dict) -> list[str]:
     lines += table(head, rows)
     lines += [f"- {line}" for line in srv.get("summary", {}).get("lines", [])]
     lines += [f"- {note}" for note in srv.get("notes", [])] + [""]
-    if srv.get("grpc"):  # gRPC beside REST on one process (benchmarks/serving/grpc_bench.py)
-        from benchmarks.serving.grpc_bench import markdown_lines
+    if srv.get("grpc"):  # gRPC beside REST and KServe's gRPC (benchmarks/serving/grpc_bench.py)
+        from benchmarks.serving.grpc_report import markdown_lines
 
         lines += markdown_lines(srv["grpc"], table, num)
     return lines

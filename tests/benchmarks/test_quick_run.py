@@ -69,6 +69,13 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     summary = results["server"]["summary"]
     assert summary["lone_p50_default_over_minimal_httptools"] > 0
     assert summary["errors"] == {}
+    grpc = results["server"]["grpc"]  # cifar-serve's REST and gRPC, and KServe's gRPC
+    grpc_modes = {"rest_v2_binary", "grpc"}
+    if not results["server"]["notes"]:
+        grpc_modes.add("kserve_grpc")
+    assert set(grpc["modes"]) == grpc_modes and grpc["summary"]["errors"] == {}
+    for mode in grpc["modes"].values():
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in mode["results"])
     tr = results["training"]
     toolkit, plain = tr["cifar_train"], tr["plain_fit"]
     assert toolkit["precision"] == plain["precision"] == "float32"  # like with like
