@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from cifar10_runtime.contract import IMAGE_SHAPE, NUM_CLASSES
+from cifar10_runtime.engines.batch_sizes import BatchTuning, tune
 from cifar10_runtime.engines.plan import BatchPlan
 from cifar10_runtime.engines.runners import ort_runner
 from cifar10_runtime.engines.selection import choose
@@ -137,6 +138,12 @@ class Predictor:
             for part in (feed[start : start + cap] for start in range(0, len(feed), cap))
         ]
         return np.concatenate(parts)
+
+    def tune_batch_size(self, ceiling: int) -> BatchTuning:
+        """The largest batch (at most `ceiling`) worth forming on this machine: the largest
+        size whose images/s through predict_array is within engines.batch_sizes.KNEE of the
+        best, timed once per machine and plan (then cached with the engine timings)."""
+        return tune(self.predict_array, self._plan, ceiling, self.threads)
 
     def sizes_to_warm(self, max_batch_size: int) -> dict[str, list[int]]:
         """{engine: batch sizes} `warm_up(max_batch_size)` would run; empty when no engine of

@@ -13,7 +13,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from cifar10_runtime import limits
 from cifar10_runtime.cli import serve as serve_cli
+from cifar10_runtime.engines.batch_sizes import BatchTuning
 from cifar10_runtime.errors import ConfigError
 from cifar10_runtime.serving import app as app_module
 from cifar10_runtime.serving.config import CHOICES, RANGES, ServeConfig
@@ -93,6 +95,17 @@ class _Fake:
     providers = ("CPUExecutionProvider",)
     engine_report = "engine: fake"
 
+    def tune_batch_size(self, ceiling: int) -> BatchTuning:
+        return BatchTuning(TUNED, {1: 100.0, TUNED: 600.0}, "timed at start")
+
+
+TUNED = 6  # what the fake's measurement chooses
+
+
+def _served(config: ServeConfig) -> ServeConfig:
+    """What a server runs with `config`: its batch size measured when it was 0."""
+    return config if config.max_batch_size else dataclasses.replace(config, max_batch_size=TUNED)
+
 
 @pytest.fixture()
 def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
@@ -140,12 +153,12 @@ def test_every_flag_reaches_the_config(name: str, served: dict[str, list[Any]]) 
     assert getattr(ServeConfig(), name) != value
     ((model, loaded),) = served["predictor"]
     assert model == "m.onnx" and loaded == expected
-    assert served["guards"] == [expected]
-    assert _logged(result.stderr) == expected
+    assert served["guards"] == [_served(expected)]
+    assert _logged(result.stderr) == _served(expected)
     assert result.stderr.startswith("cifar-serve: m.onnx (version 'v-fake') on ")
     if expected.workers == 1:
         ((app_predictor, app_config),) = served["app"]
-        assert isinstance(app_predictor, _Fake) and app_config == expected  # whole
+        assert isinstance(app_predictor, _Fake) and app_config == _served(expected)  # whole
 
 
 def test_the_config_is_logged_once_and_reaches_create_app_whole(
@@ -160,7 +173,7 @@ def test_the_config_is_logged_once_and_reaches_create_app_whole(
     assert (config.max_batch_size, config.max_delay_ms, config.max_queue) == (1, 0.0, 5)
     assert config.model_name == "dogs"
     lines = result.stderr.splitlines()
-    assert "batching: max 1 images, 0 ms; HTTP: h11 on asyncio" in lines[0]
+    assert "batching: max 1 images (asked for), 0 ms; HTTP: h11 on asyncio" in lines[0]
     assert lines[1].startswith(LOGGED)
     ((app, options),) = served["run"]
     assert app == "the app" and options["port"] == 8000 and options["host"] == "127.0.0.1"
@@ -192,6 +205,7 @@ def test_workers_receive_the_config_whole(served: dict[str, list[Any]], tmp_path
     assert target == "cifar10_runtime.cli.serve:app_factory"
     assert options["factory"] is True and options["workers"] == 2
     assert served["app"] == []  # the parent builds no app
+    assert parent.max_batch_size == TUNED  # measured once, in the parent
     # What a worker process does with the environment cifar-serve left it:
     served["guards"].clear()
     assert serve_cli.app_factory() == "the app"
@@ -208,11 +222,22 @@ def test_a_worker_without_its_environment_says_so(served: dict[str, list[Any]]) 
 def test_create_app_keeps_the_config(predictor: Any) -> None:
     config = ServeConfig(max_queue=3, no_ui=True, model_name="birds")
     app = app_module.create_app(predictor, config)
-    assert app.state.config == config
+    tuned = app.state.batch_tuning
+    assert 1 <= tuned.size <= limits.MAX_BATCH_SIZE
+    # timed here, or by an earlier test on the same model (the cache lasts the session)
+    assert tuned.source == "timed at start" or tuned.source.startswith("timings from ")
+    assert app.state.config == dataclasses.replace(config, max_batch_size=tuned.size)
     with TestClient(app) as client:
         assert client.get("/").status_code == 404
         assert client.get("/v2/models/birds/ready").status_code == 200
-    assert app_module.create_app(predictor).state.config == ServeConfig()
+        server = client.get("/v1/metadata").json()["server"]
+        assert server["max_batch_size"] == tuned.size
+        assert server["max_batch_size_choice"] == tuned.to_dict()
+    again = app_module.create_app(predictor).state
+    assert again.config == ServeConfig(max_batch_size=tuned.size)
+    assert again.batch_tuning.source.startswith("timings from ")  # kept, not timed again
+    given = app_module.create_app(predictor, ServeConfig(max_batch_size=5)).state
+    assert given.config.max_batch_size == 5 and given.batch_tuning.source == "asked for"
 
 
 def test_no_batching_is_resolved_wherever_the_config_is_used(predictor: Any) -> None:
@@ -265,4 +290,4 @@ def test_help_is_built_from_the_fields() -> None:
         assert "--" + name.replace("_", "-") in result.output, name
     assert "--access-log / --no-access-log" in result.output
     assert "-v, --verbose" in result.output
-    assert "[default: 32; x>=1]" in result.output  # serving's batch size, not Triton's
+    assert "[default: 0; x>=0]" in result.output  # 0: measured at start, not Triton's

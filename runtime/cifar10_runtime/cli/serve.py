@@ -30,6 +30,7 @@ from typing import Any
 
 import click
 
+from cifar10_runtime import limits
 from cifar10_runtime.cli.engine_flags import engine_options
 from cifar10_runtime.errors import ConfigError, cli_errors
 from cifar10_runtime.serving.config import CHOICES, RANGES, ServeConfig
@@ -45,7 +46,11 @@ SERVE_EXTRA = "Install it with: pip install 'cifar10-runtime[serve]'"
 HELP: dict[str, str] = {
     "host": "Interface to bind.",
     "port": "Port to listen on (0: any free port).",
-    "max_batch_size": "Most images in one session.run; 1 turns micro-batching off.",
+    "max_batch_size": (
+        "Most images in one session.run; 1 turns micro-batching off; 0 (default): the "
+        "largest size that still raises images/s here, measured at start (at most "
+        f"{limits.MAX_BATCH_SIZE})."
+    ),
     "max_delay_ms": "Extra wait for a batch formed while the model was busy (a lone request "
     "never waits).",
     "no_batching": "Run every request on its own (same as --max-batch-size 1 --max-delay-ms 0).",
@@ -175,12 +180,14 @@ def main(model: str, **settings: Any) -> None:
         from cifar10_runtime.serving.http import drain
 
         predictor = serving_predictor(model, config)
+        # Measured here, once, so the workers of --workers N get the number, not the timing.
+        config, tuning = config.with_batch_size(predictor)
         parser = configure_connections(config)
         loop = "uvloop" if parser == "httptools" and _has("uvloop") else "asyncio"
         click.echo(
             f"cifar-serve: {model} (version {predictor.model_version!r}) on "
-            f"{predictor.engine} ({', '.join(predictor.providers)}); batching: max "
-            f"{config.max_batch_size} images, {config.max_delay_ms:g} ms; HTTP: {parser} on "
+            f"{predictor.engine} ({', '.join(predictor.providers)}); batching: "
+            f"{tuning.describe()}, {config.max_delay_ms:g} ms; HTTP: {parser} on "
             f"{loop}; http://{config.host}:{config.port}"
             + (f", gRPC {config.host}:{config.grpc_port}" if config.grpc_port is not None else ""),
             err=True,

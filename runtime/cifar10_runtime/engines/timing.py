@@ -3,8 +3,9 @@
 `best_seconds` is the loop every stage times a call with (the runtime's engine choice, the
 exporter's int8 speed and engine evidence): the shortest of repeated calls, since a shared
 machine only ever makes a call slower, so the fastest is the least disturbed.
-`time_runners` times the candidates that passed the golden check at TIMING_BATCHES,
-interleaved, within a fixed budget (engines.plan turns the figures into a BatchPlan).
+`time_cells` is the interleaved timing of several calls within a budget; `time_runners` uses
+it on the candidates that passed the golden check at TIMING_BATCHES (engines.plan turns the
+figures into a BatchPlan), engines.batch_sizes on the chosen plan at a ladder of batch sizes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +33,8 @@ TIMING_ROUNDS = 4
 # Past this (a very busy machine), the remaining rounds are skipped and the timings are not
 # cached (engines.timing_cache), so a later load measures again.
 TIMING_CAP_S = 1.5
+
+K = TypeVar("K")
 
 
 def best_seconds(
@@ -61,32 +65,44 @@ def time_runners(
     *,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, dict[int, float]]:
-    """Best images/s of each runner at each TIMING_BATCHES size: a first call per cell
-    (untimed: a new batch size allocates) and one timed call that sets how many calls the
-    cell makes per round, then TIMING_ROUNDS rounds of every cell in turn; the best call of a
-    cell is the one least disturbed. Bounded by TIMING_CAP_S: past it, no further rounds."""
+    """Best images/s of each runner at each TIMING_BATCHES size (time_cells: interleaved
+    rounds, every cell's calls counted from its own first call, bounded by TIMING_CAP_S)."""
     feeds = {
         b: np.ascontiguousarray(np.resize(images, (b, *images.shape[1:]))) for b in TIMING_BATCHES
     }
-    cells = [(r, b) for b in TIMING_BATCHES for r in runners]
-    share = TIMING_BUDGET_S / (TIMING_ROUNDS * len(cells))
-    best: dict[str, dict[int, float]] = {r.name: {} for r in runners}
-    calls: dict[tuple[str, int], int] = {}
-    cap = clock() + TIMING_CAP_S
-    for r, b in cells:
-        r.run(feeds[b])
-        seconds = best_seconds(lambda r=r, b=b: r.run(feeds[b]), clock=clock)
-        best[r.name][b] = seconds
-        calls[r.name, b] = cell_calls(share, seconds)
+    calls = {
+        (r.name, b): (lambda r=r, b=b: r.run(feeds[b])) for b in TIMING_BATCHES for r in runners
+    }
+    best = time_cells(calls, clock=clock)
+    return {r.name: {b: b / max(best[r.name, b], 1e-9) for b in TIMING_BATCHES} for r in runners}
+
+
+def time_cells(
+    calls: dict[K, Callable[[], object]],
+    *,
+    budget: float = TIMING_BUDGET_S,
+    cap: float = TIMING_CAP_S,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[K, float]:
+    """The best seconds of each cell's call: a first call per cell (untimed: a new batch size
+    allocates, a per-shape engine compiles) and one timed call that sets how many calls the
+    cell makes per round (its share of `budget`, at least one), then TIMING_ROUNDS rounds of
+    every cell in turn, so a burst of load from other processes hits every cell alike and
+    each cell's best call is its least disturbed. Past `cap` seconds, no further rounds."""
+    share = budget / (TIMING_ROUNDS * max(1, len(calls)))
+    ends = clock() + cap
+    best: dict[K, float] = {}
+    runs: dict[K, int] = {}
+    for key, call in calls.items():
+        call()
+        best[key] = best_seconds(call, clock=clock)
+        runs[key] = cell_calls(share, best[key])
     for _ in range(TIMING_ROUNDS):
-        if clock() >= cap:
+        if clock() >= ends:
             break
-        for r, b in cells:
-            seconds = best_seconds(
-                lambda r=r, b=b: r.run(feeds[b]), runs=calls[r.name, b], clock=clock
-            )
-            best[r.name][b] = min(best[r.name][b], seconds)
-    return {name: {b: b / max(s, 1e-9) for b, s in row.items()} for name, row in best.items()}
+        for key, call in calls.items():
+            best[key] = min(best[key], best_seconds(call, runs=runs[key], clock=clock))
+    return best
 
 
 def cell_calls(share: float, first_call_s: float) -> int:

@@ -67,25 +67,64 @@ def plan_speeds(
     """Images/s of each runner at each TIMING_BATCHES size, and where they come from:
     the cache when it holds this key, else timed now (and kept, unless the machine was so
     busy that the timing ran into its cap)."""
-    path = cache_file()
-    key = _key(runners, threads) if path is not None else None
-    if path is None or key is None:
-        return time_runners(runners, images), "timed at load"
-    entries = _read(path)
-    cached = _valid(entries.get(key), runners)
-    if cached is not None:
-        speeds, when = cached
-        return speeds, f"timings from {when} cached in {path}; {ENV}=off times every load"
+    key = machine_key(runners, threads)
+    found = recall(key)
+    if found is not None:
+        cached = _valid(found[0], runners)
+        if cached is not None:
+            speeds, when = cached
+            return speeds, f"timings from {when} {found[1]}"
     started = time.perf_counter()
     speeds = time_runners(runners, images)
     if time.perf_counter() - started < TIMING_CAP_S:
         cells = {name: {str(b): v for b, v in row.items()} for name, row in speeds.items()}
-        entries[key] = {"speeds": cells, "measured_at": time.time()}
-        _write(path, entries)
+        remember(key, {"speeds": cells})
     return speeds, "timed at load"
 
 
-def _key(runners: list[Runner], threads: int | None) -> str | None:
+def recall(key: str | None) -> tuple[dict[str, Any], str] | None:
+    """The cached entry for `key` (a dict, not yet checked) and a phrase saying where it was
+    cached; None when the cache is off, the key is None or there is no such entry."""
+    path = cache_file()
+    if path is None or key is None:
+        return None
+    entry = _read(path).get(key)
+    if not isinstance(entry, dict):
+        return None
+    return entry, f"cached in {path}; {ENV}=off times every load"
+
+
+def remember(key: str | None, entry: dict[str, Any]) -> None:
+    """Keep `entry` (JSON-able) under `key`, stamped with the time; the cache off or the key
+    None: nothing."""
+    path = cache_file()
+    if path is None or key is None:
+        return
+    entries = _read(path, quiet=True)  # read again: another process may have written meanwhile
+    entries[key] = {**entry, "measured_at": time.time()}
+    _write(path, entries)
+
+
+def measured_when(entry: dict[str, Any]) -> str | None:
+    """When `entry` was measured ("YYYY-MM-DD HH:MM UTC"), or None when it is older than
+    MAX_AGE_S, from the future, or carries no time."""
+    try:
+        measured = float(entry["measured_at"])
+    except (TypeError, KeyError, ValueError, OverflowError):
+        return None
+    if not 0 <= time.time() - measured <= MAX_AGE_S:
+        return None
+    return datetime.fromtimestamp(measured, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def machine_key(
+    runners: list[Runner], threads: int | None, extra: dict[str, Any] | None = None
+) -> str | None:
+    """The cache key of timings of `runners` here: the model files' digests, the engines and
+    their versions, the CPU, its flags and cores, the threads, plus `extra` (what else the
+    timing depended on); None when a model cannot be named (never cached)."""
+    if cache_file() is None:
+        return None
     digests, seen = {}, {}
     for runner in runners:
         name = runner.source if isinstance(runner.source, str | os.PathLike) else id(runner)
@@ -102,6 +141,7 @@ def _key(runners: list[Runner], threads: int | None) -> str | None:
         "cpu": [cpu["cpu"], cpu["summary"], usable_cpus()],
         "threads": threads,
         "batches": list(TIMING_BATCHES),
+        **({"extra": extra} if extra else {}),
     }
     return sha256_hex(json.dumps(parts, sort_keys=True).encode())[:32]
 
@@ -117,10 +157,10 @@ def _digest(source: Any) -> str | None:
 
 def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float]], str] | None:
     """The entry's speeds if it is well formed, recent and covers every runner, else None."""
+    when = measured_when(entry)
+    if when is None:
+        return None
     try:
-        measured = float(entry["measured_at"])
-        if not 0 <= time.time() - measured <= MAX_AGE_S:
-            return None
         speeds = {
             r.name: {b: float(entry["speeds"][r.name][str(b)]) for b in TIMING_BATCHES}
             for r in runners
@@ -129,12 +169,12 @@ def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float
         return None
     if not all(math.isfinite(v) and v > 0 for cells in speeds.values() for v in cells.values()):
         return None
-    when = datetime.fromtimestamp(measured, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return speeds, when
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """The cache's entries; {} (with one logged line unless there is no file) when unusable."""
+def _read(path: Path, quiet: bool = False) -> dict[str, Any]:
+    """The cache's entries; {} (with one logged line unless there is no file or `quiet`: a
+    write after a read has said it once) when unusable."""
     try:
         data = parse_json(read_regular_file(path, MAX_FILE_BYTES), MAX_DEPTH)
         if not isinstance(data, dict):
@@ -142,6 +182,8 @@ def _read(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
+        if quiet:
+            return {}
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         log.warning(
             "route cache %s passed over (%s); timing afresh, the new timings replace it",

@@ -100,6 +100,7 @@ def create_app(
         predictor = predictor_or_path
     else:
         predictor = serving_predictor(predictor_or_path, config)
+    config, tuning = config.with_batch_size(predictor)
     metrics = Metrics(
         config.model_name, predictor.model_version, predictor.engine, predictor.precision
     )
@@ -121,6 +122,7 @@ def create_app(
         config.max_pixels,
         limits.LARGE_DECODES,
         config.max_request_pixels,
+        tuning.to_dict(),
     )
     v2 = V2Api(predictor, batcher, reader, config.model_name)
     grpc = _grpc_server(v2, metrics, reader.max_body, config)
@@ -143,6 +145,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.grpc = grpc
     app.state.config = config
+    app.state.batch_tuning = tuning
     return app
 
 

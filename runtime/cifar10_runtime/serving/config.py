@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar10_runtime import limits
 from cifar10_runtime.contract import ENGINES, MODEL_NAME, PRECISIONS
 from cifar10_runtime.engines.cpu import usable_cpus
 from cifar10_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cifar10_runtime.engines.batch_sizes import BatchTuning
 
 HTTP_PARSERS = ("auto", "httptools", "h11")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -34,7 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # checked against them too.
 RANGES: dict[str, tuple[float, float | None, bool]] = {
     "port": (0, 65535, False),
-    "max_batch_size": (1, None, False),
+    "max_batch_size": (0, None, False),  # 0: measured at start
     "max_delay_ms": (0, None, False),
     "inline_ms": (0, None, False),
     "max_body_mb": (0, None, True),
@@ -59,7 +62,9 @@ class ServeConfig:
     # Loopback: the server is reachable from other machines only when asked (0.0.0.0).
     host: str = "127.0.0.1"
     port: int = 8000  # the usual development port of Python web servers; 0: any free port
-    max_batch_size: int = limits.MAX_BATCH_SIZE  # why this size: limits.py
+    # 0: measured at start on this machine's engine, at most limits.MAX_BATCH_SIZE (where a
+    # bigger run stops serving more images/s depends on the CPU: engines/batch_sizes.py).
+    max_batch_size: int = 0
     max_delay_ms: float = limits.MAX_DELAY_MS
     # Off: requests that arrive while the model is busy share its next run (more images/s).
     no_batching: bool = False
@@ -116,6 +121,16 @@ class ServeConfig:
         if self.threads is None and self.workers > 1:
             changes["threads"] = max(1, usable_cpus() // self.workers)
         return dataclasses.replace(self, **changes) if changes else self
+
+    def with_batch_size(self, predictor: Any) -> tuple[ServeConfig, BatchTuning]:
+        """The config with max_batch_size measured on `predictor` (a Predictor) when it is 0,
+        and the record of that choice; a size given stays as given."""
+        from cifar10_runtime.engines.batch_sizes import BatchTuning
+
+        if self.max_batch_size:
+            return self, BatchTuning(self.max_batch_size)
+        tuning = predictor.tune_batch_size(limits.MAX_BATCH_SIZE)
+        return dataclasses.replace(self, max_batch_size=tuning.size), tuning
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

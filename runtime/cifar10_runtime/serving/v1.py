@@ -25,6 +25,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import Executor
+from typing import Any
 
 import numpy as np
 from starlette.exceptions import HTTPException
@@ -59,8 +60,10 @@ class V1Api:
         max_pixels: int | None,
         large_decodes: int,
         max_request_pixels: int | None = None,
+        batch_choice: dict[str, Any] | None = None,
     ) -> None:
         self.predictor = predictor
+        self.batch_choice = batch_choice  # how max_batch_size was chosen (engines.batch_sizes)
         self.batcher = batcher
         self.reader = reader
         self.max_pixels = max_pixels
@@ -129,6 +132,8 @@ class V1Api:
             "max_pixels": self.max_pixels,
             "max_request_pixels": self.max_request_pixels,
         }
+        if self.batch_choice is not None:
+            info["server"]["max_batch_size_choice"] = self.batch_choice
         return JSONResponse(info, headers=self.headers)
 
     async def healthz(self, request: Request) -> JSONResponse:
