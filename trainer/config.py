@@ -39,7 +39,9 @@ class TrainConfig:
     validation_split: float = 0.1  # carved from training data; test batch only for final metrics
     # --- network (the reference's two-block VGG)
     filters: tuple[int, ...] = (32, 64)  # one conv block per entry, two convs each
-    dropout: tuple[float, ...] = (0.2, 0.3)  # per block, growing with depth like the reference
+    # Per block, rising with depth like the reference (0.2, 0.3), but lighter: with cutout,
+    # label smoothing 0.2 and weight decay this small net underfits at the reference's rates.
+    dropout: tuple[float, ...] = (0.1, 0.2)
     dense_units: int = 128  # the reference's hidden Dense width
     dense_dropout: float = 0.0  # the reference had none before the classifier
     # Keras's default: each BatchNorm statistic averages over the last ~100 steps, short
@@ -56,10 +58,13 @@ class TrainConfig:
     warmup_epochs: int = 0
     # >0: validate, select and save an exponential moving average of the weights (the
     # optimizer keeps it; `0.999` averages over ~1,000 steps). 0: the weights themselves.
-    ema_momentum: float = 0.0
-    label_smoothing: float = 0.1  # softer targets: less over-confidence on small sets
-    weight_decay: float = 0.0  # decoupled (AdamW-style) decay; 0 is the reference
-    epochs: int = 50
+    ema_momentum: float = 0.999
+    label_smoothing: float = 0.2  # softer targets: less over-confidence on 4.5k images
+    # Decoupled (AdamW-style): Keras applies w -= learning_rate x weight_decay x w each step,
+    # so the number means far less than in SGD's L2. 0: neither 5e-4 nor 0.05 beat none on
+    # the validation split (configs/default.toml).
+    weight_decay: float = 0.0
+    epochs: int = 64  # ~1.2x the wall time of the 50-epoch recipe before it (EMA included)
     # none/mirrored: the global batch, split across replicas. multi-worker: the batch of EACH
     # replica (tf.distribute's convention), so the global batch is batch_size x replicas over all
     # workers and is recorded in metrics.json. Learning-rate rule when the global batch grows

@@ -74,12 +74,13 @@ def _other_value(name: str, default: object, kind: object) -> object:
         "precision": "float32",
         "strategy": "mirrored",  # cpu_replicas > 1 needs it
         "filters": (8, 16, 24),
-        "dropout": (0.1, 0.15, 0.25),
+        "dropout": (0.05, 0.15, 0.25),
         "validation_split": 0.25,
         "momentum": 0.5,
         "label_smoothing": 0.05,
         "dense_dropout": 0.1,
         "bn_momentum": 0.9,
+        "ema_momentum": 0.99,
         "cpu_replicas": 2,
     }
     if name in special:

@@ -23,9 +23,13 @@ def test_seed_config_is_the_reference() -> None:
 
 
 def test_default_config_is_the_same_network_with_training_only_changes() -> None:
+    """The network stays the seed's: same blocks, filters and Dense width; only the dropout
+    rates may differ, and they still rise by block."""
     seed, default = load_config(REPO_CONFIGS / "seed.toml"), load_config()
-    network = ("filters", "dropout", "dense_units")
+    network = ("filters", "dense_units")
     assert [getattr(default, k) for k in network] == [getattr(seed, k) for k in network]
+    assert len(default.dropout) == len(seed.dropout)
+    assert 0 < default.dropout[0] < default.dropout[1]  # a Dropout per block, rising
     assert default.augment_flip and default.augment_crop_padding > 0
 
 
