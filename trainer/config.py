@@ -49,13 +49,15 @@ class TrainConfig:
     bn_momentum: float = 0.99
     # --- optimisation
     optimizer: str = "adam"  # "sgd" or "adam" (the reference used SGD + momentum)
-    learning_rate: float = 0.001
+    # Adam's 1e-3 doubled: with the 2-epoch warm-up below and weight averaging it scored higher
+    # on validation over 3 seeds (configs/default.toml); without them 2e-3 did not.
+    learning_rate: float = 0.002
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 0 over all epochs)
     # cosine only: rise linearly from 0 over this many epochs first, so the first large
     # updates do not land on an untrained BatchNorm's statistics. 0: no warm-up.
-    warmup_epochs: int = 0
+    warmup_epochs: int = 2
     # >0: validate, select and save an exponential moving average of the weights (the
     # optimizer keeps it; `0.999` averages over ~1,000 steps). 0: the weights themselves.
     ema_momentum: float = 0.999
