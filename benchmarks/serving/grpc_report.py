@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from benchmarks.serving.loadgen import record_errors
+
 # The figures (reported, never asserted).
 KSERVE_RPS_16 = 1.8  # cifar-serve gRPC req/s at 16 clients, at least this x KServe's gRPC
 LONE_P50 = 1.0  # cifar-serve gRPC lone-client p50, at most this x KServe's gRPC
@@ -84,14 +86,7 @@ def summary(modes: dict, clients_list: tuple[int, ...]) -> dict:
         + ", ".join(f"{_x(v)} at {c} client(s)" for c, v in zip(clients_list, cpu, strict=True))
         + f" (target <= {CPU_OVER_REST}x)",
     ]
-    errors = {
-        f"{mode} x{r['clients']}": r["errors"]
-        for mode, v in modes.items()
-        for r in v.get("results", [])
-        if r["errors"]
-    }
-    out["errors"] = errors
-    out["lines"].append(f"errors: {errors or 0} (target 0 in every cell)")
+    record_errors(modes, out)
     return out
 
 

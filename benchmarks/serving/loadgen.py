@@ -149,3 +149,16 @@ def load(
     """Warm up (connections, first runs), then `clients` connections back to back."""
     asyncio.run(_run(port, request, min(clients, 4), 5.0, warmup, client))
     return asyncio.run(_run(port, request, clients, seconds, max_requests, client))
+
+
+def record_errors(modes: dict, out: dict) -> None:
+    """Every cell (mode x clients) with errors into out["errors"], and the summary line that
+    says so: the target is 0 in every cell, whatever the section."""
+    errors = {
+        f"{mode} x{r['clients']}": r["errors"]
+        for mode, v in modes.items()
+        for r in v.get("results", [])
+        if r["errors"]
+    }
+    out["errors"] = errors
+    out["lines"].append(f"errors: {errors or 0} (target 0 in every cell)")

@@ -28,6 +28,7 @@ from benchmarks.serving.loadgen import (
     build_request,
     load,
     merge_windows,
+    record_errors,
     v2_binary_request,
     v2_json_request,
 )
@@ -159,14 +160,7 @@ def _summary(modes: dict) -> dict:
             f"{clients} clients v1 PNG req/s, default / --max-batch-size 1: {_x(vs_off)}, "
             f"default / naive: {_x(vs_naive)}"
         )
-    errors = {
-        f"{mode} x{r['clients']}": r["errors"]
-        for mode, v in modes.items()
-        for r in v.get("results", [])
-        if r["errors"]
-    }
-    out["errors"] = errors
-    out["lines"].append(f"errors: {errors or 0} (target 0 in every cell)")
+    record_errors(modes, out)
     return out
 
 
