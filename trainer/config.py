@@ -55,8 +55,9 @@ class TrainConfig:
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decays to 0 over all epochs)
-    # cosine only: rise linearly from 0 over this many epochs first, so the first large
-    # updates do not land on an untrained BatchNorm's statistics. 0: no warm-up.
+    # Rise linearly from 0 over this many epochs first (then the schedule above), so the first
+    # large updates do not land on an untrained BatchNorm's statistics; at most half the
+    # epochs (a 2-epoch smoke run warms up for 1). 0: no warm-up.
     warmup_epochs: int = 2
     # >0: validate, select and save an exponential moving average of the weights (the
     # optimizer keeps it; `0.999` averages over ~1,000 steps). 0: the weights themselves.

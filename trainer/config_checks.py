@@ -48,7 +48,6 @@ def check(cfg: Any) -> None:
             "dropout, dense_dropout, label_smoothing, momentum, bn_momentum and "
             f"ema_momentum must be in [0, 1). Received: {rates}"
         )
-    _check_warmup(cfg)
     for name in (
         "augment_crop_padding",
         "augment_cutout",
@@ -63,20 +62,6 @@ def check(cfg: Any) -> None:
         raise ConfigError(
             f"cpu_replicas only makes sense with strategy='mirrored'. "
             f"Received: cpu_replicas={cfg.cpu_replicas}, strategy={cfg.strategy!r}"
-        )
-
-
-def _check_warmup(cfg: Any) -> None:
-    if cfg.warmup_epochs and cfg.lr_schedule != "cosine":
-        raise ConfigError(
-            "warmup_epochs needs lr_schedule='cosine' (the warm-up leads into the decay); "
-            f"set lr_schedule or warmup_epochs=0. Received: warmup_epochs="
-            f"{cfg.warmup_epochs}, lr_schedule={cfg.lr_schedule!r}"
-        )
-    if cfg.warmup_epochs >= cfg.epochs:
-        raise ConfigError(
-            "warmup_epochs must be fewer than epochs (the rest is the decay). "
-            f"Received: warmup_epochs={cfg.warmup_epochs}, epochs={cfg.epochs}"
         )
 
 

@@ -48,18 +48,26 @@ def build_model(cfg: TrainConfig, num_classes: int = NUM_CLASSES) -> keras.Model
     return keras.Model(inputs, outputs, name="cifar10_vgg2")
 
 
+def warmup_epochs(cfg: TrainConfig) -> int:
+    """The epochs the learning rate rises over: cfg.warmup_epochs, but at most half the run, so
+    a short run (`--epochs 2` for a smoke test) still trains at its full rate for a while."""
+    return min(cfg.warmup_epochs, cfg.epochs // 2)
+
+
 def build_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """SGD+momentum (the reference) or Adam, with a constant or cosine learning rate (after an
-    optional linear warm-up), and optionally a moving average of the weights."""
+    """SGD+momentum (the reference) or Adam, with a constant or cosine learning rate after an
+    optional linear warm-up (warmup_epochs), and optionally a moving average of the weights."""
     import keras
 
     lr: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
-    if cfg.lr_schedule == "cosine":
+    warmup = warmup_epochs(cfg) * steps_per_epoch
+    if cfg.lr_schedule == "cosine" or warmup:
         # Keyed on optimizer.iterations, which the checkpoint restores, so --resume stays on curve.
-        warmup = cfg.warmup_epochs * steps_per_epoch
+        # alpha=1 makes the "decay" flat: a constant schedule after its warm-up.
         lr = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else cfg.learning_rate,
             cfg.epochs * steps_per_epoch - warmup,
+            alpha=0.0 if cfg.lr_schedule == "cosine" else 1.0,
             warmup_target=cfg.learning_rate if warmup else None,
             warmup_steps=warmup,
         )

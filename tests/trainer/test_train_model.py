@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifar10_trainer.config import REPO_CONFIGS, load_config
-from cifar10_trainer.model import build_model, compile_model
+from cifar10_trainer.model import build_model, compile_model, warmup_epochs
 
 keras = pytest.importorskip("keras")
 
@@ -81,3 +81,27 @@ def test_warmup_cosine_and_weight_averaging_from_config() -> None:
     assert m.optimizer.use_ema and m.optimizer.ema_momentum == pytest.approx(0.999)
     bns = [layer for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and all(layer.momentum == pytest.approx(0.9) for layer in bns)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "asked", "warm"),
+    [(64, 2, 2), (4, 2, 2), (3, 2, 1), (2, 2, 1), (1, 2, 0), (10, 0, 0)],
+)
+def test_the_warmup_takes_at_most_half_the_run(epochs: int, asked: int, warm: int) -> None:
+    cfg = load_config(None, epochs=str(epochs), warmup_epochs=str(asked))
+    assert warmup_epochs(cfg) == warm
+    m = build_model(cfg)
+    compile_model(m, cfg, steps_per_epoch=10)
+    schedule = m.optimizer._learning_rate
+    first = float(schedule(0))
+    assert first == (0 if warm else pytest.approx(cfg.learning_rate))
+
+
+def test_a_constant_schedule_after_its_warmup_stays_at_the_rate() -> None:
+    cfg = load_config(None, epochs="4", warmup_epochs="1", lr_schedule="constant")
+    m = build_model(cfg)
+    compile_model(m, cfg, steps_per_epoch=10)
+    schedule = m.optimizer._learning_rate
+    lr = [float(schedule(step)) for step in (0, 5, 10, 25, 39)]
+    assert lr[0] == 0 and lr[1] == pytest.approx(cfg.learning_rate / 2)
+    assert lr[2:] == pytest.approx([cfg.learning_rate] * 3)

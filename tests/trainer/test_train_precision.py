@@ -126,7 +126,16 @@ def policy():  # noqa: ANN201 - sets the global policy for one test, then restor
 
 
 def _small(**kw: object) -> TrainConfig:
-    return TrainConfig(filters=(4, 8), dense_units=8, optimizer="sgd", learning_rate=0.1, **kw)
+    # No warm-up and no averaging: one step must move the weights by the full rate.
+    return TrainConfig(
+        filters=(4, 8),
+        dense_units=8,
+        optimizer="sgd",
+        learning_rate=0.1,
+        warmup_epochs=0,
+        ema_momentum=0.0,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("name", ["mixed_bfloat16", "mixed_float16"])
