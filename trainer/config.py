@@ -60,7 +60,8 @@ class TrainConfig:
     # epochs (a 2-epoch smoke run warms up for 1). 0: no warm-up.
     warmup_epochs: int = 2
     # >0: validate, select and save an exponential moving average of the weights (the
-    # optimizer keeps it; `0.999` averages over ~1,000 steps). 0: the weights themselves.
+    # optimizer keeps it; `0.999` averages over ~1,000 steps, lowered for short runs so the
+    # average spans at most a tenth of the steps). 0: the weights themselves.
     ema_momentum: float = 0.999
     label_smoothing: float = 0.2  # softer targets: less over-confidence on 4.5k images
     # Decoupled (AdamW-style): Keras applies w -= learning_rate x weight_decay x w each step,

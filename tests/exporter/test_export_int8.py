@@ -228,12 +228,12 @@ def test_the_default_export_keeps_a_passing_twin(trained_model, subset_dir, tmp_
     """No --quantize flag (auto): the search runs and its passing twin is written, and the
     card names the precision the runtime then answers in, as the runtime describes it."""
     out = tmp_path / "model.onnx"
-    recipes = (
-        "minmax,entropy,minmax-more-calib,minmax-ends-float-more-calib,minmax-ends-float-u8-weights"
-    )
-    args = ("--data-dir", subset_dir, "--int8-recipes", recipes)
+    # Every default recipe, as a user gets them: on the briefly trained fixture the gate is
+    # close, and which recipe passes depends on the CPU (percentile on an AVX-512 VNNI EPYC,
+    # minmax-u8-weights on an AVX2 one), so a shorter list fails on some machines.
+    args = ("--data-dir", subset_dir)
     result, report = _export_int8(cli, out, trained_model, *args, quantize=None)
-    _assert_passed(result, report, out, 5)
+    _assert_passed(result, report, out, len(DEFAULT_RECIPES))
     inp = onnx.load(tmp_path / "model.int8.onnx").graph.input[0]
     assert (inp.name, inp.type.tensor_type.elem_type) == ("image", TensorProto.UINT8)
     settings = json.loads((tmp_path / "model.export.json").read_text())
@@ -242,7 +242,8 @@ def test_the_default_export_keeps_a_passing_twin(trained_model, subset_dir, tmp_
     # The card names what the export's own load of the runtime chose...
     card = (tmp_path / "model.md").read_text()
     line = next(x for x in result.stdout.splitlines() if x.startswith("answers here: "))
-    engine = line.removeprefix("answers here: ").split(" (")[0]
+    # e.g. "onnxruntime/int8 (batch 1-7), openvino/int8 (batch 8+)": up to the reason
+    engine = line.removeprefix("answers here: ").split(" (the default Predictor's choice")[0]
     assert f"`{engine}`" in card and "**" in card.split("## Which precision answers")[1]
     # ...and a later load on the same model, CPU and threads reuses those timings (the
     # route cache) so it answers the same way. A machine so busy that the export's timing

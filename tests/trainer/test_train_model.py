@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifar10_trainer.config import REPO_CONFIGS, load_config
-from cifar10_trainer.model import build_model, compile_model, warmup_epochs
+from cifar10_trainer.model import build_model, compile_model, ema_momentum, warmup_epochs
 
 keras = pytest.importorskip("keras")
 
@@ -78,7 +78,8 @@ def test_warmup_cosine_and_weight_averaging_from_config() -> None:
     assert lr[0] == 0 and lr[1] == pytest.approx(cfg.learning_rate / 2)
     assert lr[2] == pytest.approx(cfg.learning_rate) and lr[2] > lr[3] > lr[4]
     assert lr[4] == pytest.approx(0, abs=1e-9)
-    assert m.optimizer.use_ema and m.optimizer.ema_momentum == pytest.approx(0.999)
+    # 40 steps: the average spans 4 of them (a tenth), not 0.999's ~1,000
+    assert m.optimizer.use_ema and m.optimizer.ema_momentum == pytest.approx(0.75)
     bns = [layer for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bns and all(layer.momentum == pytest.approx(0.9) for layer in bns)
 
@@ -105,3 +106,19 @@ def test_a_constant_schedule_after_its_warmup_stays_at_the_rate() -> None:
     lr = [float(schedule(step)) for step in (0, 5, 10, 25, 39)]
     assert lr[0] == 0 and lr[1] == pytest.approx(cfg.learning_rate / 2)
     assert lr[2:] == pytest.approx([cfg.learning_rate] * 3)
+
+
+def test_the_weight_average_spans_at_most_a_tenth_of_a_short_run() -> None:
+    """Keras starts the average at the initial weights: over few steps 0.999 would keep most
+    of the untrained network, so the momentum is lowered to span a tenth of the steps."""
+    long = load_config(None, epochs="64", ema_momentum="0.999")
+    assert ema_momentum(long, steps_per_epoch=287) == pytest.approx(0.999)
+    short = load_config(None, epochs="2", ema_momentum="0.999")
+    m = ema_momentum(short, steps_per_epoch=287)
+    assert m == pytest.approx(1 - 10 / 574)
+    assert m**574 < 1e-4  # what is left of the initial weights at the end
+    model = build_model(short)
+    compile_model(model, short, steps_per_epoch=287)
+    assert model.optimizer.ema_momentum == pytest.approx(m)
+    off = load_config(None, epochs="2", ema_momentum="0")
+    assert ema_momentum(off, steps_per_epoch=287) == 0

@@ -113,9 +113,10 @@ def test_saved_model_takes_uint8_and_matches_test_accuracy(
     acc = float((probs.argmax(1) == data.y_test).mean())
     metrics = json.loads((real_run / "metrics.json").read_text())
     assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-6)
-    # The recorded loss is the training loss (label smoothing 0.1) on the whole test split.
+    # The recorded loss is the training loss (the run's label smoothing) on the whole test split.
+    smoothing = json.loads((real_run / "config.json").read_text())["parameters"]["label_smoothing"]
     onehot = np.eye(10, dtype=np.float32)[data.y_test]
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(onehot, probs)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)(onehot, probs)
     assert float(loss) == pytest.approx(metrics["test_loss"], rel=1e-3)
 
 

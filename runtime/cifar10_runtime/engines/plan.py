@@ -31,6 +31,9 @@ class BatchPlan:
     why: str = ""
     seconds: float = 0.0
     text: str = ""  # the table as logged
+    # Where the timings came from ("timed at load", or the cache and when): part of `why` for
+    # the log, kept apart so a record meant to last (the model card) can leave it out.
+    timing: str = ""
 
     def runner_for(self, n: int) -> Runner:
         chosen = self.steps[0][1]
@@ -58,6 +61,7 @@ class BatchPlan:
                 for start, r in self.steps
             ],
             "why": self.why,
+            "timing": self.timing,
             "candidates": self.table,
             "load_seconds": round(self.seconds, 3),
             "cpu": cpu_features()["cpu"],

@@ -196,7 +196,7 @@ def _timed_plan(
         why += "; onnxruntime's threads stop spinning after each run, OpenVINO's share the cores"
     for _, r in steps:
         _mark_used(table, r)
-    return BatchPlan(steps, table, why)
+    return BatchPlan(steps, table, why, timing=timing)
 
 
 def unspun(runner: Runner, threads: int | None) -> Runner:
