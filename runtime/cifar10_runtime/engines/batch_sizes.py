@@ -16,7 +16,6 @@ and a new CPU, core count, thread count, model or engine version times again.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,8 @@ class BatchTuning:
     source: str = "asked for"
 
     def describe(self) -> str:
-        """One phrase for the start line, e.g. 'max 8 images (measured: 1: 4,087 ... /s)'."""
+        """One phrase for the start line, e.g. 'max 8 images (images/s at batch 1: 4,087, ...,
+        32: 2,917; timed at start)', or 'max 1 images (asked for)'."""
         if not self.speeds:
             return f"max {self.size} images ({self.source})"
         cells = ", ".join(f"{b}: {v:,.0f}" for b, v in self.speeds.items())
@@ -114,6 +114,6 @@ def _cached(key: str | None, sizes: list[int]) -> BatchTuning | None:
         speeds = {b: float(entry["ladder"][str(b)]) for b in sizes}
     except (TypeError, KeyError, ValueError, OverflowError):
         return None
-    if when is None or not all(math.isfinite(v) and v > 0 for v in speeds.values()):
+    if when is None or not timing_cache.usable_speeds(speeds.values()):
         return None
     return BatchTuning(choose(speeds), speeds, f"timings from {when} {where}")

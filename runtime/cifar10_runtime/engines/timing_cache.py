@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,9 +168,14 @@ def _valid(entry: Any, runners: list[Runner]) -> tuple[dict[str, dict[int, float
         }
     except (TypeError, KeyError, ValueError, OverflowError):
         return None
-    if not all(math.isfinite(v) and v > 0 for cells in speeds.values() for v in cells.values()):
+    if not all(usable_speeds(cells.values()) for cells in speeds.values()):
         return None
     return speeds, when
+
+
+def usable_speeds(values: Iterable[float]) -> bool:
+    """Whether cached images/s figures can steer a choice: every one finite and positive."""
+    return all(math.isfinite(v) and v > 0 for v in values)
 
 
 def _read(path: Path, quiet: bool = False) -> dict[str, Any]:
