@@ -1,8 +1,9 @@
 """What happens at the end of each epoch (and the NaN/inf watch during it).
 
-A finished epoch appends its row to history.csv, saves model.keras when validation accuracy
-improved, checkpoint.keras always, and state.json last: state.json is what says the epoch is
-finished, so a run killed at any moment resumes from its last finished epoch.
+A finished epoch appends its row to history.csv, saves model.keras (every epoch under
+keep="last", when validation accuracy improved under "best"), checkpoint.keras always, and
+state.json last: state.json is what says the epoch is finished, so a run killed at any moment
+resumes from its last finished epoch.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .averaging import averaged_weights
 from .run import CHECKPOINT, HISTORY, MODEL, STATE
 
 
-def epoch_checkpoint(run_dir: Path, state: dict[str, Any]):  # noqa: ANN201 - a keras Callback
+def epoch_checkpoint(run_dir: Path, state: dict[str, Any], keep: str):  # noqa: ANN201 - a Callback
     """The Keras callback of `fit` (built here so importing this module stays TensorFlow-free)."""
     import keras
 
@@ -65,7 +66,7 @@ def epoch_checkpoint(run_dir: Path, state: dict[str, Any]):  # noqa: ANN201 - a 
             wall = time.perf_counter() - self._start
             train_s = self._train_seconds or wall
             cpu_s = self._train_cpu_seconds or (time.process_time() - self._cpu_start)
-            record_epoch(self.model, run_dir, state, epoch, row, train_s, wall, cpu_s)
+            record_epoch(self.model, run_dir, state, epoch, row, keep, train_s, wall, cpu_s)
 
     return EpochCheckpoint()
 
@@ -76,11 +77,13 @@ def record_epoch(
     state: dict[str, Any],
     epoch: int,
     row: dict[str, float],
+    keep: str,
     train_seconds: float,
     wall_seconds: float,
     train_cpu_seconds: float | None = None,
 ) -> None:
-    """A finished epoch: history, best model, checkpoint, and state.json last.
+    """A finished epoch: history, the kept model (`keep`: "last" or "best", TrainConfig.keep),
+    checkpoint, and state.json last.
 
     train_cpu_seconds: this process's CPU time over the epoch's training steps (all threads);
     images per CPU second compare precisions on a shared machine, where wall time cannot."""
@@ -91,9 +94,12 @@ def record_epoch(
         state["train_cpu_seconds"] = state.get("train_cpu_seconds", 0.0) + train_cpu_seconds
         state["train_cpu_epochs"] = state.get("train_cpu_epochs", 0) + 1
     state["wall_seconds"] = state.get("wall_seconds", 0.0) + wall_seconds
-    if row.get("val_accuracy", -1.0) > state["best_val_accuracy"]:
+    improved = row.get("val_accuracy", -1.0) > state["best_val_accuracy"]
+    if improved:
         state["best_val_accuracy"] = row["val_accuracy"]
         state["best_epoch"] = epoch + 1
+    if improved or keep == "last":
+        state["kept_epoch"] = epoch + 1
         with averaged_weights(model):  # what validation scored is what is kept
             outputs.save_keras(model, run_dir / MODEL)
     outputs.save_keras(model, run_dir / CHECKPOINT)  # the trained weights: --resume goes on

@@ -25,6 +25,7 @@ def check(cfg: Any) -> None:
     _check_choice("dataset", cfg.dataset, ("cifar10", "synthetic"))
     _check_choice("optimizer", cfg.optimizer, ("sgd", "adam"))
     _check_choice("lr_schedule", cfg.lr_schedule, ("constant", "cosine"))
+    _check_choice("keep", cfg.keep, ("last", "best"))
     _check_choice("device", cfg.device, ("auto", "cpu", "gpu"))
     _check_choice("strategy", cfg.strategy, ("none", "mirrored", "multi-worker"))
     _check_choice("precision", cfg.precision, PRECISIONS)

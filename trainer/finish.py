@@ -1,4 +1,4 @@
-"""The end of a run: test metrics of the best model, the plots, metrics.json, runs/latest."""
+"""The end of a run: test metrics of the kept model, the plots, metrics.json, runs/latest."""
 
 from __future__ import annotations
 
@@ -25,21 +25,24 @@ def finish(
     placement: Placement,
     run: dict[str, Any],
 ) -> dict[str, Any]:
-    """Test metrics of the best model (once, over the whole test split), plots, metrics.json."""
+    """Test metrics of the kept model (once, over the whole test split), plots, metrics.json."""
     import keras
 
     scope = placement.strategy.scope() if placement.workers == 1 else contextlib.nullcontext()
     with scope:  # multi-worker: the chief alone, so no collective ops, hence no strategy
-        best = keras.models.load_model(run_dir / MODEL)
+        kept = keras.models.load_model(run_dir / MODEL)
     test_ds = make_dataset(data.x_test, data.y_test, cfg, training=False)
-    test_loss, test_acc = best.evaluate(test_ds, verbose=0)
-    predicted = best.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
+    test_loss, test_acc = kept.evaluate(test_ds, verbose=0)
+    predicted = kept.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
     images_seen = run["train_images_per_epoch"] * len(state["history"])
     metrics = {
         "test_loss": float(test_loss),
         "test_accuracy": float(test_acc),
         **outputs.classification_report(data.y_test, predicted, data.class_names),
         "epochs": len(state["history"]),
+        "keep": cfg.keep,
+        # The epoch model.keras holds (runs before `keep` kept the best one).
+        "kept_epoch": state.get("kept_epoch", state["best_epoch"]),
         "best_epoch": state["best_epoch"],
         "best_val_accuracy": state["best_val_accuracy"],
         "wall_seconds": round(state.get("wall_seconds", 0.0), 2),  # fit, validation included
@@ -56,7 +59,7 @@ def finish(
         "synthetic": data.synthetic,
         "test_images": int(len(data.x_test)),
         # Equal across runs that repeat exactly (same seed, precision, threads and CPU).
-        "weights_sha256": outputs.weights_sha256(best.get_weights()),
+        "weights_sha256": outputs.weights_sha256(kept.get_weights()),
     }
     _plot(run_dir, state["history"], data, metrics)
     write_json(run_dir / METRICS, metrics)

@@ -133,7 +133,7 @@ def _train_keras(model, cfg, run_dir, state, datasets, b, placement, verbose) ->
         epochs=cfg.epochs,
         initial_epoch=state["epoch"],
         # Averaged weights (if any) are swapped in before the checkpoint callback's validation.
-        callbacks=[validation_callback(), epoch_checkpoint(run_dir, state)],
+        callbacks=[validation_callback(), epoch_checkpoint(run_dir, state, cfg.keep)],
         verbose=verbose,
         shuffle=False,  # the tf.data pipeline already reshuffles every epoch
     )
@@ -152,7 +152,15 @@ def _train_multi_worker(model, cfg, run_dir, state, datasets, b, placement, verb
         steps=b.steps,
         val_images=val_images,
         on_epoch_end=lambda epoch, row, train_s, wall_s, cpu_s: _worker_epoch(
-            model, run_dir, state, epoch, row, (train_s, wall_s, cpu_s), placement, verbose
+            model,
+            run_dir,
+            state,
+            epoch,
+            row,
+            cfg.keep,
+            (train_s, wall_s, cpu_s),
+            placement,
+            verbose,
         ),
         verbose=verbose if placement.is_chief else 0,
     )
@@ -174,8 +182,8 @@ def _refuse_divergence(
     )
 
 
-def _worker_epoch(model, run_dir, state, epoch, row, seconds, placement, verbose):  # noqa: ANN001, ANN202, PLR0913
-    record_epoch(model, run_dir, state, epoch, row, *seconds)
+def _worker_epoch(model, run_dir, state, epoch, row, keep, seconds, placement, verbose):  # noqa: ANN001, ANN202, PLR0913
+    record_epoch(model, run_dir, state, epoch, row, keep, *seconds)
     if verbose and not placement.is_chief:  # the chief shows the progress bar instead
         print(
             f"epoch {epoch + 1} done: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}",

@@ -1,11 +1,12 @@
 """The training run: data, model, fit with per-epoch checkpoints, final test metrics and outputs.
 
 A run folder holds config.json (written first), checkpoint.keras + state.json (after every
-finished epoch, for --resume), model.keras (the best epoch by validation accuracy), history.csv,
-and, once complete, metrics.json, learning_curves.png and confusion_matrix.png; runs/latest then
-points at it (file names: cifar10_trainer.run, also its one reader). The steps live in
-resume (reading back a run), records (config.json, the log's first line), fitting (fit or the
-custom loop), callbacks (each finished epoch) and finish (test metrics, plots, metrics.json).
+finished epoch, for --resume), model.keras (the last epoch, or the best by validation accuracy:
+TrainConfig.keep), history.csv, and, once complete, metrics.json, learning_curves.png and
+confusion_matrix.png; runs/latest then points at it (file names: cifar10_trainer.run, also its
+one reader). The steps live in resume (reading back a run), records (config.json, the log's
+first line), fitting (fit or the custom loop), callbacks (each finished epoch) and finish
+(test metrics, plots, metrics.json).
 """
 
 from __future__ import annotations

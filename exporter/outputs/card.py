@@ -60,6 +60,13 @@ def _accuracy_section(accuracy: dict[str, Any], class_names, gate: dict[str, Any
     return lines + [""]
 
 
+def _kept(m: dict) -> str:
+    """Which epoch the exported model is (runs before TrainConfig.keep kept the best)."""
+    if m.get("keep") == "last":
+        return f"the last one exported; validation peaked at epoch {m.get('best_epoch', '?')}"
+    return f"epoch {m.get('best_epoch', '?')} exported, the best on validation"
+
+
 def _training_section(run: Run | None) -> list[str]:
     lines = ["## Training", ""]
     if run is None:
@@ -76,7 +83,7 @@ def _training_section(run: Run | None) -> list[str]:
         lines.append(
             f"Recorded test accuracy {_pct(run.test_accuracy)}, test loss "
             f"{m.get('test_loss', float('nan')):.3f}, {m.get('epochs', '?')} epochs "
-            f"(best {m.get('best_epoch', '?')}), on {m.get('device', '?')}."
+            f"({_kept(m)}), on {m.get('device', '?')}."
         )
     if run.precision:
         how = (
@@ -95,6 +102,8 @@ def _training_section(run: Run | None) -> list[str]:
         "batch_size",
         "weight_decay",
         "label_smoothing",
+        "ema_momentum",
+        "keep",
         "augment_flip",
         "augment_crop_padding",
         "augment_cutout",

@@ -82,6 +82,7 @@ def _other_value(name: str, default: object, kind: object) -> object:
         "bn_momentum": 0.9,
         "ema_momentum": 0.99,
         "cpu_replicas": 2,
+        "keep": "best",
     }
     if name in special:
         return special[name]

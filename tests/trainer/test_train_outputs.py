@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cifar10_trainer import outputs
 
@@ -75,3 +76,32 @@ def test_latest_points_at_the_newest_run(tmp_path: Path) -> None:
         outputs.point_latest(tmp_path, tmp_path / name)
         assert (tmp_path / "latest").resolve() == (tmp_path / name).resolve()
     assert os.readlink(tmp_path / "latest") == "b"  # relative: the runs folder can move
+
+
+@pytest.mark.parametrize(
+    ("keep", "saved_after"),
+    [("last", [1, 2, 3]), ("best", [1, 2])],  # validation: 0.5, 0.6, then 0.4
+)
+def test_the_kept_model_is_the_last_epoch_or_the_best(
+    tmp_path: Path, monkeypatch, keep: str, saved_after: list[int]
+) -> None:
+    """keep="last" saves model.keras after every epoch (the run ends holding its last one);
+    "best" only when validation accuracy improved. Both keep the best epoch on record."""
+    from cifar10_trainer import callbacks, outputs
+
+    saves: list[tuple[str, int]] = []
+    state = {"epoch": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
+    state["history"] = []
+
+    def save(model: object, path: Path) -> None:
+        saves.append((path.name, state["epoch"]))
+
+    monkeypatch.setattr(outputs, "save_keras", save)
+    model = object()  # no optimizer: no weight average to swap in
+    for epoch, val in enumerate([0.5, 0.6, 0.4]):
+        row = {"loss": 1.0, "val_accuracy": val}
+        callbacks.record_epoch(model, tmp_path, state, epoch, row, keep, 1.0, 1.0)
+    assert [e for name, e in saves if name == "model.keras"] == saved_after
+    assert [e for name, e in saves if name == "checkpoint.keras"] == [1, 2, 3]
+    assert (state["kept_epoch"], state["best_epoch"]) == (saved_after[-1], 2)
+    assert state["best_val_accuracy"] == 0.6

@@ -59,6 +59,7 @@ def test_short_real_run_beats_chance_clearly(real_run: Path) -> None:
     assert metrics["test_accuracy"] > 0.25, metrics  # chance is 0.10 on 10 classes
     assert metrics["test_images"] == 500 and metrics["synthetic"] is False
     assert metrics["epochs"] == 3 and 1 <= metrics["best_epoch"] <= 3
+    assert (metrics["keep"], metrics["kept_epoch"]) == ("last", 3)  # the default recipe's
 
 
 def test_all_outputs_present_and_well_formed(real_run: Path) -> None:
