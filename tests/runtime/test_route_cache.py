@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cifar10_runtime import Predictor
-from cifar10_runtime.engines import timing_cache
+from cifar10_runtime.engines import timing, timing_cache
 from cifar10_runtime.engines.golden import Golden
 from cifar10_runtime.engines.runners import Runner
 
@@ -25,6 +25,9 @@ IMAGES = np.zeros((4, 32, 32, 3), np.uint8)
 @pytest.fixture()
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(timing_cache.ENV, str(tmp_path / "cache"))
+    # Kept however much other processes held the cores meanwhile (what these tests are not
+    # about; test_a_timing_on_a_busy_machine_is_not_kept is).
+    monkeypatch.setattr(timing, "BUSY_WAIT_SHARE", float("inf"))
     return tmp_path / "cache" / timing_cache.FILE
 
 
@@ -61,6 +64,20 @@ def test_the_first_load_times_and_keeps_what_the_next_load_uses(
     again, note = timing_cache.plan_speeds(runners, IMAGES, 1)
     assert again == speeds
     assert str(cache) in note and f"{timing_cache.ENV}=off" in note
+
+
+def test_a_timing_on_a_busy_machine_is_not_kept(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process waited for a CPU for more than BUSY_WAIT_SHARE of the timing (other
+    processes on the cores): this load uses the figures, the next one times again."""
+    monkeypatch.setattr(timing, "BUSY_WAIT_SHARE", 0.25)
+    waits = iter([0.0, 1e6])  # before, after: far more waiting than the timing's wall time
+    monkeypatch.setattr(timing, "runqueue_wait_s", lambda: next(waits))
+    speeds, note = timing_cache.plan_speeds(_runners(tmp_path), IMAGES, 1)
+    assert note == "timed at load, on a busy machine: not kept"
+    assert set(speeds) == {"onnxruntime/fp32", "onnxruntime/int8"}
+    assert not cache.exists()
 
 
 @pytest.mark.parametrize("change", ["threads", "file content"])

@@ -34,7 +34,12 @@ import numpy as np
 
 from cifar10_runtime.engines.cpu import cpu_features, usable_cpus
 from cifar10_runtime.engines.runners import Runner
-from cifar10_runtime.engines.timing import TIMING_BATCHES, TIMING_CAP_S, time_runners
+from cifar10_runtime.engines.timing import (
+    TIMING_BATCHES,
+    TIMING_CAP_S,
+    Stopwatch,
+    time_runners,
+)
 from cifar10_runtime.files import sha256_hex, write_text
 from cifar10_runtime.untrusted import parse_json, read_regular_file
 
@@ -67,7 +72,7 @@ def plan_speeds(
 ) -> tuple[dict[str, dict[int, float]], str]:
     """Images/s of each runner at each TIMING_BATCHES size, and where they come from:
     the cache when it holds this key, else timed now (and kept, unless the machine was so
-    busy that the timing ran into its cap)."""
+    busy that the timing ran into its cap or waited for a CPU: timing.Stopwatch)."""
     key = machine_key(runners, threads)
     found = recall(key)
     if found is not None:
@@ -75,11 +80,12 @@ def plan_speeds(
         if cached is not None:
             speeds, when = cached
             return speeds, f"timings from {when} {found[1]}"
-    started = time.perf_counter()
+    watch = Stopwatch()
     speeds = time_runners(runners, images)
-    if time.perf_counter() - started < TIMING_CAP_S:
-        cells = {name: {str(b): v for b, v in row.items()} for name, row in speeds.items()}
-        remember(key, {"speeds": cells})
+    if not watch.cacheable(TIMING_CAP_S):
+        return speeds, "timed at load, on a busy machine: not kept"
+    cells = {name: {str(b): v for b, v in row.items()} for name, row in speeds.items()}
+    remember(key, {"speeds": cells})
     return speeds, "timed at load"
 
 
