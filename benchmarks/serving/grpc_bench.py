@@ -138,21 +138,11 @@ def _measure(
 
 
 def process_cpu_s(pid: int) -> float:
-    """CPU seconds the threads of process `pid` have run so far: the sum of their
-    /proc/PID/task/TID/schedstat (nanoseconds; a window of a fraction of a second is below
-    /proc/PID/stat's 10 ms ticks), 0 where unreadable (not Linux)."""
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0.0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as handle:
-                total += int(handle.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended between the listing and the read
-    return total / 1e9
+    """CPU seconds the threads of process `pid` have run so far (their schedstat: a window
+    of a fraction of a second is below /proc/PID/stat's 10 ms ticks), 0 where unreadable."""
+    from cifar10_runtime.engines.timing import schedstat_s
+
+    return schedstat_s(0, pid)
 
 
 def main() -> None:

@@ -43,22 +43,28 @@ BUSY_WAIT_SHARE = 0.25
 K = TypeVar("K")
 
 
-def runqueue_wait_s() -> float:
-    """Seconds this process's threads have spent runnable but not running (waiting for a
-    CPU): the sum of the second field of Linux's /proc/self/task/*/schedstat; 0.0 where it
-    cannot be read (another OS: no timing is then ever called busy)."""
+def schedstat_s(field: int, pid: int | str = "self") -> float:
+    """One field of Linux's /proc/PID/task/TID/schedstat summed over the threads of process
+    `pid`, in seconds (0: time on a CPU, 1: time runnable but waiting for one; nanoseconds in
+    the file, finer than /proc/PID/stat's 10 ms ticks); 0.0 where it cannot be read."""
     total = 0
     try:
-        tasks = os.listdir("/proc/self/task")
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return 0.0
     for tid in tasks:
         try:
-            with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as handle:
-                total += int(handle.read().split()[1])
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[field])
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended between the listing and the read
     return total / 1e9
+
+
+def runqueue_wait_s() -> float:
+    """Seconds this process's threads have spent runnable but not running (waiting for a
+    CPU); 0.0 where it cannot be read (another OS: no timing is then ever called busy)."""
+    return schedstat_s(1)
 
 
 class Stopwatch:
