@@ -98,3 +98,18 @@ def test_int8_above_the_float32_peak_is_possible_and_not_flagged() -> None:
     results["latency"].append(int8)
     assert sanity.check(results) == []  # VNNI integer dot products can beat a float32 matmul
     assert int8["share_of_peak"] == 1.5 and results["machine"]["peak"]["trusted"] is True
+
+
+def test_the_16_client_bar_follows_what_batching_buys_on_the_cpu() -> None:
+    """Issue 26: >= 1.0x the non-batching handler everywhere, 1.25x where the engine's
+    batch 16 runs >= 1.5x its batch 1, 1.5x where >= 2x; unknown: the strictest."""
+    from benchmarks.serving.server import _ladder, batching_target
+
+    assert batching_target({"1": 14440.0, "16": 19845.0})[0] == 1.0  # 1.37x: AVX-512 int8
+    assert batching_target({"1": 1540.0, "16": 2400.0})[0] == 1.25  # 1.56x
+    assert batching_target({"1": 1000.0, "16": 2000.0})[0] == 1.5
+    assert batching_target(None) == (1.5, "the server's batch ladder was not reported")
+    assert batching_target({"1": 0.0, "16": 5.0})[0] == 1.5  # damaged figures: the strictest
+    meta = b'{"server": {"max_batch_size_choice": {"images_per_s": {"1": 10.0, "16": 30.0}}}}'
+    assert _ladder(meta) == {"1": 10.0, "16": 30.0}
+    assert _ladder(b'{"server": {}}') is None and _ladder(b"not json") is None

@@ -114,7 +114,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     from cifar10_runtime.serving.http import drain
 
     seen: dict[str, list[Any]] = {"predictor": [], "app": [], "run": [], "guards": []}
-    for name in (serve_cli.CONFIG_ENV, serve_cli.MODEL_ENV):
+    for name in (serve_cli.CONFIG_ENV, serve_cli.MODEL_ENV, serve_cli.TUNING_ENV):
         monkeypatch.setenv(name, "")  # restored (unset) after the test: main sets them
         monkeypatch.delenv(name)
 
@@ -122,8 +122,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         seen["predictor"].append((model, config))
         return _Fake()
 
-    def create_app(predictor: Any, config: ServeConfig) -> str:
+    def create_app(predictor: Any, config: ServeConfig, tuning: Any = None) -> str:
         seen["app"].append((predictor, config))
+        seen.setdefault("tuning", []).append(tuning)
         return "the app"
 
     def configure(config: ServeConfig) -> str:
@@ -179,6 +180,22 @@ def test_the_config_is_logged_once_and_reaches_create_app_whole(
     assert app == "the app" and options["port"] == 8000 and options["host"] == "127.0.0.1"
 
 
+def test_one_process_hands_its_measured_choice_to_the_app(
+    served: dict[str, list[Any]],
+) -> None:
+    result = CliRunner().invoke(serve_cli.main, ["m.onnx"])
+    assert result.exit_code == 0, result.output
+    (tuning,) = served["tuning"]
+    assert (tuning.size, tuning.source) == (TUNED, "timed at start")
+
+
+def test_a_damaged_choice_record_reads_as_none() -> None:
+    for record in (None, "x", {}, {"max_batch_size": "8", "images_per_s": {}, "source": "s"}):
+        assert BatchTuning.from_dict(record) is None
+    good = BatchTuning(8, {1: 10.0, 8: 40.0}, "timed at start")
+    assert BatchTuning.from_dict(good.to_dict()) == good
+
+
 def test_the_start_line_names_the_precision_that_answers(
     served: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch, engines_dir: Path
 ) -> None:
@@ -211,6 +228,13 @@ def test_workers_receive_the_config_whole(served: dict[str, list[Any]], tmp_path
     assert serve_cli.app_factory() == "the app"
     ((path, config),) = served["app"]
     assert path == str(model.resolve()) and config == parent
+    # ... and how the parent chose the size, for its /v1/metadata
+    (tuning,) = served["tuning"]
+    assert tuning.to_dict() == {
+        "max_batch_size": TUNED,
+        "images_per_s": {"1": 100.0, str(TUNED): 600.0},
+        "source": "timed at start",
+    }
     assert served["guards"] == [parent]
 
 
@@ -238,6 +262,16 @@ def test_create_app_keeps_the_config(predictor: Any) -> None:
     assert again.batch_tuning.source.startswith("timings from ")  # kept, not timed again
     given = app_module.create_app(predictor, ServeConfig(max_batch_size=5)).state
     assert given.config.max_batch_size == 5 and given.batch_tuning.source == "asked for"
+    # cifar-serve measured the size before building the app: the app reports that choice
+    sized = ServeConfig(max_batch_size=tuned.size)
+    handed = app_module.create_app(predictor, sized, tuning=tuned)
+    with TestClient(handed) as client:
+        choice = client.get("/v1/metadata").json()["server"]["max_batch_size_choice"]
+        assert choice == tuned.to_dict()
+    other = BatchTuning(tuned.size + 1, {1: 1.0}, "timed at start")  # not this config's size
+    assert app_module.create_app(predictor, sized, tuning=other).state.batch_tuning.source == (
+        "asked for"
+    )
 
 
 def test_no_batching_is_resolved_wherever_the_config_is_used(predictor: Any) -> None:

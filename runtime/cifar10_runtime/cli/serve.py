@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import sys
 import typing
@@ -37,6 +38,7 @@ from cifar10_runtime.serving.config import CHOICES, RANGES, ServeConfig
 
 CONFIG_ENV = "CIFAR10_SERVE_CONFIG"  # ServeConfig.to_json(), for the worker processes
 MODEL_ENV = "CIFAR10_SERVE_MODEL"  # the model's absolute path, for the worker processes
+TUNING_ENV = "CIFAR10_SERVE_BATCH_TUNING"  # how max_batch_size was chosen (BatchTuning.to_dict)
 # Seconds uvicorn waits for in-flight requests on SIGTERM/SIGINT before closing them.
 GRACEFUL_SECONDS = 30
 SERVE_EXTRA = "Install it with: pip install 'cifar10-runtime[serve]'"
@@ -151,7 +153,17 @@ def app_factory() -> Any:
         )
     config = ServeConfig.from_json(raw)
     configure_connections(config)
-    return create_app(model, config)
+    from cifar10_runtime.engines.batch_sizes import BatchTuning
+
+    tuning = BatchTuning.from_dict(_json_or_none(os.environ.get(TUNING_ENV)))
+    return create_app(model, config, tuning=tuning)
+
+
+def _json_or_none(raw: str | None) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None  # the choice is then reported as the size the config holds
 
 
 def configure_connections(config: ServeConfig) -> str:
@@ -196,10 +208,11 @@ def main(model: str, **settings: Any) -> None:
         click.echo(predictor.engine_report, err=True)  # the engine choice, one block
         options = _uvicorn_options(config, loop)
         if config.workers == 1:
-            drain.run(create_app(predictor, config), **options)
+            drain.run(create_app(predictor, config, tuning=tuning), **options)
             return
         os.environ[MODEL_ENV] = os.path.abspath(model)
         os.environ[CONFIG_ENV] = config.to_json()
+        os.environ[TUNING_ENV] = json.dumps(tuning.to_dict())
         del predictor  # each worker loads its own copy
         factory = "cifar10_runtime.cli.serve:app_factory"
         drain.run(factory, factory=True, workers=config.workers, **options)

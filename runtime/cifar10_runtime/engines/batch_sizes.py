@@ -63,6 +63,20 @@ class BatchTuning:
             "source": self.source,
         }
 
+    @classmethod
+    def from_dict(cls, record: Any) -> BatchTuning | None:
+        """`to_dict`'s record read back (how cifar-serve hands its choice to its workers);
+        None when it is not one."""
+        try:
+            size = record["max_batch_size"]
+            speeds = {int(b): float(v) for b, v in record["images_per_s"].items()}
+            source = record["source"]
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return None
+        if not isinstance(size, int) or isinstance(size, bool) or not isinstance(source, str):
+            return None
+        return cls(size, speeds, source)
+
 
 def ladder(ceiling: int) -> list[int]:
     """1, 2, 4, ... below `ceiling`, then `ceiling` itself."""

@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 
 from cifar10_runtime import limits
 from cifar10_runtime.batcher import MicroBatcher, UnavailableError
+from cifar10_runtime.engines.batch_sizes import BatchTuning
 from cifar10_runtime.engines.cpu import usable_cpus
 from cifar10_runtime.engines.warmup import sizes_text
 from cifar10_runtime.errors import CifarError, ConfigError, ImageError
@@ -89,18 +90,23 @@ def create_app(
     predictor_or_path: Predictor | str | os.PathLike[str],
     config: ServeConfig | None = None,
     services: Sequence[Service] = (),
+    tuning: BatchTuning | None = None,
 ) -> Starlette:
     """Build the app for a loaded Predictor, or a model path (loaded here, as `config` says;
     config None: the defaults). The batcher starts and drains with the app's lifespan: serve
     through `with TestClient(app)` or a real server. config.grpc_port also serves the Open
     Inference Protocol over gRPC beside HTTP (same loop, batcher and metrics). `services`
-    start in the lifespan after the batcher and stop before it drains."""
+    start in the lifespan after the batcher and stop before it drains. `tuning`: how the
+    caller chose config.max_batch_size (cifar-serve measures once, before any worker starts),
+    reported under /v1/metadata's server.max_batch_size_choice."""
     config = (config or ServeConfig()).resolved()
     if isinstance(predictor_or_path, Predictor):
         predictor = predictor_or_path
     else:
         predictor = serving_predictor(predictor_or_path, config)
-    config, tuning = config.with_batch_size(predictor)
+    config, measured = config.with_batch_size(predictor)
+    if tuning is None or tuning.size != config.max_batch_size:
+        tuning = measured
     metrics = Metrics(
         config.model_name, predictor.model_version, predictor.engine, predictor.precision
     )
