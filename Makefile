@@ -30,7 +30,7 @@ $(RT_VENV)/.installed: runtime/pyproject.toml $(shell find runtime/cifar10_runti
 	$(RT_BIN)/pip install $(PIP_FLAGS) --force-reinstall --no-deps "./runtime"
 	$(RT_BIN)/pip install $(PIP_FLAGS) "./runtime[serve]" "pytest>=8,<10" "httpx>=0.27,<1" \
 		"playwright>=1.45,<2" "tritonclient[http]>=2.40,<3" "tritonclient[grpc]>=2.40,<3" \
-		"hypothesis>=6.100,<7"
+		"hypothesis>=6.100,<7" "pytest-timeout>=2.3,<3"
 	touch $@
 
 fixtures: install
@@ -63,6 +63,7 @@ KSERVE_VENV := build/venv-kserve-manifests
 $(KSERVE_VENV)/.installed: runtime/pyproject.toml
 	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
 	$(KSERVE_VENV)/bin/pip install $(PIP_FLAGS) "kserve>=0.14,<1" "pyyaml>=6" "pytest>=8,<10" \
+		"pytest-timeout>=2.3,<3" \
 		"./runtime"
 	touch $@
 

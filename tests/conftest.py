@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # cifar10_subset (no numpy) from any venv
+from cifar10_runtime.engines import load  # noqa: E402
 from cifar10_runtime.engines.timing_cache import ENV as ROUTE_CACHE_ENV  # noqa: E402
 from cifar10_subset import DEFAULT_SUBSET as SHARED_SUBSET  # noqa: E402
 from cifar10_subset import subset_available  # noqa: E402
@@ -22,6 +23,14 @@ os.environ[ROUTE_CACHE_ENV] = tempfile.mkdtemp(prefix="cifar10-route-cache-")
 
 # Built by `make fixtures` (tests/make_fixtures.py) in the full venv, read by every venv.
 FIXTURES = Path(os.environ.get("CIFAR10_FIXTURES", REPO / "build" / "fixtures"))
+
+
+@pytest.fixture(autouse=True)
+def _timings_kept_however_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, a timing is cached however much other processes used the cores
+    meanwhile: a test of the cache must not depend on the machine's load (CI shares its
+    cores). The tests of the busy check itself set load.BUSY_SHARE back."""
+    monkeypatch.setattr(load, "BUSY_SHARE", float("inf"))
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,7 @@ def _measure(
 def process_cpu_s(pid: int) -> float:
     """CPU seconds the threads of process `pid` have run so far (their schedstat: a window
     of a fraction of a second is below /proc/PID/stat's 10 ms ticks), 0 where unreadable."""
-    from cifar10_runtime.engines.timing import schedstat_s
+    from cifar10_runtime.engines.load import schedstat_s
 
     return schedstat_s(0, pid)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cifar10_runtime import Predictor, limits
-from cifar10_runtime.engines import batch_sizes, timing_cache
+from cifar10_runtime.engines import batch_sizes, load, timing_cache
 from cifar10_runtime.engines.plan import BatchPlan
 from cifar10_runtime.engines.runners import Runner
 
@@ -45,17 +45,17 @@ def test_the_largest_size_within_the_knee_of_the_best_is_chosen(
 
 
 class _Clock:
-    """Virtual time, and this process's virtual waits for a CPU (timing.runqueue_wait_s)."""
+    """Virtual time, and the CPU time other processes used meanwhile (load.others_cpu_s)."""
 
     def __init__(self) -> None:
         self.now = 0.0
-        self.wait = 0.0
+        self.used = 0.0
 
     def __call__(self) -> float:
         return self.now
 
-    def waited(self) -> float:
-        return self.wait
+    def others(self) -> float:
+        return self.used
 
 
 def _plan(tmp_path: Path) -> BatchPlan:
@@ -78,40 +78,41 @@ def test_tune_times_every_size_chooses_and_keeps_the_result(
         clock.now += cost[len(x)]
 
     plan = _plan(tmp_path)
-    first = batch_sizes.tune(run, plan, 32, threads=1, clock=clock, waited=clock.waited)
+    first = batch_sizes.tune(run, plan, 32, threads=1, clock=clock, others=clock.others, cpus=2)
     assert first.size == 8 and first.source == "timed at start"
     assert sorted(set(seen)) == [1, 2, 4, 8, 16, 32]
     assert first.speeds[8] == pytest.approx(8 / cost[8])
     assert "max 8 images (images/s at batch 1: " in first.describe()
     seen.clear()
-    again = batch_sizes.tune(run, plan, 32, threads=1, clock=clock, waited=clock.waited)
+    again = batch_sizes.tune(run, plan, 32, threads=1, clock=clock, others=clock.others, cpus=2)
     assert seen == []  # from the cache: nothing ran
     assert again.size == 8 and again.source.startswith("timings from ")
     assert again.speeds == pytest.approx(first.speeds)
     # another key: timed again
-    other = batch_sizes.tune(run, plan, 32, threads=2, clock=clock, waited=clock.waited)
+    other = batch_sizes.tune(run, plan, 32, threads=2, clock=clock, others=clock.others, cpus=2)
     assert other.source == "timed at start"
 
 
-def test_a_ladder_timed_while_waiting_for_a_cpu_is_used_but_not_kept(
+def test_a_ladder_timed_while_others_used_the_cores_is_used_but_not_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Other processes on the cores (the process waited for a CPU for over a quarter of the
-    timing): this start uses the figures, the next one times again."""
+    """Other processes used over BUSY_SHARE of the cores during the timing: this start uses
+    the figures, the next one times again."""
     monkeypatch.setenv(timing_cache.ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(load, "BUSY_SHARE", 0.1)
     clock, seen = _Clock(), []
 
     def run(x: np.ndarray) -> None:
         seen.append(len(x))
         clock.now += 1e-3 * len(x)
-        clock.wait += 0.5e-3 * len(x)  # runnable, not running, half of the time
+        clock.used += 0.5e-3 * len(x)  # a quarter of 2 cores' time went to others
 
     plan = _plan(tmp_path)
-    busy = batch_sizes.tune(run, plan, 4, threads=1, clock=clock, waited=clock.waited)
+    busy = batch_sizes.tune(run, plan, 4, threads=1, clock=clock, others=clock.others, cpus=2)
     assert busy.source == "timed at start, on a busy machine: not kept"
     assert busy.speeds and busy.size in (1, 2, 4)
     seen.clear()
-    again = batch_sizes.tune(run, plan, 4, threads=1, clock=clock, waited=clock.waited)
+    again = batch_sizes.tune(run, plan, 4, threads=1, clock=clock, others=clock.others, cpus=2)
     assert seen and again.source.endswith("not kept")  # timed again: nothing was cached
 
 
@@ -125,15 +126,18 @@ def test_a_damaged_cache_entry_is_timed_again(
         clock.now += 1e-3 * len(x)
 
     plan = _plan(tmp_path)
-    batch_sizes.tune(run, plan, 4, threads=1, clock=clock, waited=clock.waited)
+    batch_sizes.tune(run, plan, 4, threads=1, clock=clock, others=clock.others, cpus=2)
     key = timing_cache.machine_key(
         [plan.steps[0][1]], 1, {"ladder": [1, 2, 4], "plan": [[1, "onnxruntime/fp32"]]}
     )
     # the key is the one tune uses: an entry written under it is what the next start reads
     timing_cache.remember(key, {"ladder": {"1": 9.0, "2": 5.0, "4": 5.0}})
-    assert batch_sizes.tune(run, plan, 4, threads=1, clock=clock, waited=clock.waited).size == 1
+    assert (
+        batch_sizes.tune(run, plan, 4, threads=1, clock=clock, others=clock.others, cpus=2).size
+        == 1
+    )
     timing_cache.remember(key, {"ladder": {"1": "-1", "2": 5.0, "4": 5.0}})
-    retimed = batch_sizes.tune(run, plan, 4, threads=1, clock=clock, waited=clock.waited)
+    retimed = batch_sizes.tune(run, plan, 4, threads=1, clock=clock, others=clock.others, cpus=2)
     assert retimed.source == "timed at start"
 
 

@@ -9,9 +9,11 @@ waits are events (a threading.Event the model run sets), never sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +113,23 @@ def _infer_request(x: np.ndarray) -> Any:
     )
 
 
-async def _serve(predictor: Predictor, run: Any, max_rpcs: int) -> tuple[GrpcServer, MicroBatcher]:
+@contextlib.asynccontextmanager
+async def _served(
+    predictor: Predictor, run: Any, max_rpcs: int
+) -> AsyncIterator[tuple[GrpcServer, MicroBatcher]]:
+    """A GrpcServer over a MicroBatcher of `run`, stopped and drained however the scenario
+    ends: a failed assertion must not leave a server bound to a closed event loop behind
+    for later tests (grpc.aio shuts such a server down from its finalizer)."""
     metrics = Metrics("cifar10", predictor.model_version)
     batcher = MicroBatcher(run, max_batch_size=8, observer=metrics)
     dataplane = V2Dataplane(predictor, batcher, "cifar10")
     server = GrpcServer(GrpcInference(dataplane, metrics, 2**20), "127.0.0.1", 0, max_rpcs, 10)
     await server.start()
-    return server, batcher
+    try:
+        yield server, batcher
+    finally:
+        await server.stop(1)  # both are no-ops when the scenario stopped them itself
+        await batcher.close()
 
 
 def _caller(channel: grpc.aio.Channel, name: str) -> Any:
@@ -133,9 +145,12 @@ def test_unavailable_before_ready_and_after_close(predictor: Predictor) -> None:
     x = sample_images(2, seed=1)
 
     async def scenario() -> None:
-        server, batcher = await _serve(predictor, predictor.predict_array, max_rpcs=8)
+        served = _served(predictor, predictor.predict_array, max_rpcs=8)
         p = protocol()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        async with (
+            served as (server, batcher),
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
             ready, infer = _caller(channel, "ServerReady"), _caller(channel, "ModelInfer")
             assert (await ready(p.ServerReadyRequest(), timeout=BOUND)).ready is False
             with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -152,7 +167,6 @@ def test_unavailable_before_ready_and_after_close(predictor: Predictor) -> None:
                 await infer(_infer_request(x), timeout=BOUND)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "shutting down" in caught.value.details()
-        await server.stop(1)
 
     asyncio.run(scenario())
 
@@ -163,9 +177,12 @@ def test_tritons_extensions_are_unimplemented(predictor: Predictor) -> None:
     assert len(extensions) >= 10  # repository, statistics, shared memory, streaming...
 
     async def scenario() -> None:
-        server, batcher = await _serve(predictor, predictor.predict_array, max_rpcs=8)
-        await batcher.start()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        served = _served(predictor, predictor.predict_array, max_rpcs=8)
+        async with (
+            served as (server, batcher),
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
+            await batcher.start()
             assert (await _caller(channel, "ServerLive")(p.ServerLiveRequest(), timeout=BOUND)).live
             for m in extensions:
                 kind = channel.stream_stream if m.streaming else channel.unary_unary
@@ -181,8 +198,6 @@ def test_tritons_extensions_are_unimplemented(predictor: Predictor) -> None:
                     else:
                         await call(m.request(), timeout=BOUND)
                 assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, m.name
-        await batcher.close()
-        await server.stop(1)
 
     asyncio.run(scenario())
 
@@ -197,10 +212,13 @@ def test_rpcs_in_progress_are_bounded_and_finish_on_stop(predictor: Predictor) -
         return predictor.predict_array(images)
 
     async def scenario() -> None:
-        server, batcher = await _serve(predictor, slow_run, max_rpcs=1)
-        await batcher.start()
         loop = asyncio.get_running_loop()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        served = _served(predictor, slow_run, max_rpcs=1)
+        async with (
+            served as (server, batcher),
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+        ):
+            await batcher.start()
             infer = _caller(channel, "ModelInfer")
             first = asyncio.ensure_future(infer(_infer_request(x), timeout=BOUND))
             assert await loop.run_in_executor(None, started.wait, BOUND)
@@ -222,7 +240,6 @@ def test_rpcs_in_progress_are_bounded_and_finish_on_stop(predictor: Predictor) -
             answer = await first
             assert len(answer.raw_output_contents[0]) == 10 * 4
             await stopping
-        await batcher.close()
 
     asyncio.run(scenario())
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cifar10_runtime import Predictor
-from cifar10_runtime.engines import timing, timing_cache
+from cifar10_runtime.engines import load, timing_cache
 from cifar10_runtime.engines.golden import Golden
 from cifar10_runtime.engines.runners import Runner
 
@@ -25,9 +25,6 @@ IMAGES = np.zeros((4, 32, 32, 3), np.uint8)
 @pytest.fixture()
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(timing_cache.ENV, str(tmp_path / "cache"))
-    # Kept however much other processes held the cores meanwhile (what these tests are not
-    # about; test_a_timing_on_a_busy_machine_is_not_kept is).
-    monkeypatch.setattr(timing, "BUSY_WAIT_SHARE", float("inf"))
     return tmp_path / "cache" / timing_cache.FILE
 
 
@@ -69,11 +66,11 @@ def test_the_first_load_times_and_keeps_what_the_next_load_uses(
 def test_a_timing_on_a_busy_machine_is_not_kept(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The process waited for a CPU for more than BUSY_WAIT_SHARE of the timing (other
-    processes on the cores): this load uses the figures, the next one times again."""
-    monkeypatch.setattr(timing, "BUSY_WAIT_SHARE", 0.25)
-    waits = iter([0.0, 1e6])  # before, after: far more waiting than the timing's wall time
-    monkeypatch.setattr(timing, "runqueue_wait_s", lambda: next(waits))
+    """Other processes used more than BUSY_SHARE of the CPUs during the timing: this load
+    uses the figures, the next one times again."""
+    monkeypatch.setattr(load, "BUSY_SHARE", 0.1)
+    used = iter([0.0, 1e6])  # before, after: far more CPU than the timing's wall time
+    monkeypatch.setattr(load, "others_cpu_s", lambda: next(used))
     speeds, note = timing_cache.plan_speeds(_runners(tmp_path), IMAGES, 1)
     assert note == "timed at load, on a busy machine: not kept"
     assert set(speeds) == {"onnxruntime/fp32", "onnxruntime/int8"}

@@ -318,7 +318,8 @@ def test_requests_that_arrive_during_a_run_are_batched(
     valid_model: Path, predictor: Predictor, pngs: list[bytes]
 ) -> None:
     gated = GatedPredictor(valid_model, threads=1)
-    app = create_app(gated)  # defaults: max 32 images, no extra delay
+    # 32 images as asked, no extra delay: a measured size would time the gated runs at start
+    app = create_app(gated, ServeConfig(max_batch_size=32))
     answers: dict = {}
     with TestClient(app) as client:
         first = _post_in_thread(client, pngs[0], answers, "first")
@@ -364,7 +365,8 @@ def test_a_failed_run_is_500_and_serving_goes_on(valid_model: Path, pngs: list[b
                 raise ValueError("cannot assemble")
             return super().predict_array(x)
 
-    app = create_app(FailsOnce(valid_model, threads=1))
+    # A size asked for: measuring one at start would make the failing run.
+    app = create_app(FailsOnce(valid_model, threads=1), ServeConfig(max_batch_size=8))
     with TestClient(app, raise_server_exceptions=False) as client:
         failed = client.post("/v1/predict", content=pngs[0], headers={"Content-Type": PNG})
         _assert_json_error(failed, 500, "internal server error")
@@ -378,7 +380,7 @@ def test_internal_errors_are_json_500(valid_model: Path, pngs: list[bytes]) -> N
         def predict_array(self, x: np.ndarray) -> np.ndarray:
             raise RuntimeError("kaboom")
 
-    app = create_app(Broken(valid_model, threads=1))
+    app = create_app(Broken(valid_model, threads=1), ServeConfig(max_batch_size=8))
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.post("/v1/predict", content=pngs[0], headers={"Content-Type": PNG})
         _assert_json_error(response, 500, "internal server error")

@@ -25,8 +25,9 @@ import numpy as np
 
 from cifar10_runtime.contract import IMAGE_SHAPE
 from cifar10_runtime.engines import timing_cache
+from cifar10_runtime.engines.load import Stopwatch
 from cifar10_runtime.engines.plan import BatchPlan
-from cifar10_runtime.engines.timing import Stopwatch, time_cells
+from cifar10_runtime.engines.timing import time_cells
 
 # Within 15% of the best images/s counts as the best: on a quiet 2-core AMD EPYC three
 # ladders in a row, of int8 runs whose speed hardly depends on the batch, gave figures
@@ -99,11 +100,12 @@ def tune(
     threads: int | None,
     *,
     clock: Callable[[], float] = time.perf_counter,
-    waited: Callable[[], float] | None = None,  # None: timing.runqueue_wait_s
+    others: Callable[[], float] | None = None,  # None: load.others_cpu_s
+    cpus: int | None = None,  # None: load.usable_cpus()
 ) -> BatchTuning:
     """The batch size for a server running `run` (the Predictor's predict_array on `plan`):
     from the cache when this machine has timed this plan before, else timed now (and kept
-    unless the machine was busy: timing.Stopwatch)."""
+    unless other processes used the CPUs meanwhile: load.Stopwatch)."""
     sizes = ladder(ceiling)
     if ceiling == 1:
         return BatchTuning(1, {}, "the ceiling is 1")
@@ -115,7 +117,7 @@ def tune(
         return cached
     zeros = np.zeros((ceiling, *IMAGE_SHAPE), dtype=np.uint8)
     calls = {b: (lambda b=b: run(zeros[:b])) for b in sizes}
-    watch = Stopwatch(clock, waited)
+    watch = Stopwatch(clock, others, cpus)
     best = time_cells(calls, budget=LADDER_BUDGET_S, cap=LADDER_CAP_S, clock=clock)
     speeds = {b: b / max(best[b], 1e-9) for b in sizes}
     if not watch.cacheable(LADDER_CAP_S):

@@ -11,7 +11,6 @@ figures into a BatchPlan), engines.batch_sizes on the chosen plan at a ladder of
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -34,56 +33,8 @@ TIMING_ROUNDS = 4
 # Past this (a very busy machine), the remaining rounds are skipped and the timings are not
 # cached (engines.timing_cache), so a later load measures again.
 TIMING_CAP_S = 1.5
-# A timing during which this process's threads were runnable but waiting for a CPU for more
-# than this share of its wall time measured the other processes as much as the engines (on
-# the 2-core EPYC: 0.00-0.16 of the wall alone, 1.0 beside two busy loops); it serves this
-# start but is not cached (engines.timing_cache), so the next start measures again.
-BUSY_WAIT_SHARE = 0.25
 
 K = TypeVar("K")
-
-
-def schedstat_s(field: int, pid: int | str = "self") -> float:
-    """One field of Linux's /proc/PID/task/TID/schedstat summed over the threads of process
-    `pid`, in seconds (0: time on a CPU, 1: time runnable but waiting for one; nanoseconds in
-    the file, finer than /proc/PID/stat's 10 ms ticks); 0.0 where it cannot be read."""
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0.0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as handle:
-                total += int(handle.read().split()[field])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended between the listing and the read
-    return total / 1e9
-
-
-def runqueue_wait_s() -> float:
-    """Seconds this process's threads have spent runnable but not running (waiting for a
-    CPU); 0.0 where it cannot be read (another OS: no timing is then ever called busy)."""
-    return schedstat_s(1)
-
-
-class Stopwatch:
-    """Wall time and CPU waits from its creation: whether a timing may be cached."""
-
-    def __init__(
-        self,
-        clock: Callable[[], float] = time.perf_counter,
-        waited: Callable[[], float] | None = None,  # None: runqueue_wait_s
-    ) -> None:
-        self.clock, self.waited = clock, waited or runqueue_wait_s
-        self.started, self.waited_before = clock(), self.waited()
-
-    def cacheable(self, cap: float) -> bool:
-        """Done within `cap` seconds, and waiting for a CPU at most BUSY_WAIT_SHARE of it
-        (a thread that ended took its waits along: the figure only ever errs low)."""
-        wall = self.clock() - self.started
-        waited = max(0.0, self.waited() - self.waited_before)
-        return wall < cap and waited <= BUSY_WAIT_SHARE * wall
 
 
 def best_seconds(

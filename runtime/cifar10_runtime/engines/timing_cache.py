@@ -33,13 +33,9 @@ from typing import Any
 import numpy as np
 
 from cifar10_runtime.engines.cpu import cpu_features, usable_cpus
+from cifar10_runtime.engines.load import Stopwatch
 from cifar10_runtime.engines.runners import Runner
-from cifar10_runtime.engines.timing import (
-    TIMING_BATCHES,
-    TIMING_CAP_S,
-    Stopwatch,
-    time_runners,
-)
+from cifar10_runtime.engines.timing import TIMING_BATCHES, TIMING_CAP_S, time_runners
 from cifar10_runtime.files import sha256_hex, write_text
 from cifar10_runtime.untrusted import parse_json, read_regular_file
 
@@ -72,7 +68,7 @@ def plan_speeds(
 ) -> tuple[dict[str, dict[int, float]], str]:
     """Images/s of each runner at each TIMING_BATCHES size, and where they come from:
     the cache when it holds this key, else timed now (and kept, unless the machine was so
-    busy that the timing ran into its cap or waited for a CPU: timing.Stopwatch)."""
+    busy that the timing ran into its cap or others used the CPUs: load.Stopwatch)."""
     key = machine_key(runners, threads)
     found = recall(key)
     if found is not None:
