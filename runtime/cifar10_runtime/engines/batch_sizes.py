@@ -101,7 +101,7 @@ def tune(
     *,
     clock: Callable[[], float] = time.perf_counter,
     others: Callable[[], float] | None = None,  # None: load.others_cpu_s
-    cpus: int | None = None,  # None: load.usable_cpus()
+    cpus: int | None = None,  # None: cpu.usable_cpus()
 ) -> BatchTuning:
     """The batch size for a server running `run` (the Predictor's predict_array on `plan`):
     from the cache when this machine has timed this plan before, else timed now (and kept

@@ -17,6 +17,8 @@ import os
 import time
 from collections.abc import Callable
 
+from cifar10_runtime.engines.cpu import usable_cpus
+
 # Others used more than this share of our CPUs' time during a timing: it measured them as
 # much as the engines. On a 2-core AMD EPYC the engine timing read 0.004 idle, and 0.24-0.26
 # beside one busy loop (which then got about half a core: our threads held the rest).
@@ -70,14 +72,6 @@ def others_cpu_s() -> float:
     return cpus_work_s(text, cpus, tick_s) - schedstat_s(0)
 
 
-def usable_cpus() -> int:
-    """How many CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (OSError, AttributeError):
-        return os.cpu_count() or 1
-
-
 class Stopwatch:
     """Wall time, and the CPU time others used meanwhile, from its creation: whether a timing
     may be cached."""
@@ -86,7 +80,7 @@ class Stopwatch:
         self,
         clock: Callable[[], float] = time.perf_counter,
         others: Callable[[], float] | None = None,  # None: others_cpu_s
-        cpus: int | None = None,  # None: usable_cpus()
+        cpus: int | None = None,  # None: cpu.usable_cpus()
     ) -> None:
         self.clock, self.others = clock, others or others_cpu_s
         self.cpus = cpus or usable_cpus()
