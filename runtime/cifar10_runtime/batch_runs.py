@@ -1,5 +1,6 @@
 """What the micro-batcher records of its runs: the counters `stats()` reports, the observer's
-events, and the run-time estimate of single-request runs its inline decision reads.
+events, and what its inline decision reads: the run-time estimate of single-request runs,
+and the time of a hand-off to the worker thread and back (`time_hand_off`).
 
 `RunLedger` is MicroBatcher's base class (cifar10_runtime.batcher), so the counters stay
 attributes of the batcher (`batcher.images`, `.largest_batch`, ...).
@@ -7,14 +8,18 @@ attributes of the batcher (`batcher.images`, `.largest_batch`, ...).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import statistics
 import time
+from concurrent.futures import Executor
 from typing import Protocol
 
 from cifar10_runtime.errors import CifarError
 
 log = logging.getLogger("cifar10_runtime.batcher")
 EWMA = 0.2  # weight of the newest run in the single-request run-time estimate
+HAND_OFF_TRIPS = 15  # no-op trips timed at start: about a millisecond in all
 
 
 class UnavailableError(CifarError):
@@ -74,3 +79,28 @@ class RunLedger:
             "images": self.images,
             "largest_batch": self.largest_batch,
         }
+
+
+async def time_hand_off(loop: asyncio.AbstractEventLoop, executor: Executor) -> float:
+    """The median seconds of a no-op's trip to `executor`'s thread and back, made as a run
+    makes it (one submit, one call_soon_threadsafe back); the first trip, which may start
+    the thread, is not counted."""
+    trips = []
+    for trip in range(HAND_OFF_TRIPS + 1):
+        back: asyncio.Future[None] = loop.create_future()
+        started = time.perf_counter()
+        work = executor.submit(_nothing)
+        work.add_done_callback(lambda _, back=back: loop.call_soon_threadsafe(_arrived, back))
+        await back
+        if trip:
+            trips.append(time.perf_counter() - started)
+    return statistics.median(trips)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _arrived(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -12,11 +12,13 @@ queued). `max_batch_size=1` turns batching off (every request runs alone, in ord
 
 A lone request on a fast model runs right on the event loop (`inline_ms`): when nothing
 else is in flight (the model idle, nothing queued, `crowd()` at most 1, the last run not
-shared) and its run is
-estimated (the measured per-image time of single-request runs, times its images) under
-`inline_ms`, handing it to the worker thread and back costs more than the run itself
-(thread wake-ups, GIL hand-offs, both dearer on a busy machine), and nobody waits on the
-loop meanwhile. The decision is made when the run starts, one loop turn after `submit`,
+shared) and its run is estimated (the measured per-image time of single-request runs, times
+its images) under `inline_ms`, handing it to the worker thread and back costs a sizeable
+part of the run (thread wake-ups, GIL hand-offs, both dearer on a busy machine), and nobody
+waits on the loop meanwhile. `inline_ms=None` sets it at start from that very cost:
+limits.INLINE_HAND_OFFS times the median of a few no-op trips to the worker thread and back
+(at most limits.INLINE_CAP_MS), so it follows the machine rather than one CPU's figure.
+The decision is made when the run starts, one loop turn after `submit`,
 so requests read in the same turn count as company. Every run while others are in flight
 goes to the worker thread, so the loop keeps reading the next requests while the model
 works (running small batches on the loop too measured slower with many clients); 0 sends
@@ -41,7 +43,13 @@ from typing import Any
 import numpy as np
 
 from cifar10_runtime import limits
-from cifar10_runtime.batch_runs import BatchObserver, RunLedger, UnavailableError, log
+from cifar10_runtime.batch_runs import (
+    BatchObserver,
+    RunLedger,
+    UnavailableError,
+    log,
+    time_hand_off,
+)
 from cifar10_runtime.errors import ConfigError
 
 __all__ = ["BatchObserver", "MicroBatcher", "UnavailableError"]
@@ -57,7 +65,7 @@ class MicroBatcher(RunLedger):
         max_delay_ms: float = limits.MAX_DELAY_MS,
         max_queue: int = limits.MAX_QUEUE,
         observer: BatchObserver | None = None,
-        inline_ms: float = 0.0,  # off unless asked (the app passes limits.INLINE_RUN_MS)
+        inline_ms: float | None = 0.0,  # off unless asked; None: set from a timed hand-off
         crowd: Callable[[], int] | None = None,
     ) -> None:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
@@ -68,14 +76,16 @@ class MicroBatcher(RunLedger):
             raise ConfigError(f"max_delay_ms must be 0 or more. Received: {max_delay_ms!r}.")
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ConfigError(f"max_queue must be a positive integer. Received: {max_queue!r}.")
-        if not inline_ms >= 0:
+        if inline_ms is not None and not inline_ms >= 0:
             raise ConfigError(f"inline_ms must be 0 or more. Received: {inline_ms!r}.")
         super().__init__(observer)
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_delay = max_delay_ms / 1000
         self.max_queue = max_queue
-        self.inline_max = inline_ms / 1000
+        self.inline_auto = inline_ms is None
+        self.inline_max = 0.0 if inline_ms is None else inline_ms / 1000
+        self.hand_off_s: float | None = None  # the timed hand-off (inline_ms=None), seconds
         self._crowd = crowd  # requests the server has in progress (e.g. HTTP), if known
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -116,6 +126,10 @@ class MicroBatcher(RunLedger):
         self._warm_done = asyncio.Event()
         self._warm_done.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cifar-batch")
+        if self.inline_auto:
+            self.hand_off_s = await time_hand_off(self._loop, self._executor)
+            cap = limits.INLINE_CAP_MS / 1000
+            self.inline_max = min(limits.INLINE_HAND_OFFS * self.hand_off_s, cap)
         self._started = True
         if warm_up is None:
             return
@@ -298,7 +312,7 @@ class MicroBatcher(RunLedger):
             "max_batch_size": self.max_batch_size,
             "max_delay_ms": self.max_delay * 1000,
             "max_queue": self.max_queue,
-            "inline_ms": self.inline_max * 1000,
+            "inline_ms": round(self.inline_max * 1000, 3),
             "pending": self.pending,
             "in_flight": self.in_flight,
             **self.counts(),

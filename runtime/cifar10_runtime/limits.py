@@ -13,10 +13,13 @@ MAX_BATCH_SIZE = 32
 MAX_DELAY_MS = 0.0
 MAX_BODY_MB = 10.0  # request body: a 32x32 model needs far less; room for a few photos
 MAX_QUEUE = 256  # requests waiting for a run before new ones get 503 (8 full batches)
-# A lone request whose run is measured under this many ms runs on the event loop: the
-# hand-off to the worker thread and back costs a sizeable part of that on a busy small
-# machine (benchmarks/README.md), and nothing else is in flight to be delayed. 0: off.
-INLINE_RUN_MS = 1.0
+# A lone request runs on the event loop when its run is measured shorter than this many
+# hand-offs to the worker thread and back, the hand-off timed at start (batcher.py): then
+# the hand-off would cost over a fifteenth of the run, and nothing else is in flight to be
+# delayed. 15 is where the 1.0 ms the server rows were tuned with lands on the 2-core EPYC
+# (a hand-off of 50-75 us); a CPU that hands off faster inlines less, a busy one more.
+INLINE_HAND_OFFS = 15
+INLINE_CAP_MS = 5.0  # however slow a hand-off measured, no lone run holds the loop longer
 # onnxruntime's pool threads spin on after a run by default; in the server they would spin
 # on the cores the event loop needs (the benchmarks' server rows show the requests/s lost).
 # Off means: spin within a run, stop when it returns.

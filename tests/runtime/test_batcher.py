@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from cifar10_runtime import ConfigError
+from cifar10_runtime import ConfigError, batch_runs, limits
+from cifar10_runtime import batcher as batcher_module
 from cifar10_runtime.batcher import MicroBatcher, UnavailableError
 
 
@@ -315,3 +317,47 @@ def test_a_crowd_keeps_runs_off_the_inline_fast_path(monkeypatch: pytest.MonkeyP
     results = asyncio.run(scenario())
     # Still batched: the four queued together share one run, on the worker thread.
     assert [size for _, size in results] == [4, 4, 4, 4]
+
+
+@pytest.mark.parametrize(
+    ("hand_off_s", "inline_ms"),
+    [(1e-4, limits.INLINE_HAND_OFFS * 0.1), (1.0, limits.INLINE_CAP_MS)],
+    ids=["hand-offs", "capped"],
+)
+def test_inline_ms_none_is_set_from_the_hand_off_timed_at_start(
+    monkeypatch: pytest.MonkeyPatch, hand_off_s: float, inline_ms: float
+) -> None:
+    timed: list[object] = []
+
+    async def hand_off(loop: asyncio.AbstractEventLoop, executor: object) -> float:
+        timed.append(executor)
+        return hand_off_s
+
+    monkeypatch.setattr(batcher_module, "time_hand_off", hand_off)
+
+    async def scenario() -> MicroBatcher:
+        batcher = MicroBatcher(Recorder(), inline_ms=None)
+        assert batcher.stats()["inline_ms"] == 0.0  # nothing timed before start
+        await batcher.start()
+        await batcher.close()
+        return batcher
+
+    batcher = asyncio.run(scenario())
+    assert len(timed) == 1 and timed[0] is not None  # the batcher's own worker thread
+    assert batcher.hand_off_s == hand_off_s
+    assert batcher.stats()["inline_ms"] == pytest.approx(inline_ms)
+
+
+def test_a_real_hand_off_is_timed_on_the_worker_thread() -> None:
+    """No fakes: the trips go to the worker thread and back, and the figure is a duration."""
+
+    async def scenario() -> tuple[float, list[str]]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="hand-off") as executor:
+            seconds = await batch_runs.time_hand_off(loop, executor)
+            names = [t.name for t in threading.enumerate() if t.name.startswith("hand-off")]
+        return seconds, names
+
+    seconds, names = asyncio.run(scenario())
+    assert names == ["hand-off_0"]  # the executor's one thread made every trip
+    assert 0 < seconds < 10

@@ -57,7 +57,8 @@ HELP: dict[str, str] = {
     "never waits).",
     "no_batching": "Run every request on its own (same as --max-batch-size 1 --max-delay-ms 0).",
     "inline_ms": "A lone request (nothing else in flight) whose run is measured shorter than "
-    "this runs on the event loop, not the worker thread (the hand-off costs more); 0: never.",
+    "this runs on the event loop, not the worker thread; 0: never; default: "
+    f"{limits.INLINE_HAND_OFFS} hand-offs to the worker thread and back, timed at start.",
     "max_body_mb": "Largest request body; bigger ones get 413.",
     "max_queue": "Requests waiting for inference before new ones get 503.",
     "max_pixels": "Largest image (width x height, after JPEG draft scaling); bigger ones get "

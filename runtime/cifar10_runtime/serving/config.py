@@ -68,7 +68,8 @@ class ServeConfig:
     max_delay_ms: float = limits.MAX_DELAY_MS
     # Off: requests that arrive while the model is busy share its next run (more images/s).
     no_batching: bool = False
-    inline_ms: float = limits.INLINE_RUN_MS
+    # None: limits.INLINE_HAND_OFFS hand-offs to the worker thread, timed at start (batcher.py).
+    inline_ms: float | None = None
     max_body_mb: float = limits.MAX_BODY_MB
     max_queue: int = limits.MAX_QUEUE
     max_pixels: int = limits.MAX_PIXELS
