@@ -86,6 +86,9 @@ def test_this_process_work_is_not_counted_as_others() -> None:
         load.schedstat_s(0) - own0,
     )
     assert own >= 0.29
+    # Two independent counters agree: /proc/stat's work on our CPUs (10 ms ticks) took in our
+    # spin, which schedstat (nanoseconds) measured; a wrong field or unit breaks this.
+    assert work >= own - 0.05
     assert others == pytest.approx(work - own, abs=0.1)  # 10 ms ticks on a few CPUs
 
 
