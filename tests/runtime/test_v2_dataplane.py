@@ -16,6 +16,7 @@ from cifar10_runtime import Predictor
 from cifar10_runtime.batcher import MicroBatcher
 from cifar10_runtime.serving.v2.dataplane import V2Dataplane
 from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind
+from cifar10_runtime.serving.v2.tensors import flat_numbers
 
 
 @pytest.fixture
@@ -93,6 +94,12 @@ def test_images_from_data_or_bytes_then_infer(plane: V2Dataplane, predictor: Pre
     from_fp32 = plane.tensor_images([{**_tensor(x, data=floats), "datatype": "FP32"}])
     assert np.array_equal(from_bytes, x) and np.array_equal(from_data, x)
     assert np.array_equal(from_fp32, x)
+    # the REST codec's fast form of the same lists: one array, the same images
+    ints, mixed = flat_numbers(x.ravel().tolist()), flat_numbers(floats[:-1] + [1])
+    assert ints.dtype == np.int64 and mixed.dtype == np.float64
+    assert np.array_equal(plane.tensor_images([_tensor(x, data=ints)]), x)
+    fp32 = {**_tensor(x, data=flat_numbers(floats)), "datatype": "FP32"}
+    assert np.array_equal(plane.tensor_images([fp32]), x)
     assert plane.requested_outputs(None, default_binary=True) == [True]
 
     async def scenario() -> None:
@@ -108,6 +115,20 @@ def test_images_from_data_or_bytes_then_infer(plane: V2Dataplane, predictor: Pre
         assert run_size == 2 and np.array_equal(probs, predictor.predict_array(x))
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[1, "2"], [1, [2]], [1, None], [1, {"a": 1}], [1, 2**2000], "123", {"a": 1}],
+)
+def test_flat_numbers_leaves_anything_but_plain_numbers_to_the_full_checks(data: object) -> None:
+    assert flat_numbers(data) is data
+
+
+def test_flat_numbers_widens_as_numpy_would() -> None:
+    assert flat_numbers([]).dtype == np.int64 and flat_numbers([]).size == 0
+    assert flat_numbers([2**63 - 1]).tolist() == [2**63 - 1]
+    assert flat_numbers([2**64]).dtype == np.float64  # beyond int64: a float, as UINT8 refuses
 
 
 def test_every_error_kind_has_an_http_status_and_a_grpc_code() -> None:

@@ -97,6 +97,9 @@ BODIES = {
     "control character in a string": _text(**{'"r1"': '"r\x011"'}),
     "single quotes": _text(**{'"r1"': "'r1'"}),
     "float pixel 1.0": _text("[1.0, " + PIXEL_TEXT[3:] + "]"),
+    "string pixel": _text('["1", ' + PIXEL_TEXT[3:] + "]"),
+    "nested list as a pixel": _text("[[1], " + PIXEL_TEXT[3:] + "]"),
+    "true in the id": _text(**{'"r1"': '"true"'}),
     "two documents": _text() + b" {}",
     "nested pixels": _text(
         json.dumps(np.reshape(PIXELS, (1, 32, 32, 3)).tolist(), separators=(",", ":"))
@@ -111,7 +114,13 @@ BODIES = {
 
 
 # json.loads reads 1e400 as inf and keeps big integers: valid JSON, where nothing reads them.
-ACCEPTED = {"valid", "nested pixels", "1e400 in parameters", "big integer in parameters"}
+ACCEPTED = {
+    "valid",
+    "nested pixels",
+    "1e400 in parameters",
+    "big integer in parameters",
+    "true in the id",  # the pixels are checked one by one: none is a bool
+}
 
 
 @pytest.mark.parametrize("name", sorted(BODIES))

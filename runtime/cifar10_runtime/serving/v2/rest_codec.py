@@ -31,7 +31,7 @@ from cifar10_runtime.serving.http.bodies import CLOSE, BodyTooLarge
 from cifar10_runtime.serving.v2 import big_json, strict_json
 from cifar10_runtime.serving.v2.dataplane import V2Dataplane
 from cifar10_runtime.serving.v2.errors import DataplaneError, ErrorKind, short
-from cifar10_runtime.serving.v2.tensors import parameters
+from cifar10_runtime.serving.v2.tensors import flat_numbers, parameters
 from cifar10_runtime.untrusted import parse_decimal
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -132,10 +132,20 @@ def _parse_json(head: bytes) -> Any:
     else:
         try:
             value = _loads(head)  # orjson takes a subset of the grammar, faster
+            if b"true" not in head and b"false" not in head:  # no JSON bool anywhere
+                _data_as_arrays(value)
         except ValueError:
             value = strict_json.loads(head)  # what orjson refuses (a big integer...) decided here
     strict_json.check_nesting(head, value)  # one depth limit: each parser has its own
     return value
+
+
+def _data_as_arrays(value: Any) -> None:
+    """Each input's flat `data` list as a numpy array, in place (tensors.flat_numbers)."""
+    inputs = value.get("inputs") if isinstance(value, dict) else None
+    for tensor in inputs if isinstance(inputs, list) else ():
+        if isinstance(tensor, dict) and isinstance(tensor.get("data"), list):
+            tensor["data"] = flat_numbers(tensor["data"])
 
 
 def images(plane: V2Dataplane, header: dict[str, Any], binary: memoryview) -> np.ndarray:

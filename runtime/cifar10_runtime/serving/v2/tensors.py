@@ -12,6 +12,7 @@ come from the caller.
 
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,21 @@ def from_data(spec: InputSpec, data: list | np.ndarray) -> np.ndarray:
     if datatype == "UINT8" and values.size and (values.min() < 0 or values.max() > 255):
         raise invalid(f"input {name!r}: UINT8 values must be 0..255.")
     return values.astype(spec.dtype).reshape(spec.shape)
+
+
+def flat_numbers(data: Any) -> Any:
+    """`data` as one int64 (else float64) array when it is a flat list of plain numbers,
+    else unchanged, for from_data's checks. One C pass instead of numpy's type discovery
+    per item plus _holds_bool's: 3-4x less CPU on the common JSON body. The caller vouches
+    that no true or false is in it (array.array reads them as 1 and 0)."""
+    if not isinstance(data, list):
+        return data
+    for code, dtype in (("q", np.int64), ("d", np.float64)):
+        try:  # TypeError: not all numbers (or nested); OverflowError: beyond this type
+            return np.frombuffer(array.array(code, data), dtype=dtype)
+        except (TypeError, OverflowError):
+            continue
+    return data
 
 
 def _holds_bool(data: list | np.ndarray) -> bool:
