@@ -199,13 +199,11 @@ def answering(onnx: Path, threads: int | None, log: Log) -> dict[str, Any]:
         return {"error": first_line(exc)}
     choice = predictor.engine_choice
     log(f"answers here: {predictor.engine} (the default Predictor's choice, {choice['why']})")
-    # The card lasts: where this machine's timings came from (a cache, when) is left out.
-    timing = choice.get("timing")
-    why = choice["why"].replace(f", {timing}", "") if timing else choice["why"]
     return {
         "engine": predictor.engine,
         "precision": predictor.precision,
-        "why": why,
+        # The card lasts: where this machine's timings came from (a cache, when) is left out.
+        "why": choice.get("basis", choice["why"]),
         "cpu": f"{choice['cpu']} ({choice['cpu_features']})",
     }
 

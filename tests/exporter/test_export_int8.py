@@ -249,8 +249,11 @@ def test_the_default_export_keeps_a_passing_twin(trained_model, subset_dir, tmp_
     # route cache) so it answers the same way. A machine so busy that the export's timing
     # ran into its cap keeps no timings: then the later load measures again, and may differ.
     served = Predictor(out, threads=1)
-    if served.engine_choice["why"].startswith("timings from"):
+    if served.engine_choice["timing"].startswith("timings from"):
         assert served.engine == engine and f"**{served.precision}**" in card
+        assert f"`{engine}` ({served.engine_choice['basis']})" in card
+    timing = served.engine_choice["timing"]
+    assert not timing or timing not in card  # the card lasts: no cache, no time in it
 
     # --verify-only with the default (auto) checks the twin that is there.
     verify = cli(out, "--verify-only", "--model", trained_model, "--data-dir", subset_dir,

@@ -182,6 +182,10 @@ def test_a_second_predictor_uses_the_cached_timings_and_still_checks_the_golden_
     second = Predictor(engines_dir / "model.onnx", threads=1, engine="onnxruntime")
     assert second.engine == first.engine
     assert str(cache) in second.engine_choice["why"]
+    # the lasting reason (the model card's) names neither the cache nor the time
+    for predictor in (first, second):
+        basis = predictor.engine_choice["basis"]
+        assert basis.startswith("fastest per batch range") and "tim" not in basis, basis
     assert len(checks) >= 2  # float32 and the int8 twin replayed the golden set
     rows = {r["candidate"]: r for r in second.engine_choice["candidates"]}
     assert "images_per_s" in rows["onnxruntime/int8"]

@@ -34,6 +34,7 @@ class BatchPlan:
     # Where the timings came from ("timed at load", or the cache and when): part of `why` for
     # the log, kept apart so a record meant to last (the model card) can leave it out.
     timing: str = ""
+    basis: str = ""  # `why` without `timing` (empty: `why` never named it)
 
     def runner_for(self, n: int) -> Runner:
         chosen = self.steps[0][1]
@@ -62,6 +63,7 @@ class BatchPlan:
             ],
             "why": self.why,
             "timing": self.timing,
+            "basis": self.basis or self.why,
             "candidates": self.table,
             "load_seconds": round(self.seconds, 3),
             "cpu": cpu_features()["cpu"],

@@ -190,13 +190,15 @@ def _timed_plan(
         if row["candidate"] in speeds:
             row["images_per_s"] = {str(b): round(v, 1) for b, v in speeds[row["candidate"]].items()}
     steps = build_steps(runners, speeds)
-    why = f"fastest per batch range at batches {', '.join(map(str, TIMING_BATCHES))}, {timing}"
+    basis = f"fastest per batch range at batches {', '.join(map(str, TIMING_BATCHES))}"
+    why = f"{basis}, {timing}"
     if len({r.engine for _, r in steps}) > 1:
         steps = [(start, unspun(r, threads)) for start, r in steps]
-        why += "; onnxruntime's threads stop spinning after each run, OpenVINO's share the cores"
+        shared = "; onnxruntime's threads stop spinning after each run, OpenVINO's share the cores"
+        basis, why = basis + shared, why + shared
     for _, r in steps:
         _mark_used(table, r)
-    return BatchPlan(steps, table, why, timing=timing)
+    return BatchPlan(steps, table, why, timing=timing, basis=basis)
 
 
 def unspun(runner: Runner, threads: int | None) -> Runner:
