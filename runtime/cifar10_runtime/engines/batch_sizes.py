@@ -27,7 +27,7 @@ from cifar10_runtime.contract import IMAGE_SHAPE
 from cifar10_runtime.engines import timing_cache
 from cifar10_runtime.engines.load import Stopwatch
 from cifar10_runtime.engines.plan import BatchPlan
-from cifar10_runtime.engines.timing import time_cells
+from cifar10_runtime.engines.timing import images_per_s, time_cells
 
 # Within 15% of the best images/s counts as the best: on a quiet 2-core AMD EPYC three
 # ladders in a row, of int8 runs whose speed hardly depends on the batch, gave figures
@@ -119,7 +119,7 @@ def tune(
     calls = {b: (lambda b=b: run(zeros[:b])) for b in sizes}
     watch = Stopwatch(clock, others, cpus)
     best = time_cells(calls, budget=LADDER_BUDGET_S, cap=LADDER_CAP_S, clock=clock)
-    speeds = {b: b / max(best[b], 1e-9) for b in sizes}
+    speeds = {b: images_per_s(b, best[b]) for b in sizes}
     if not watch.cacheable(LADDER_CAP_S):
         return BatchTuning(choose(speeds), speeds, "timed at start, on a busy machine: not kept")
     timing_cache.remember(key, {"ladder": {str(b): v for b, v in speeds.items()}})
