@@ -203,7 +203,7 @@ def answering(onnx: Path, threads: int | None, log: Log) -> dict[str, Any]:
         "engine": predictor.engine,
         "precision": predictor.precision,
         # The card lasts: where this machine's timings came from (a cache, when) is left out.
-        "why": choice.get("basis", choice["why"]),
+        "why": choice["basis"],
         "cpu": f"{choice['cpu']} ({choice['cpu_features']})",
     }
 

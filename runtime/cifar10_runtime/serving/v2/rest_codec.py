@@ -132,10 +132,11 @@ def _parse_json(head: bytes) -> Any:
     else:
         try:
             value = _loads(head)  # orjson takes a subset of the grammar, faster
-            if b"true" not in head and b"false" not in head:  # no JSON bool anywhere
-                _data_as_arrays(value)
         except ValueError:
             value = strict_json.loads(head)  # what orjson refuses (a big integer...) decided here
+        else:
+            if b"true" not in head and b"false" not in head:  # no JSON bool anywhere
+                _data_as_arrays(value)
     strict_json.check_nesting(head, value)  # one depth limit: each parser has its own
     return value
 
